@@ -1,0 +1,54 @@
+"""backbeat: background jobs, recurring jobs and cron, with SLAs.
+
+The public names are the ones below; every other module is internal.
+"""
+
+__version__ = "0.1.0"
+
+from backbeat.app import App
+from backbeat.client import Client
+from backbeat.clock import Clock, ManualClock, SystemClock
+from backbeat.context import JobContext, current_job
+from backbeat.errors import (
+    BackbeatError,
+    ConfigError,
+    EnqueueError,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    PayloadError,
+    RateLimited,
+    Retry,
+    StoreError,
+    TaskDefinitionError,
+    TaskNotFound,
+)
+from backbeat.jobs import Job
+from backbeat.tasks import Task
+from backbeat.types import JobState
+
+__all__ = [
+    "App",
+    "BackbeatError",
+    "Client",
+    "Clock",
+    "ConfigError",
+    "EnqueueError",
+    "Job",
+    "JobCancelled",
+    "JobContext",
+    "JobFailed",
+    "JobNotFound",
+    "JobState",
+    "ManualClock",
+    "PayloadError",
+    "RateLimited",
+    "Retry",
+    "StoreError",
+    "SystemClock",
+    "Task",
+    "TaskDefinitionError",
+    "TaskNotFound",
+    "__version__",
+    "current_job",
+]

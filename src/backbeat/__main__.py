@@ -1,0 +1,5 @@
+"""``python -m backbeat`` is the ``backbeat`` command."""
+
+from backbeat.cli.main import main
+
+main()

@@ -1,0 +1,182 @@
+"""``App``: the task registry plus a ``Client`` on the store, shared by web processes and workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, ParamSpec, TypeVar, overload
+
+from backbeat.client import Client
+from backbeat.clock import Clock, SystemClock
+from backbeat.config import DEFAULT_QUEUE, Settings
+from backbeat.errors import TaskDefinitionError
+from backbeat.jobs import Job
+from backbeat.tasks import Task
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class App:
+    """A backbeat application: ``App("sqlite:///backbeat.db")``, default ``BACKBEAT_URL``.
+
+    Constructing an App and declaring tasks writes nothing and opens no connection;
+    the store is opened on first use. Keyword arguments are ``Settings`` fields.
+    """
+
+    def __init__(self, url: str | None = None, *, clock: Clock | None = None, **settings: Any) -> None:
+        self.settings = Settings.build(url, **settings)
+        self.clock: Clock = clock or SystemClock()
+        self.client = Client(settings=self.settings, clock=self.clock)
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.eager = False
+        """Run each job as soon as it is enqueued, in the enqueuing process (see ``backbeat.testing.eager``)."""
+        self._draining = False
+
+    def __repr__(self) -> str:
+        return f"<App {self.settings.url} tasks={len(self.tasks)}>"
+
+    def configure(self, *, url: str | None = None, **changes: Any) -> None:
+        """Replace settings before the app is used (the CLI's ``--url`` wins over the code's)."""
+        settings = replace(self.settings, **changes)
+        if url is not None:
+            settings = replace(settings, url=url)
+        self.settings = settings
+        self.client = Client(settings=settings, clock=self.clock)
+
+    # -- declaring tasks ---------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        retries: int | None = None,
+        timeout: float | timedelta | None = None,
+        priority: int = 0,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        retries: int | None = None,
+        timeout: float | timedelta | None = None,
+        priority: int = 0,
+    ) -> Any:
+        """Declare a task: ``@app.task`` or ``@app.task(name=..., queue=..., retries=..., timeout=...)``.
+
+        The name defaults to ``module.qualname``; ``retries`` to the app's default (3).
+        A parameter named like an enqueue option, or a name already taken, is refused.
+        """
+
+        def declare(func: Callable[..., Any]) -> Task[Any, Any]:
+            task = Task(
+                self,
+                func,
+                name=name,
+                queue=queue,
+                retries=self.settings.default_retries if retries is None else retries,
+                timeout=timeout,
+                priority=priority,
+            )
+            if task.name in self.tasks:
+                raise TaskDefinitionError(
+                    f"task name {task.name!r} is already declared (by {self.tasks[task.name].fn!r}); "
+                    "pass a different name="
+                )
+            self.tasks[task.name] = task
+            return task
+
+        return declare(fn) if fn is not None else declare
+
+    # -- enqueue by name, jobs ---------------------------------------------------------
+
+    async def aenqueue(
+        self,
+        task: str,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        dedup_key: str | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+    ) -> Job:
+        """Enqueue by task name: a task declared here is checked against its signature;
+        another name goes through the client (checked against what workers registered)."""
+        options: dict[str, Any] = {
+            "delay": delay,
+            "at": at,
+            "dedup_key": dedup_key,
+            "priority": priority,
+            "queue": queue,
+        }
+        if task in self.tasks:
+            given = {k: v for k, v in options.items() if v is not None}
+            return await self.tasks[task].aenqueue(*args, **dict(kwargs or {}), **given)
+        return await self.client.aenqueue(task, args=args, kwargs=kwargs, **options)
+
+    def enqueue(
+        self,
+        task: str,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        dedup_key: str | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+    ) -> Job:
+        return self.client.sync(
+            self.aenqueue,
+            task,
+            args=args,
+            kwargs=kwargs,
+            delay=delay,
+            at=at,
+            dedup_key=dedup_key,
+            priority=priority,
+            queue=queue,
+        )
+
+    def job(self, job_id: str) -> Job:
+        return self.client.job(job_id)
+
+    # -- running in-process ------------------------------------------------------------
+
+    async def arun_until_idle(self) -> int:
+        """Run every due job of this app's tasks in this process; return how many attempts ran.
+
+        Not re-entrant: a job that enqueues while an outer call drains is picked up by it.
+        """
+        if self._draining:
+            return 0
+        from backbeat.runtime.worker import Worker
+
+        queues = tuple(sorted({t.info.queue for t in self.tasks.values()} | set(self.settings.worker.queues)))
+        worker = Worker(self, replace(self.settings.worker, queues=queues), burst=True, background=False)
+        self._draining = True
+        try:
+            await worker.run()
+        finally:
+            self._draining = False
+        return worker.started
+
+    def run_until_idle(self) -> int:
+        return self.client.sync(self.arun_until_idle)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,1 @@
+"""The ``backbeat`` command line. Internal package: the commands are the interface."""

@@ -1,0 +1,86 @@
+"""``backbeat``: the command group and what every command shares.
+
+Errors are one line on stderr and a non-zero exit, never a traceback: anything backbeat
+raises on purpose derives from ``BackbeatError`` and is caught here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from backbeat import __version__
+from backbeat.client import Client
+from backbeat.config import Settings
+from backbeat.errors import BackbeatError
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BackbeatError as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc))
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"backbeat: error: {message}", err=True)
+    sys.exit(code)
+
+
+def url_option(fn: F) -> F:
+    return click.option(
+        "--url",
+        default=None,
+        metavar="URL",
+        help="Store URL (default: $BACKBEAT_URL, else sqlite:///backbeat.db); wins over the URL in APP.",
+    )(fn)
+
+
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON (the HTTP API's shapes).")(fn)
+
+
+def settings_for(url: str | None) -> Settings:
+    return Settings.build(url)
+
+
+def run(fn: Callable[[Client], Awaitable[T]], url: str | None) -> T:
+    """Run ``fn(client)`` against the store, closing it afterwards."""
+    client = Client(settings=settings_for(url))
+
+    async def main() -> T:
+        try:
+            return await fn(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="backbeat")
+def cli() -> None:
+    """backbeat: background jobs, recurring jobs and cron, with SLAs."""
+
+
+def main() -> None:
+    from backbeat.cli import jobs, processes  # noqa: F401 - registers the commands
+
+    cli(prog_name="backbeat")

@@ -1,0 +1,168 @@
+"""``backbeat worker`` and ``backbeat run``: the long-running processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from backbeat.app import App
+from backbeat.cli.loader import load_app
+from backbeat.cli.main import cli, url_option
+from backbeat.config import WorkerSettings
+from backbeat.errors import ConfigError
+from backbeat.runtime.supervisor import Supervisor
+from backbeat.runtime.worker import Worker
+
+LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"])
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def worker_options(fn: Any) -> Any:
+    for option in reversed(
+        [
+            click.option(
+                "--queues",
+                "-q",
+                multiple=True,
+                metavar="NAMES",
+                help="Queues to take jobs from, comma-separated or repeated (default: every queue "
+                "the app's tasks name, and 'default').",
+            ),
+            click.option(
+                "--concurrency",
+                "-c",
+                type=click.IntRange(min=1),
+                default=None,
+                help="Job slots per process: async tasks on the loop, sync tasks in threads (default 10).",
+            ),
+            click.option(
+                "--lease",
+                type=click.FloatRange(min=0.1),
+                default=None,
+                help="Seconds a job stays claimed without a heartbeat (default 30).",
+            ),
+            click.option(
+                "--shutdown-grace",
+                type=click.FloatRange(min=0),
+                default=None,
+                help="On SIGTERM, seconds running jobs get to finish (default 30).",
+            ),
+            click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True),
+            url_option,
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def worker_settings(
+    app: App, queues: tuple[str, ...], concurrency: int | None, lease: float | None, shutdown_grace: float | None
+) -> WorkerSettings:
+    names = tuple(q.strip() for group in queues for q in group.split(",") if q.strip())
+    if not names:
+        names = tuple(sorted({t.info.queue for t in app.tasks.values()} | set(app.settings.worker.queues)))
+    changes: dict[str, Any] = {"queues": names}
+    if concurrency is not None:
+        changes["concurrency"] = concurrency
+    if lease is not None:
+        changes["lease"] = lease
+        if app.settings.worker.heartbeat is not None and app.settings.worker.heartbeat >= lease:
+            changes["heartbeat"] = None
+    if shutdown_grace is not None:
+        changes["shutdown_grace"] = shutdown_grace
+    try:
+        return replace(app.settings.worker, **changes)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@cli.command()
+@click.argument("app_ref", metavar="APP")
+@worker_options
+@click.option("--burst", is_flag=True, help="Exit once no job is due and none is running.")
+def worker(
+    app_ref: str,
+    queues: tuple[str, ...],
+    concurrency: int | None,
+    lease: float | None,
+    shutdown_grace: float | None,
+    log_level: str,
+    url: str | None,
+    burst: bool,
+) -> None:
+    """Run one worker process for APP (module:attribute)."""
+    setup_logging(log_level)
+    app = load_app(app_ref, url)
+    runner = Worker(app, worker_settings(app, queues, concurrency, lease, shutdown_grace), burst=burst)
+    asyncio.run(_serve(app, runner))
+    if runner.recycle_requested:
+        logging.getLogger("backbeat.worker").info("re-executing this worker process")
+        os.execv(sys.executable, [sys.executable, "-m", "backbeat", *sys.argv[1:]])
+    if runner.stuck_threads:
+        logging.shutdown()
+        os._exit(0)  # a thread that cannot be stopped would hold the interpreter open
+
+
+async def _serve(app: App, runner: Worker) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if runner.stopping:
+            logging.getLogger("backbeat.worker").warning("second signal: handing back running jobs now")
+        runner.stop(hard=runner.stopping)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await runner.run()
+    finally:
+        await app.aclose()
+
+
+@cli.command("run")
+@click.argument("app_ref", metavar="APP")
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@worker_options
+def run_cmd(
+    app_ref: str,
+    workers: int,
+    queues: tuple[str, ...],
+    concurrency: int | None,
+    lease: float | None,
+    shutdown_grace: float | None,
+    log_level: str,
+    url: str | None,
+) -> None:
+    """Run everything for APP in one command: worker processes, kept alive."""
+    setup_logging(log_level)
+    app = load_app(app_ref, url)  # fail here, once, if APP does not load
+    worker_settings(app, queues, concurrency, lease, shutdown_grace)
+    argv = [sys.executable, "-m", "backbeat", "worker", app_ref, "--log-level", log_level]
+    for flag, value in (
+        ("--url", url),
+        ("--concurrency", concurrency),
+        ("--lease", lease),
+        ("--shutdown-grace", shutdown_grace),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    for group in queues:
+        argv += ["--queues", group]
+    logging.getLogger("backbeat.run").info("running %s with %d worker process(es)", app_ref, workers)
+    sys.exit(asyncio.run(Supervisor(argv, workers).run()))

@@ -1,0 +1,88 @@
+"""Human-readable output (rich), from the same shapes ``--json`` prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from backbeat.shapes import STATES
+
+console = Console()
+
+
+def t(value: Any) -> Text:
+    """User data as plain text: never interpreted as rich markup."""
+    return Text("" if value is None else str(value))
+
+
+def render_status(data: dict[str, Any]) -> None:
+    queues = Table(title="Queues", title_justify="left")
+    queues.add_column("queue")
+    for state in STATES:
+        queues.add_column(state, justify="right")
+    for q in data["queues"]:
+        queues.add_row(t(q["name"]), *(str(q["counts"][s]) for s in STATES))
+    if not data["queues"]:
+        queues.add_row("(no jobs)", *("" for _ in STATES))
+    console.print(queues)
+
+    workers = Table(title="Workers", title_justify="left")
+    for column in ("id", "queues", "concurrency", "in flight", "heartbeat", "alive"):
+        workers.add_column(column)
+    for w in data["workers"]:
+        workers.add_row(
+            t(w["id"]),
+            t(",".join(w["queues"])),
+            str(w["concurrency"]),
+            str(w["in_flight"]),
+            w["heartbeat_at"],
+            "yes" if w["alive"] else "[red]no[/red]",
+        )
+    if not data["workers"]:
+        workers.add_row("(none registered)", "", "", "", "", "")
+    console.print(workers)
+
+    rate = data["throughput"]
+    finished = ", ".join(f"{n} {s}" for s, n in rate["finished"].items())
+    console.print(f"Throughput (last {rate['window_seconds']:.0f} s): {rate['per_second']:.2f} jobs/s ({finished})")
+    if data["missing_tasks"]:
+        console.print(
+            Text("Jobs are waiting for tasks no live worker knows: ", style="bold red")
+            + t(", ".join(data["missing_tasks"]))
+            + Text(" (start a worker whose app declares them)")
+        )
+
+
+def render_jobs(rows: list[dict[str, Any]]) -> None:
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    for column in ("task", "queue", "state", "attempts", "run at", "error"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            t(r["id"]),
+            t(r["task"]),
+            t(r["queue"]),
+            r["state"],
+            f"{r['attempts']}/{r['max_attempts']}",
+            r["run_at"],
+            t((r["error"] or "")[:80]),
+        )
+    console.print(table)
+    if rows:
+        console.print(f"next page: --before {rows[-1]['id']}", style="dim")
+
+
+def render_job(data: dict[str, Any]) -> None:
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in data.items():
+        if key != "traceback":
+            table.add_row(key, t(value))
+    console.print(table)
+    if data.get("traceback"):
+        console.print(data["traceback"], style="red", markup=False, highlight=False)

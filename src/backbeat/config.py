@@ -1,0 +1,118 @@
+"""Configuration: one validated, immutable ``Settings`` object, built once and passed down.
+
+Sources, strongest first: keyword arguments, environment variables (``BACKBEAT_*``),
+defaults. Nothing here is global; every component receives the ``Settings`` it runs with.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+from backbeat.errors import ConfigError
+from backbeat.retry import RetryPolicy
+from backbeat.store import check_url
+from backbeat.types import Retention
+
+DEFAULT_URL = "sqlite:///backbeat.db"
+DEFAULT_QUEUE = "default"
+RESERVED_QUEUE_CHARS = frozenset(",\x00")
+
+
+def seconds(value: float | int | timedelta, what: str, *, allow_zero: bool = True) -> float:
+    """A duration given as seconds or ``timedelta``, validated, in seconds."""
+    if isinstance(value, timedelta):
+        result = value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{what} must be a number of seconds or a timedelta, got {value!r}")
+    else:
+        result = float(value)
+    if result < 0 or (result == 0 and not allow_zero) or result != result:
+        raise ConfigError(f"{what} must be {'>= 0' if allow_zero else '> 0'} seconds, got {value!r}")
+    return result
+
+
+def check_queue_name(name: object) -> str:
+    if not isinstance(name, str) or not name or RESERVED_QUEUE_CHARS & set(name):
+        raise ConfigError(f"queue name must be a non-empty string without commas or NUL bytes, got {name!r}")
+    return name
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorkerSettings:
+    concurrency: int = 10
+    """Job slots in one worker process: async tasks on the loop, sync tasks in threads."""
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+    lease: float = 30.0
+    """Seconds a claimed job stays owned without a heartbeat; after that it is reclaimed."""
+    heartbeat: float | None = None
+    """Seconds between heartbeats; default a third of the lease."""
+    claim_batch: int = 64
+    """Most jobs claimed in one store round trip."""
+    prefetch_window: float = 0.05
+    """Claim ahead of free slots about this many seconds of work per slot, judged from the
+    measured run time: short jobs are claimed in batches, long ones one per free slot (so
+    a slow job never waits in one worker while another sits idle). 0 disables."""
+    shutdown_grace: float = 30.0
+    """On SIGTERM, how long running jobs get to finish before their leases are handed back."""
+    timeout_grace: float = 5.0
+    """After a sync task's timeout, how long its thread gets to stop before the process recycles."""
+    maintenance_interval: float = 5.0
+    """Seconds between rescues of expired leases (and, less often, pruning)."""
+    idle_poll: float = 0.5
+    """Longest wait between checks for new work when the store cannot signal it."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise ConfigError(f"concurrency must be an integer >= 1, got {self.concurrency!r}")
+        if not self.queues:
+            raise ConfigError("a worker needs at least one queue")
+        for queue in self.queues:
+            check_queue_name(queue)
+        seconds(self.lease, "lease", allow_zero=False)
+        if self.heartbeat is not None and not 0 < self.heartbeat < self.lease:
+            raise ConfigError(f"heartbeat ({self.heartbeat} s) must be > 0 and shorter than the lease ({self.lease} s)")
+        if self.claim_batch < 1:
+            raise ConfigError("claim_batch must be >= 1")
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.heartbeat if self.heartbeat is not None else self.lease / 3
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Settings:
+    url: str = DEFAULT_URL
+    max_payload_bytes: int = 1_000_000
+    """Largest encoded arguments (and result) of one job."""
+    default_retries: int = 3
+    """Retries of a task that declares none (Celery's default too)."""
+    retention: Retention = field(default_factory=Retention)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+
+    def __post_init__(self) -> None:
+        check_url(self.url)
+        if not isinstance(self.max_payload_bytes, int) or self.max_payload_bytes < 1:
+            raise ConfigError(f"max_payload_bytes must be a positive integer, got {self.max_payload_bytes!r}")
+        if not isinstance(self.default_retries, int) or self.default_retries < 0:
+            raise ConfigError(f"default_retries must be an integer >= 0, got {self.default_retries!r}")
+
+    def with_worker(self, **changes: Any) -> Settings:
+        return replace(self, worker=replace(self.worker, **changes))
+
+    @classmethod
+    def build(cls, url: str | None = None, env: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
+        """Settings from keyword arguments, then ``BACKBEAT_*`` environment variables, then defaults."""
+        env = os.environ if env is None else env
+        url = url or env.get("BACKBEAT_URL") or DEFAULT_URL
+        if "max_payload_bytes" not in kwargs and env.get("BACKBEAT_MAX_PAYLOAD_BYTES"):
+            raw = env["BACKBEAT_MAX_PAYLOAD_BYTES"]
+            try:
+                kwargs["max_payload_bytes"] = int(raw)
+            except ValueError:
+                raise ConfigError(f"BACKBEAT_MAX_PAYLOAD_BYTES must be an integer, got {raw!r}") from None
+        return cls(url=url, **kwargs)

@@ -1,0 +1,67 @@
+"""The supervisor behind ``backbeat run``: keeps N worker processes alive.
+
+Each worker is a ``backbeat worker`` child process. A child that exits unexpectedly is
+restarted after a backoff that grows while it keeps failing (so a broken deploy does not
+spin). (A worker that must recycle itself re-executes in place; the supervisor does not
+see it.) SIGTERM/SIGINT are passed on to the children, which drain gracefully; a second signal is
+passed on too (children then stop at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+from backbeat.clock import Clock, SystemClock
+
+log = logging.getLogger("backbeat.run")
+HEALTHY_AFTER = 60.0
+"""A child that ran this long before exiting resets the restart backoff."""
+
+
+class Supervisor:
+    def __init__(self, argv: Sequence[str], count: int, *, clock: Clock | None = None) -> None:
+        self.argv = list(argv)
+        self.count = count
+        self.clock = clock or SystemClock()
+        self.children: dict[int, asyncio.subprocess.Process] = {}
+        self._stopping = asyncio.Event()
+        self._signals = 0
+
+    def stop(self) -> None:
+        self._signals += 1
+        self._stopping.set()
+        for child in self.children.values():
+            if child.returncode is None:
+                child.send_signal(signal.SIGTERM)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        slots = [asyncio.create_task(self._keep(slot)) for slot in range(self.count)]
+        await self._stopping.wait()
+        results = await asyncio.gather(*slots, return_exceptions=True)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        return 0 if all(r == 0 for r in results) else 1
+
+    async def _keep(self, slot: int) -> int:
+        """Run one worker slot until stopped; returns the last child's exit code."""
+        failures = 0
+        while True:
+            started = self.clock.now()
+            child = await asyncio.create_subprocess_exec(*self.argv)
+            self.children[slot] = child
+            log.info("worker %d started (pid %d)", slot, child.pid)
+            code = await child.wait()
+            if self._stopping.is_set():
+                return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
+            failures = 1 if self.clock.now() - started > HEALTHY_AFTER else failures + 1
+            backoff = min(30.0, 0.5 * 2 ** min(failures, 6))
+            log.error("worker %d (pid %d) exited with %s; restarting in %.1f s", slot, child.pid, code, backoff)
+            await self.clock.wait(self._stopping, backoff)
+            if self._stopping.is_set():
+                return code

@@ -1,0 +1,371 @@
+"""The worker: claims jobs in batches, runs them in slots, acks them in batches.
+
+One asyncio loop runs five small loops that share the worker's state:
+
+* claim: while slots are free, claim up to that many jobs (dispatch order is the
+  store's), start each; when nothing is claimable, sleep until the store signals a write,
+  a slot frees, or the earliest delayed job comes due (a timer, not a poll);
+* ack: outcomes are queued as attempts end and written in one batch per round trip;
+* heartbeat: renews the leases this worker holds and its registry row; learns which jobs
+  were cancelled or lost;
+* maintenance: rescues jobs whose leases expired (their workers died), prunes finished
+  jobs past their retention and workers that stopped heartbeating;
+* watch: turns the store's wake-up hint into the claim loop's wake event.
+
+Invariant: a lease stays in ``held`` from claim until its outcome is written (or the
+store says it was lost), so heartbeats keep renewing it while the ack is pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections import deque
+from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from backbeat import __version__
+from backbeat.errors import StoreError
+from backbeat.ids import uuid7
+from backbeat.runtime.executor import Attempt, Executor, Interrupt
+from backbeat.store.base import Store
+from backbeat.types import ClaimRequest, JobOutcome, JobRecord, Lease, Outcome, WorkerInfo
+
+if TYPE_CHECKING:
+    from backbeat.app import App
+    from backbeat.config import WorkerSettings
+
+log = logging.getLogger("backbeat.worker")
+PRUNE_EVERY = 12
+"""Maintenance rounds between prunes (a minute at the default interval)."""
+
+
+class Worker:
+    def __init__(
+        self,
+        app: App,
+        settings: WorkerSettings | None = None,
+        *,
+        burst: bool = False,
+        background: bool = True,
+    ) -> None:
+        self.app = app
+        self.settings = settings or app.settings.worker
+        self.clock = app.clock
+        self.burst = burst
+        """Stop once nothing is claimable and nothing runs (tests, ``--burst``)."""
+        self.background = background
+        """Register, heartbeat and do maintenance (off for in-process test runs)."""
+        self.id = f"{socket.gethostname()}.{os.getpid()}.{uuid7()[-8:]}"
+        self.attempts: dict[str, Attempt] = {}
+        self.ready: deque[JobRecord] = deque()
+        """Claimed, not started yet (prefetched): handed back on shutdown."""
+        self.held: dict[str, Lease] = {}
+        self._mean_run = 0.1
+        """EWMA of run time, seconds; starts pessimistic so the first claim is small."""
+        self.acks: list[JobOutcome] = []
+        self.started = 0
+        """Attempts started by this worker."""
+        self.recycle_requested = False
+        self.stuck_threads = False
+        self._wake = asyncio.Event()
+        self._ack_needed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._hard_stop = False
+        self._pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="backbeat-task")
+        self.executor = Executor(app.settings, self.clock, self._pool, self._on_stuck)
+        self._store: Store | None = None
+        self._tasks = frozenset(app.tasks)
+
+    # -- control -----------------------------------------------------------------------
+
+    def stop(self, *, hard: bool = False) -> None:
+        """Stop claiming and drain (within the shutdown grace; at once if ``hard``)."""
+        self._hard_stop = self._hard_stop or hard
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _on_stuck(self, attempt: Attempt) -> None:
+        log.error(
+            "job %s (%s): sync task still running %.0f s after its timeout; recycling this worker process "
+            "(a thread cannot be killed: give blocking calls their own timeouts)",
+            attempt.job.id,
+            attempt.job.task,
+            self.settings.timeout_grace,
+        )
+        self.stuck_threads = True
+        self.recycle_requested = True
+        self.stop()
+
+    # -- the run -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until ``stop()`` (or, in burst mode, until idle), then drain."""
+        store = self._store = await self.app.client.astore()
+        if not self._tasks:
+            log.warning("worker %s knows no tasks: declare them with @app.task in the app it loads", self.id)
+        if self.background:
+            await store.worker_register(self._info())
+            log.info(
+                "worker %s started: queues %s, concurrency %d, %d tasks, store %s",
+                self.id,
+                ",".join(self.settings.queues),
+                self.settings.concurrency,
+                len(self._tasks),
+                self.app.client.url,
+            )
+        helpers = [self._ack_loop(store), self._watch_loop(store)]
+        if self.background:
+            helpers += [self._heartbeat_loop(store), self._maintenance_loop(store)]
+        running = [asyncio.create_task(h) for h in helpers]
+        try:
+            await self._claim_loop(store)
+        finally:
+            await self._drain(store)
+            for t in running:
+                t.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            await self._flush_acks(store)
+            if self.background:
+                await _quietly(store.worker_unregister(self.id))
+            self._pool.shutdown(wait=not self.stuck_threads, cancel_futures=True)
+            log.info("worker %s stopped", self.id)
+
+    def _info(self) -> WorkerInfo:
+        now = self.clock.now()
+        return WorkerInfo(
+            id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self.settings.queues,
+            concurrency=self.settings.concurrency,
+            tasks=tuple(self.app.tasks[name].info for name in sorted(self._tasks)),
+            started_at=now,
+            heartbeat_at=now,
+            in_flight=len(self.attempts),
+            version=__version__,
+        )
+
+    async def _claim_loop(self, store: Store) -> None:
+        s = self.settings
+        while not self.stopping:
+            self._wake.clear()  # before claiming: a write during the claim leaves it set
+            self._start_ready()
+            target = s.concurrency + self._prefetch()
+            room = target - len(self.attempts) - len(self.ready)
+            timeout = s.idle_poll
+            if room > 0 and (not self.ready or room >= target // 2):
+                want = min(room, s.claim_batch)
+                jobs = await self._claim(store, want)
+                self.ready.extend(jobs)
+                self._start_ready()
+                if len(jobs) == want:
+                    continue
+                if self.burst and not self.attempts and not self.ready:
+                    return
+                timeout = await self._idle_timeout(store)
+            await self.clock.wait(self._wake, timeout)
+
+    def _prefetch(self) -> int:
+        """Jobs to hold claimed beyond the free slots: about ``prefetch_window`` seconds of
+        work per slot at the measured mean run time."""
+        window = self.settings.prefetch_window
+        if window <= 0:
+            return 0
+        ahead = int(self.settings.concurrency * window / max(self._mean_run, 1e-4))
+        return min(ahead, self.settings.claim_batch)
+
+    async def _claim(self, store: Store, limit: int) -> list[JobRecord]:
+        request = ClaimRequest(
+            worker_id=self.id, queues=self.settings.queues, tasks=self._tasks, limit=limit, lease=self.settings.lease
+        )
+        try:
+            jobs = await store.job_claim(request, now=self.clock.now())
+        except StoreError as exc:
+            log.warning("claim failed (%s); retrying", exc)
+            await self.clock.sleep(1.0)
+            return []
+        for job in jobs:
+            assert job.lease_token is not None
+            self.held[job.id] = Lease(job_id=job.id, token=job.lease_token)
+        return jobs
+
+    async def _idle_timeout(self, store: Store) -> float:
+        """Seconds until the earliest delayed job is due, at most ``idle_poll``."""
+        try:
+            due = await store.job_next_due(self.settings.queues)
+        except StoreError:
+            return self.settings.idle_poll
+        if due is None:
+            return self.settings.idle_poll
+        return max(0.0, min(self.settings.idle_poll, due - self.clock.now()))
+
+    def _start_ready(self) -> None:
+        while self.ready and len(self.attempts) < self.settings.concurrency:
+            job = self.ready.popleft()
+            attempt = Attempt(job=job, task=self.app.tasks[job.task])
+            self.attempts[job.id] = attempt
+            self.started += 1
+            attempt.runner = asyncio.create_task(self._execute(attempt), name=f"job-{job.id}")
+
+    async def _execute(self, attempt: Attempt) -> None:
+        outcome: JobOutcome | None
+        began = self.clock.now()
+        try:
+            outcome = await self.executor.run(attempt)
+            self._mean_run += 0.05 * (max(0.0, self.clock.now() - began) - self._mean_run)
+        except asyncio.CancelledError:
+            if attempt.interrupt is None:
+                raise
+            outcome = self.executor.interrupted(attempt)
+        except Exception as exc:
+            log.exception("job %s: internal error", attempt.job.id)
+            outcome = self.executor.failed(attempt, exc)
+        finally:
+            self.attempts.pop(attempt.job.id, None)
+            self._wake.set()
+        if outcome is None:
+            self.held.pop(attempt.job.id, None)
+            return
+        self._ack(outcome)
+
+    def _ack(self, outcome: JobOutcome) -> None:
+        self.acks.append(outcome)
+        self._ack_needed.set()
+
+    # -- acks --------------------------------------------------------------------------
+
+    async def _ack_loop(self, store: Store) -> None:
+        while True:
+            await self._ack_needed.wait()
+            self._ack_needed.clear()
+            if not await self._flush_acks(store):
+                await self.clock.sleep(1.0)
+                self._ack_needed.set()
+
+    async def _flush_acks(self, store: Store) -> bool:
+        """Write the pending outcomes; False (and keep them) if the store failed."""
+        batch, self.acks = self.acks, []
+        if not batch:
+            return True
+        try:
+            refused = await store.job_ack(batch, now=self.clock.now())
+        except StoreError as exc:
+            log.warning("writing %d job outcomes failed (%s); retrying", len(batch), exc)
+            self.acks = batch + self.acks
+            return False
+        for outcome in batch:
+            self.held.pop(outcome.lease.job_id, None)
+        if refused:
+            log.warning("lease lost before the outcome was written (another worker took over): %s", refused)
+        return True
+
+    # -- heartbeat, maintenance, wake-ups ----------------------------------------------
+
+    async def _heartbeat_loop(self, store: Store) -> None:
+        interval = self.settings.heartbeat_interval
+        while True:
+            await self.clock.sleep(interval)
+            await _quietly(self._heartbeat(store))
+
+    async def _heartbeat(self, store: Store) -> None:
+        now = self.clock.now()
+        result = await store.job_heartbeat(self.id, list(self.held.values()), lease=self.settings.lease, now=now)
+        if result.lost or result.cancel_requested:
+            self._drop_ready(result.lost, result.cancel_requested)
+        for job_id in result.lost:
+            self.held.pop(job_id, None)
+            if (attempt := self.attempts.get(job_id)) is not None:
+                log.warning("job %s: lease lost (taken over after expiry); abandoning this attempt", job_id)
+                attempt.stop(Interrupt.LOST)
+        for job_id in result.cancel_requested:
+            if (attempt := self.attempts.get(job_id)) is not None:
+                log.info("job %s: cancel requested; stopping it", job_id)
+                attempt.stop(Interrupt.CANCEL)
+        if not await store.worker_heartbeat(self.id, in_flight=len(self.attempts), now=now):
+            await store.worker_register(replace(self._info(), started_at=now))
+
+    def _drop_ready(self, lost: frozenset[str], cancelled: frozenset[str]) -> None:
+        """Prefetched jobs that were cancelled or lost never start."""
+        keep: deque[JobRecord] = deque()
+        for job in self.ready:
+            if job.id in cancelled:
+                self._ack(JobOutcome(lease=self.held[job.id], outcome=Outcome.CANCELLED))
+            elif job.id not in lost:
+                keep.append(job)
+        self.ready = keep
+
+    async def _maintenance_loop(self, store: Store) -> None:
+        interval = min(self.settings.maintenance_interval, self.settings.lease / 2)
+        rounds = 0
+        while True:
+            await self.clock.sleep(interval)
+            rounds += 1
+            await _quietly(self._rescue(store))
+            if rounds % PRUNE_EVERY == 0:
+                await _quietly(self._prune(store))
+
+    async def _rescue(self, store: Store) -> None:
+        for job in await store.job_rescue(now=self.clock.now()):
+            log.warning(
+                "job %s (%s): lease expired (its worker stopped heartbeating); now %s", job.id, job.task, job.state
+            )
+
+    async def _prune(self, store: Store) -> None:
+        now = self.clock.now()
+        pruned = await store.job_prune(self.app.settings.retention.cutoffs(now))
+        dead = await store.worker_prune(dead_before=now - 2 * self.settings.lease)
+        if pruned or dead:
+            log.info("pruned %d finished jobs past retention, %d dead workers", pruned, len(dead))
+
+    async def _watch_loop(self, store: Store) -> None:
+        while True:
+            try:
+                if await store.wakeup_wait(self.settings.idle_poll):
+                    self._wake.set()
+            except StoreError:
+                await self.clock.sleep(1.0)
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    async def _drain(self, store: Store) -> None:
+        """Hand back prefetched jobs; let running ones finish within the grace, then hand
+        back what still runs."""
+        while self.ready:
+            job = self.ready.popleft()
+            self.acks.append(JobOutcome(lease=self.held[job.id], outcome=Outcome.RELEASED))
+        if self.attempts and not self._hard_stop:
+            log.info("waiting up to %.0f s for %d running jobs", self.settings.shutdown_grace, len(self.attempts))
+            await self._wait_idle(self.settings.shutdown_grace)
+        if not self.attempts:
+            return
+        for attempt in list(self.attempts.values()):
+            attempt.stop(Interrupt.SHUTDOWN)
+        await self._wait_idle(1.0)
+        for attempt in list(self.attempts.values()):  # sync tasks stuck in C: hand back anyway
+            self.stuck_threads = True
+            self.acks.append(JobOutcome(lease=attempt.lease, outcome=Outcome.RELEASED))
+        if self.attempts:
+            log.warning("handed back %d jobs that did not stop", len(self.attempts))
+
+    async def _wait_idle(self, timeout: float) -> None:
+        deadline = self.clock.now() + timeout
+        while self.attempts and (remaining := deadline - self.clock.now()) > 0:
+            self._wake.clear()
+            await self.clock.wait(self._wake, remaining)
+
+
+async def _quietly(aw: Awaitable[Any]) -> None:
+    """Await a background store call; a failure is logged and retried by the caller's loop."""
+    try:
+        await aw
+    except StoreError as exc:
+        log.warning("store call failed: %s", exc)

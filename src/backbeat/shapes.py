@@ -1,0 +1,96 @@
+"""The JSON shapes of what backbeat shows: one function per thing, used by the CLI's
+``--json`` and (later) the HTTP API, so both always agree. Timestamps are ISO 8601 UTC."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from backbeat.clock import iso
+from backbeat.types import FINAL_STATES, JobCount, JobRecord, JobState, TaskInfo, WorkerInfo
+
+STATES = [s.value for s in JobState]
+
+
+def job(record: JobRecord, *, detail: bool = False) -> dict[str, Any]:
+    try:
+        payload = json.loads(record.payload)
+    except ValueError:
+        payload = {"args": [], "kwargs": {}, "undecodable": record.payload}
+    shape: dict[str, Any] = {
+        "id": record.id,
+        "task": record.task,
+        "queue": record.queue,
+        "state": record.state.value,
+        "priority": record.priority,
+        "args": payload.get("args", []),
+        "kwargs": payload.get("kwargs", {}),
+        "attempts": record.attempts,
+        "max_attempts": record.max_attempts,
+        "run_at": iso(record.run_at),
+        "created_at": iso(record.created_at),
+        "started_at": iso(record.started_at),
+        "finished_at": iso(record.finished_at),
+        "worker_id": record.worker_id,
+        "dedup_key": record.dedup_key,
+        "error": record.error,
+        "cancel_requested": record.cancel_requested,
+    }
+    if detail:
+        shape["timeout"] = record.timeout
+        shape["lease_expires_at"] = iso(record.lease_expires_at)
+        shape["result"] = None if record.result is None else json.loads(record.result)
+        shape["traceback"] = record.traceback
+    return shape
+
+
+def worker(info: WorkerInfo, *, now: float, stale_after: float) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "host": info.host,
+        "pid": info.pid,
+        "queues": list(info.queues),
+        "concurrency": info.concurrency,
+        "in_flight": info.in_flight,
+        "tasks": [t.name for t in info.tasks],
+        "started_at": iso(info.started_at),
+        "heartbeat_at": iso(info.heartbeat_at),
+        "alive": info.heartbeat_at >= now - stale_after,
+        "version": info.version,
+    }
+
+
+def status(
+    counts: Sequence[JobCount],
+    workers: Sequence[WorkerInfo],
+    registered: Sequence[TaskInfo],
+    finished: dict[JobState, int],
+    *,
+    now: float,
+    window: float,
+    stale_after: float,
+) -> dict[str, Any]:
+    """Queues, tasks and their job counts, workers, throughput, and tasks no live worker knows."""
+    queues: dict[str, dict[str, int]] = {}
+    tasks: dict[str, dict[str, int]] = {}
+    for c in counts:
+        queues.setdefault(c.queue, dict.fromkeys(STATES, 0))[c.state.value] += c.count
+        tasks.setdefault(c.task, dict.fromkeys(STATES, 0))[c.state.value] += c.count
+    shown = [worker(w, now=now, stale_after=stale_after) for w in workers]
+    known = {name for w in shown if w["alive"] for name in w["tasks"]}
+    waiting = {c.task for c in counts if c.state in (JobState.QUEUED, JobState.SCHEDULED) and c.count}
+    done = sum(n for state, n in finished.items() if state in FINAL_STATES)
+    return {
+        "now": iso(now),
+        "queues": [{"name": q, "counts": n} for q, n in sorted(queues.items())],
+        "tasks": [{"name": t, "counts": n, "known_by_live_worker": t in known} for t, n in sorted(tasks.items())],
+        "missing_tasks": sorted(waiting - known),
+        "registered_tasks": [t.name for t in registered],
+        "workers": shown,
+        "throughput": {
+            "window_seconds": window,
+            "finished": {s.value: finished.get(s, 0) for s in sorted(FINAL_STATES)},
+            "per_second": round(done / window, 3) if window else 0.0,
+        },
+    }

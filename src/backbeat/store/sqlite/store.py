@@ -1,0 +1,523 @@
+"""The SQLite store: the embedded default (``sqlite:///backbeat.db``).
+
+Schema: ``migrations/0001_initial.sql`` (jobs, workers, task registry), versioned by
+``PRAGMA user_version``. WAL mode: readers never block the one writer; several worker
+processes share the file, and every write takes the lock up front (``BEGIN IMMEDIATE``).
+
+Invariants the queries rely on:
+* A job is ``running`` only with a lease token; every ack and heartbeat matches on
+  ``id AND lease_token AND state = 'running'``, so a stale token changes nothing.
+* Claiming promotes due ``scheduled`` jobs and takes ``queued`` ones in the same write
+  transaction, so two processes can never claim one job: the second sees the first's
+  committed ``running`` rows (SQLite serialises writers).
+* The claim reads the partial index ``backbeat_jobs_claim`` in dispatch order: a range
+  scan per queue, however many finished rows the table holds.
+* Before taking the write lock a claim probes (read-only) whether anything is claimable,
+  so idle workers woken by others' commits do not queue on the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from backbeat.errors import InvalidTransition, JobNotFound
+from backbeat.ids import token as new_token
+from backbeat.store.base import LEASE_EXPIRED, Store
+from backbeat.store.sqlite.connection import ChangeWatcher, ConnectionThread, SQLiteOptions, migrate, write_tx
+from backbeat.types import (
+    Capability,
+    ClaimRequest,
+    Enqueued,
+    HeartbeatResult,
+    JobCount,
+    JobFilter,
+    JobOutcome,
+    JobRecord,
+    JobState,
+    Lease,
+    NewJob,
+    Outcome,
+    TaskInfo,
+    WorkerInfo,
+)
+
+COLUMNS = (
+    "id, task, queue, state, payload, priority, run_at, order_at, attempts, max_attempts, created_at, "
+    "timeout, dedup_key, started_at, finished_at, worker_id, lease_token, lease_expires_at, "
+    "cancel_requested, result, error, traceback, schedule_key, fire_at"
+)
+LIVE = "('scheduled', 'queued', 'running')"
+_STATES = {s.value: s for s in JobState}
+
+
+def _job(row: Sequence[Any]) -> JobRecord:
+    return JobRecord(
+        id=row[0],
+        task=row[1],
+        queue=row[2],
+        state=_STATES[row[3]],
+        payload=row[4],
+        priority=row[5],
+        run_at=row[6],
+        order_at=row[7],
+        attempts=row[8],
+        max_attempts=row[9],
+        created_at=row[10],
+        timeout=row[11],
+        dedup_key=row[12],
+        started_at=row[13],
+        finished_at=row[14],
+        worker_id=row[15],
+        lease_token=row[16],
+        lease_expires_at=row[17],
+        cancel_requested=bool(row[18]),
+        result=row[19],
+        error=row[20],
+        traceback=row[21],
+        schedule_key=row[22],
+        fire_at=row[23],
+    )
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+@lru_cache(maxsize=64)
+def _claim_sql(n_queues: int, n_tasks: int) -> tuple[str, str, str]:
+    """(probe, promote, claim) statements for a claim over that many queues and tasks."""
+    tasks = _marks(n_tasks)
+    per_queue = (
+        "SELECT * FROM (SELECT id, priority, order_at FROM backbeat_jobs "
+        f"WHERE state = 'queued' AND queue = ? AND task IN ({tasks}) "
+        "ORDER BY priority DESC, order_at, id LIMIT ?)"
+    )
+    chosen = " UNION ALL ".join([per_queue] * n_queues)
+    queues = _marks(n_queues)
+    probe = (
+        f"SELECT EXISTS (SELECT 1 FROM backbeat_jobs WHERE state = 'queued' AND queue IN ({queues}) "
+        f"AND task IN ({tasks})) OR EXISTS (SELECT 1 FROM backbeat_jobs WHERE state = 'scheduled' "
+        f"AND queue IN ({queues}) AND run_at <= ? AND task IN ({tasks}))"
+    )
+    promote = (
+        f"UPDATE backbeat_jobs SET state = 'queued' WHERE state = 'scheduled' AND queue IN ({queues}) AND run_at <= ?"
+    )
+    claim = (
+        "UPDATE backbeat_jobs SET state = 'running', attempts = attempts + 1, started_at = ?, "
+        "worker_id = ?, lease_token = ? || id, lease_expires_at = ? "
+        f"WHERE id IN (SELECT id FROM ({chosen}) ORDER BY priority DESC, order_at, id LIMIT ?) "
+        f"RETURNING {COLUMNS}"
+    )
+    return probe, promote, claim
+
+
+def _dispatch_key(job: JobRecord) -> tuple[int, float, str]:
+    return (-job.priority, job.order_at, job.id)
+
+
+class SQLiteStore(Store):
+    capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS})
+
+    def __init__(self, path: str, options: SQLiteOptions | None = None) -> None:
+        self.path = path
+        self.options = options or SQLiteOptions()
+        self._db: ConnectionThread | None = None
+        self._watcher = ChangeWatcher(path, self.options)
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        db = ConnectionThread(self.path, self.options)
+        db.start()
+        try:
+            await db.run(lambda conn: migrate(conn, self.path))
+        except BaseException:
+            db.stop()
+            raise
+        self._db = db
+
+    async def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            db.stop()
+        self._watcher.stop()
+
+    async def _run(self, fn: Any) -> Any:
+        if self._db is None:
+            await self.open()
+        assert self._db is not None
+        return await self._db.run(fn)
+
+    # -- jobs --------------------------------------------------------------------------
+
+    async def job_enqueue(self, jobs: Sequence[NewJob], *, now: float) -> list[Enqueued]:
+        result: list[Enqueued] = await self._run(lambda conn: _enqueue(conn, jobs, now))
+        if any(e.created for e in result):
+            self._watcher.poke()
+        return result
+
+    async def job_claim(self, request: ClaimRequest, *, now: float) -> list[JobRecord]:
+        result: list[JobRecord] = await self._run(lambda conn: _claim(conn, request, now))
+        return result
+
+    async def job_heartbeat(
+        self, worker_id: str, leases: Sequence[Lease], *, lease: float, now: float
+    ) -> HeartbeatResult:
+        result: HeartbeatResult = await self._run(lambda conn: _heartbeat(conn, leases, now + lease))
+        return result
+
+    async def job_ack(self, outcomes: Sequence[JobOutcome], *, now: float) -> list[str]:
+        refused: list[str] = await self._run(lambda conn: _ack(conn, outcomes, now))
+        self._watcher.poke()
+        return refused
+
+    async def job_get(self, job_id: str) -> JobRecord:
+        row = await self._run(
+            lambda conn: conn.execute(f"SELECT {COLUMNS} FROM backbeat_jobs WHERE id = ?", (job_id,)).fetchone()
+        )
+        if row is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        return _job(row)
+
+    async def job_list(self, filter: JobFilter) -> list[JobRecord]:
+        clauses, params = [], []
+        for column, value in (("state", filter.state), ("queue", filter.queue), ("task", filter.task)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(str(value))
+        if filter.before is not None:
+            clauses.append("id < ?")
+            params.append(filter.before)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {COLUMNS} FROM backbeat_jobs {where} ORDER BY id DESC LIMIT ?"
+        rows = await self._run(lambda conn: conn.execute(sql, (*params, filter.limit)).fetchall())
+        return [_job(r) for r in rows]
+
+    async def job_cancel(self, job_id: str, *, now: float) -> JobRecord:
+        job: JobRecord = await self._run(lambda conn: _cancel(conn, job_id, now))
+        return job
+
+    async def job_retry(self, job_id: str, *, now: float) -> JobRecord:
+        job: JobRecord = await self._run(lambda conn: _retry(conn, job_id, now))
+        self._watcher.poke()
+        return job
+
+    async def job_rescue(self, *, now: float, limit: int = 1000) -> list[JobRecord]:
+        jobs: list[JobRecord] = await self._run(lambda conn: _rescue(conn, now, limit))
+        if jobs:
+            self._watcher.poke()
+        return jobs
+
+    async def job_prune(self, cutoffs: Mapping[JobState, float], *, limit: int = 10_000) -> int:
+        return int(await self._run(lambda conn: _prune(conn, cutoffs, limit)))
+
+    async def job_next_due(self, queues: Sequence[str]) -> float | None:
+        sql = f"SELECT MIN(run_at) FROM backbeat_jobs WHERE state = 'scheduled' AND queue IN ({_marks(len(queues))})"
+        row = await self._run(lambda conn: conn.execute(sql, tuple(queues)).fetchone())
+        return None if row[0] is None else float(row[0])
+
+    async def job_counts(self) -> list[JobCount]:
+        sql = "SELECT queue, task, state, COUNT(*) FROM backbeat_jobs GROUP BY queue, task, state ORDER BY 1, 2, 3"
+        rows = await self._run(lambda conn: conn.execute(sql).fetchall())
+        return [JobCount(queue=q, task=t, state=_STATES[s], count=n) for q, t, s, n in rows]
+
+    async def job_finished_since(self, since: float) -> dict[JobState, int]:
+        sql = (
+            "SELECT state, COUNT(*) FROM backbeat_jobs WHERE state IN ('succeeded', 'dead', 'cancelled') "
+            "AND finished_at >= ? GROUP BY state"
+        )
+        rows = await self._run(lambda conn: conn.execute(sql, (since,)).fetchall())
+        return {_STATES[s]: n for s, n in rows}
+
+    async def wakeup_wait(self, timeout: float) -> bool:
+        return await self._watcher.wait(timeout)
+
+    # -- workers -----------------------------------------------------------------------
+
+    async def worker_register(self, info: WorkerInfo) -> None:
+        await self._run(lambda conn: _register(conn, info))
+
+    async def worker_heartbeat(self, worker_id: str, *, in_flight: int, now: float) -> bool:
+        sql = "UPDATE backbeat_workers SET heartbeat_at = ?, in_flight = ? WHERE id = ?"
+        count = await self._run(lambda conn: conn.execute(sql, (now, in_flight, worker_id)).rowcount)
+        return bool(count)
+
+    async def worker_unregister(self, worker_id: str) -> None:
+        await self._run(lambda conn: conn.execute("DELETE FROM backbeat_workers WHERE id = ?", (worker_id,)))
+
+    async def worker_list(self) -> list[WorkerInfo]:
+        return list(await self._run(_workers))
+
+    async def worker_prune(self, *, dead_before: float) -> list[str]:
+        sql = "DELETE FROM backbeat_workers WHERE heartbeat_at < ? RETURNING id"
+        rows = await self._run(lambda conn: conn.execute(sql, (dead_before,)).fetchall())
+        return [r[0] for r in rows]
+
+    async def task_list(self) -> list[TaskInfo]:
+        rows = await self._run(
+            lambda conn: conn.execute(
+                "SELECT name, queue, max_attempts, timeout, priority FROM backbeat_tasks ORDER BY name"
+            ).fetchall()
+        )
+        return [TaskInfo(name=n, queue=q, max_attempts=m, timeout=t, priority=p) for n, q, m, t, p in rows]
+
+
+# -- the statements, run on the connection thread -------------------------------------
+
+_INSERT = (
+    "INSERT INTO backbeat_jobs (id, task, queue, state, payload, priority, run_at, order_at, attempts, "
+    "max_attempts, created_at, timeout, dedup_key, schedule_key, fire_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?) "
+    f"ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND state IN {LIVE} DO NOTHING"
+)
+
+
+def _enqueue(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float) -> list[Enqueued]:
+    out: list[Enqueued] = []
+    with write_tx(conn):
+        for new in jobs:
+            state = JobState.QUEUED if new.run_at <= now else JobState.SCHEDULED
+            order_at = new.run_at if new.order_at is None else new.order_at
+            cursor = conn.execute(
+                _INSERT,
+                (
+                    new.id,
+                    new.task,
+                    new.queue,
+                    state.value,
+                    new.payload,
+                    new.priority,
+                    new.run_at,
+                    order_at,
+                    new.max_attempts,
+                    now,
+                    new.timeout,
+                    new.dedup_key,
+                    new.schedule_key,
+                    new.fire_at,
+                ),
+            )
+            if cursor.rowcount == 1:
+                job = JobRecord(
+                    id=new.id,
+                    task=new.task,
+                    queue=new.queue,
+                    state=state,
+                    payload=new.payload,
+                    priority=new.priority,
+                    run_at=new.run_at,
+                    order_at=order_at,
+                    attempts=0,
+                    max_attempts=new.max_attempts,
+                    created_at=now,
+                    timeout=new.timeout,
+                    dedup_key=new.dedup_key,
+                    schedule_key=new.schedule_key,
+                    fire_at=new.fire_at,
+                )
+                out.append(Enqueued(job=job, created=True))
+            else:
+                row = conn.execute(
+                    f"SELECT {COLUMNS} FROM backbeat_jobs WHERE dedup_key = ? AND state IN {LIVE}", (new.dedup_key,)
+                ).fetchone()
+                out.append(Enqueued(job=_job(row), created=False))
+    return out
+
+
+def _claim(conn: sqlite3.Connection, request: ClaimRequest, now: float) -> list[JobRecord]:
+    if not request.tasks or request.limit < 1:
+        return []
+    queues, tasks = tuple(request.queues), tuple(sorted(request.tasks))
+    probe, promote, claim = _claim_sql(len(queues), len(tasks))
+    if not conn.execute(probe, (*queues, *tasks, *queues, now, *tasks)).fetchone()[0]:
+        return []
+    params: list[Any] = [now, request.worker_id, new_token() + ".", now + request.lease]
+    for queue in queues:
+        params += [queue, *tasks, request.limit]
+    params.append(request.limit)
+    with write_tx(conn):
+        conn.execute(promote, (*queues, now))
+        rows = conn.execute(claim, params).fetchall()
+    return sorted((_job(r) for r in rows), key=_dispatch_key)
+
+
+def _heartbeat(conn: sqlite3.Connection, leases: Sequence[Lease], expires: float) -> HeartbeatResult:
+    lost: set[str] = set()
+    cancel: set[str] = set()
+    sql = (
+        "UPDATE backbeat_jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ? AND state = 'running' "
+        "RETURNING cancel_requested"
+    )
+    with write_tx(conn):
+        for lease in leases:
+            row = conn.execute(sql, (expires, lease.job_id, lease.token)).fetchone()
+            if row is None:
+                lost.add(lease.job_id)
+            elif row[0]:
+                cancel.add(lease.job_id)
+    return HeartbeatResult(lost=frozenset(lost), cancel_requested=frozenset(cancel))
+
+
+_HELD = "WHERE id = ? AND lease_token = ? AND state = 'running'"
+_FREE = "lease_token = NULL, lease_expires_at = NULL"
+_ACK_SQL = {
+    Outcome.SUCCEEDED: f"UPDATE backbeat_jobs SET state = 'succeeded', result = ?, finished_at = ?, {_FREE} {_HELD}",
+    Outcome.FAILED: (
+        "UPDATE backbeat_jobs SET state = CASE WHEN ? IS NULL THEN 'dead' ELSE 'scheduled' END, "
+        "run_at = COALESCE(?, run_at), order_at = COALESCE(?, order_at), error = ?, traceback = ?, "
+        f"finished_at = CASE WHEN ? IS NULL THEN ? END, {_FREE} {_HELD}"
+    ),
+    Outcome.SNOOZED: (
+        "UPDATE backbeat_jobs SET state = 'scheduled', run_at = ?, order_at = ?, attempts = attempts - 1, "
+        f"{_FREE} {_HELD}"
+    ),
+    Outcome.RELEASED: f"UPDATE backbeat_jobs SET state = 'queued', attempts = attempts - 1, {_FREE} {_HELD}",
+    Outcome.CANCELLED: f"UPDATE backbeat_jobs SET state = 'cancelled', finished_at = ?, {_FREE} {_HELD}",
+}
+
+
+def _ack_params(o: JobOutcome, now: float) -> tuple[Any, ...]:
+    held = (o.lease.job_id, o.lease.token)
+    match o.outcome:
+        case Outcome.SUCCEEDED:
+            return (o.result, now, *held)
+        case Outcome.FAILED:
+            r = o.retry_at
+            return (r, r, r, o.error, o.traceback, r, now, *held)
+        case Outcome.SNOOZED:
+            r = now if o.retry_at is None else o.retry_at
+            return (r, r, *held)
+        case Outcome.RELEASED:
+            return held
+        case Outcome.CANCELLED:
+            return (now, *held)
+    raise AssertionError(o.outcome)
+
+
+def _ack(conn: sqlite3.Connection, outcomes: Sequence[JobOutcome], now: float) -> list[str]:
+    refused: list[str] = []
+    with write_tx(conn):
+        for outcome in outcomes:
+            if conn.execute(_ACK_SQL[outcome.outcome], _ack_params(outcome, now)).rowcount != 1:
+                refused.append(outcome.lease.job_id)
+    return refused
+
+
+def _get(conn: sqlite3.Connection, job_id: str) -> JobRecord:
+    row = conn.execute(f"SELECT {COLUMNS} FROM backbeat_jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise JobNotFound(f"no job {job_id!r}")
+    return _job(row)
+
+
+def _cancel(conn: sqlite3.Connection, job_id: str, now: float) -> JobRecord:
+    with write_tx(conn):
+        job = _get(conn, job_id)
+        if job.state in (JobState.SCHEDULED, JobState.QUEUED):
+            conn.execute("UPDATE backbeat_jobs SET state = 'cancelled', finished_at = ? WHERE id = ?", (now, job_id))
+        elif job.state is JobState.RUNNING:
+            conn.execute("UPDATE backbeat_jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+        return _get(conn, job_id)
+
+
+def _retry(conn: sqlite3.Connection, job_id: str, now: float) -> JobRecord:
+    with write_tx(conn):
+        job = _get(conn, job_id)
+        if job.state not in (JobState.DEAD, JobState.CANCELLED):
+            raise InvalidTransition(f"job {job_id} is {job.state}; only dead or cancelled jobs can be retried")
+        if job.dedup_key is not None:
+            holder = conn.execute(
+                f"SELECT id FROM backbeat_jobs WHERE dedup_key = ? AND state IN {LIVE}", (job.dedup_key,)
+            ).fetchone()
+            if holder is not None:
+                raise InvalidTransition(
+                    f"job {job_id} cannot be retried: job {holder[0]} already holds its dedup key {job.dedup_key!r}"
+                )
+        conn.execute(
+            "UPDATE backbeat_jobs SET state = 'queued', run_at = ?, order_at = ?, attempts = 0, finished_at = NULL, "
+            "cancel_requested = 0 WHERE id = ?",
+            (now, now, job_id),
+        )
+        return _get(conn, job_id)
+
+
+def _rescue(conn: sqlite3.Connection, now: float, limit: int) -> list[JobRecord]:
+    sql = (
+        "UPDATE backbeat_jobs SET "
+        "state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' "
+        "ELSE 'queued' END, "
+        "finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN ? END, "
+        f"error = ?, traceback = NULL, {_FREE} "
+        "WHERE id IN (SELECT id FROM backbeat_jobs WHERE state = 'running' AND lease_expires_at < ? LIMIT ?) "
+        f"RETURNING {COLUMNS}"
+    )
+    with write_tx(conn):
+        rows = conn.execute(sql, (now, LEASE_EXPIRED, now, limit)).fetchall()
+    return [_job(r) for r in rows]
+
+
+def _prune(conn: sqlite3.Connection, cutoffs: Mapping[JobState, float], limit: int) -> int:
+    deleted = 0
+    sql = (
+        "DELETE FROM backbeat_jobs WHERE id IN (SELECT id FROM backbeat_jobs "
+        "WHERE state = ? AND finished_at IS NOT NULL AND finished_at < ? LIMIT ?)"
+    )
+    with write_tx(conn):
+        for state, cutoff in cutoffs.items():
+            deleted += conn.execute(sql, (state.value, cutoff, limit)).rowcount
+    return deleted
+
+
+def _register(conn: sqlite3.Connection, info: WorkerInfo) -> None:
+    with write_tx(conn):
+        conn.execute(
+            "INSERT OR REPLACE INTO backbeat_workers (id, host, pid, queues, concurrency, tasks, started_at, "
+            "heartbeat_at, in_flight, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                info.id,
+                info.host,
+                info.pid,
+                json.dumps(list(info.queues)),
+                info.concurrency,
+                json.dumps([t.name for t in info.tasks]),
+                info.started_at,
+                info.heartbeat_at,
+                info.in_flight,
+                info.version,
+            ),
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO backbeat_tasks (name, queue, max_attempts, timeout, priority) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(t.name, t.queue, t.max_attempts, t.timeout, t.priority) for t in info.tasks],
+        )
+
+
+def _workers(conn: sqlite3.Connection) -> list[WorkerInfo]:
+    tasks = {
+        r[0]: TaskInfo(name=r[0], queue=r[1], max_attempts=r[2], timeout=r[3], priority=r[4])
+        for r in conn.execute("SELECT name, queue, max_attempts, timeout, priority FROM backbeat_tasks")
+    }
+    rows = conn.execute(
+        "SELECT id, host, pid, queues, concurrency, tasks, started_at, heartbeat_at, in_flight, version "
+        "FROM backbeat_workers ORDER BY started_at, id"
+    ).fetchall()
+    return [
+        WorkerInfo(
+            id=r[0],
+            host=r[1],
+            pid=r[2],
+            queues=tuple(json.loads(r[3])),
+            concurrency=r[4],
+            tasks=tuple(tasks.get(n) or TaskInfo(name=n, queue="", max_attempts=1) for n in json.loads(r[5])),
+            started_at=r[6],
+            heartbeat_at=r[7],
+            in_flight=r[8],
+            version=r[9],
+        )
+        for r in rows
+    ]

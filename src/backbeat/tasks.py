@@ -1,0 +1,98 @@
+"""Tasks: functions declared with ``@app.task``, enqueued as jobs, run by workers."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from backbeat.client import RESERVED_OPTIONS, build_job
+from backbeat.config import check_queue_name, seconds
+from backbeat.errors import ConfigError, EnqueueError, TaskDefinitionError
+from backbeat.jobs import Job
+from backbeat.types import TaskInfo
+
+if TYPE_CHECKING:
+    from backbeat.app import App
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def default_name(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+class Task(Generic[P, R]):
+    """A declared task. Calling it runs the function here and now; ``enqueue`` makes a job.
+
+    ``enqueue`` takes the function's own arguments plus the reserved options ``delay``,
+    ``at``, ``dedup_key``, ``priority`` and ``queue``.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        fn: Callable[P, R],
+        *,
+        name: str | None,
+        queue: str,
+        retries: int,
+        timeout: float | timedelta | None,
+        priority: int,
+    ) -> None:
+        if not callable(fn):
+            raise TaskDefinitionError(f"@app.task decorates a function, got {fn!r}")
+        self.app = app
+        self.fn = fn
+        self.name = name if name is not None else default_name(fn)
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise TaskDefinitionError(f"task name must be a non-empty string, got {self.name!r}")
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
+        clashes = [p for p in self.signature.parameters if p in RESERVED_OPTIONS]
+        if clashes:
+            raise TaskDefinitionError(
+                f"task {self.name!r}: parameter {clashes[0]!r} clashes with the enqueue option {clashes[0]}= "
+                f"(reserved: {', '.join(RESERVED_OPTIONS)}); rename the parameter"
+            )
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise TaskDefinitionError(f"task {self.name!r}: retries must be an integer >= 0, got {retries!r}")
+        try:
+            check_queue_name(queue)
+            limit = None if timeout is None else seconds(timeout, f"task {self.name!r}: timeout", allow_zero=False)
+        except ConfigError as exc:
+            raise TaskDefinitionError(str(exc)) from None
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise TaskDefinitionError(f"task {self.name!r}: priority must be an integer, got {priority!r}")
+        self.info = TaskInfo(name=self.name, queue=queue, max_attempts=retries + 1, timeout=limit, priority=priority)
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise ``EnqueueError`` if the function could not be called with these arguments."""
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise EnqueueError(f"task {self.name!r}: {exc}") from None
+
+    async def aenqueue(self, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue a job of this task; see the class docstring for the options."""
+        options = {key: kwargs.pop(key) for key in RESERVED_OPTIONS if key in kwargs}
+        self.check_arguments(args, kwargs)
+        app = self.app
+        new = build_job(self.info, args, kwargs, settings=app.settings, now=app.clock.now(), **options)
+        job = await app.client.asubmit(new)
+        if app.eager:
+            await app.arun_until_idle()
+        return job
+
+    def enqueue(self, *args: Any, **kwargs: Any) -> Job:
+        return self.app.client.sync(self.aenqueue, *args, **kwargs)

@@ -1,0 +1,164 @@
+"""Declaring tasks and enqueueing: every bad input is refused at the call, nothing written."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from backbeat import App, Client, EnqueueError, JobState, ManualClock, PayloadError, TaskDefinitionError
+from backbeat.errors import ConfigError
+from backbeat.ids import uuid7
+from backbeat.types import JobFilter
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def app(clock: ManualClock) -> Iterator[App]:
+    app = App(f"memory://{uuid7()}", clock=clock, max_payload_bytes=2_000)
+    yield app
+    app.close()
+
+
+def stored(app: App) -> list:
+    async def read() -> list:
+        return await (await app.client.astore()).job_list(JobFilter())
+
+    return app.client.sync(read)
+
+
+def test_task_name_defaults_to_module_and_qualname(app: App) -> None:
+    @app.task
+    def send_email(user_id: int) -> None: ...
+
+    assert send_email.name == f"{__name__}.test_task_name_defaults_to_module_and_qualname.<locals>.send_email"
+    assert send_email(1) is None  # calling runs the function here
+
+
+@pytest.mark.parametrize("reserved", ["delay", "at", "dedup_key", "priority", "queue"])
+def test_parameter_named_like_an_option_is_refused(app: App, reserved: str) -> None:
+    namespace: dict = {}
+    exec(f"def fn({reserved}): pass", namespace)
+    with pytest.raises(TaskDefinitionError, match=f"parameter '{reserved}' clashes with the enqueue option"):
+        app.task(name="fn")(namespace["fn"])
+
+
+def test_duplicate_task_name_is_refused(app: App) -> None:
+    app.task(name="dup")(lambda: None)
+    with pytest.raises(TaskDefinitionError, match="'dup' is already declared"):
+        app.task(name="dup")(lambda: None)
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"retries": -1}, "retries"),
+        ({"timeout": 0}, "timeout"),
+        ({"queue": ""}, "queue name"),
+        ({"priority": "high"}, "priority"),
+        ({"name": " "}, "task name"),
+    ],
+)
+def test_bad_task_options_are_refused(app: App, options: dict, fragment: str) -> None:
+    with pytest.raises(TaskDefinitionError, match=fragment):
+        app.task(**options)(lambda: None)
+
+
+def test_enqueue_writes_a_job_with_the_task_defaults(app: App, clock: ManualClock) -> None:
+    @app.task(name="mail", queue="mail", retries=5, timeout=30, priority=2)
+    def mail(user_id: int) -> None: ...
+
+    job = mail.enqueue(user_id=7)
+    info = job.info()
+    assert (info.task, info.queue, info.max_attempts, info.timeout, info.priority) == ("mail", "mail", 6, 30.0, 2)
+    assert info.state is JobState.QUEUED and info.run_at == clock.now()
+    assert info.payload == '{"args":[],"kwargs":{"user_id":7}}'
+
+
+def test_options_delay_at_priority_queue_dedup(app: App, clock: ManualClock) -> None:
+    @app.task(name="t")
+    def t(x: int) -> None: ...
+
+    delayed = t.enqueue(1, delay=90)
+    assert delayed.info().run_at == clock.now() + 90 and delayed.status() is JobState.SCHEDULED
+    assert t.enqueue(1, delay=timedelta(minutes=2)).info().run_at == clock.now() + 120
+    when = datetime(2026, 3, 1, 14, 0, tzinfo=UTC)
+    assert t.enqueue(1, at=when).info().run_at == when.timestamp()
+    other = t.enqueue(2, priority=9, queue="fast").info()
+    assert (other.priority, other.queue) == (9, "fast")
+    first = t.enqueue(3, dedup_key="k")
+    second = t.enqueue(4, dedup_key="k")
+    assert first.created and not second.created and second.id == first.id
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        (lambda t: t.enqueue(1, delay=-5), "delay cannot be negative"),
+        (lambda t: t.enqueue(1, delay="soon"), "delay must be seconds"),
+        (lambda t: t.enqueue(1, at=datetime(2026, 3, 1, 14, 0)), "naive"),
+        (lambda t: t.enqueue(1, delay=1, at=datetime.now(UTC)), "either delay= or at="),
+        (lambda t: t.enqueue(1, dedup_key=""), "dedup_key"),
+        (lambda t: t.enqueue(1, priority=1.5), "priority must be an integer"),
+        (lambda t: t.enqueue(1, queue="a,b"), "queue name"),
+        (lambda t: t.enqueue(), "missing a required argument: 'x'"),
+        (lambda t: t.enqueue(1, y=2), "unexpected keyword argument 'y'"),
+        (lambda t: t.enqueue(object()), "args\\[0\\] is of type object"),
+        (lambda t: t.enqueue("x" * 5_000), "over the limit of 2,000 bytes"),
+    ],
+)
+def test_bad_enqueue_is_refused_and_writes_nothing(app: App, call, fragment: str) -> None:
+    @app.task(name="t")
+    def t(x: object) -> None: ...
+
+    with pytest.raises((EnqueueError, ConfigError), match=fragment):
+        call(t)
+    assert stored(app) == []
+
+
+def test_payload_error_is_an_enqueue_error(app: App) -> None:
+    @app.task(name="t")
+    def t(x: object) -> None: ...
+
+    with pytest.raises(PayloadError):
+        t.enqueue({1: 2})
+
+
+def test_client_enqueues_by_name_with_registered_defaults(app: App) -> None:
+    @app.task(name="known", queue="q1", retries=0)
+    def known() -> None: ...
+
+    async def register() -> None:
+        from backbeat.runtime.worker import Worker
+
+        worker = Worker(app)
+        await (await app.client.astore()).worker_register(worker._info())
+
+    app.client.sync(register)
+    client = Client(settings=app.settings, clock=app.clock)
+    try:
+        info = client.enqueue("known").info()
+        assert (info.queue, info.max_attempts) == ("q1", 1)
+        unknown = client.enqueue("not.registered", kwargs={"a": 1}).info()
+        assert (unknown.queue, unknown.max_attempts) == ("default", 4)
+        with pytest.raises(EnqueueError, match="task must be a task name"):
+            client.enqueue("")
+    finally:
+        client.close()
+
+
+def test_app_enqueue_by_name_checks_local_signatures(app: App) -> None:
+    @app.task(name="local")
+    def local(a: int) -> None: ...
+
+    assert app.enqueue("local", kwargs={"a": 1}, delay=5).status() is JobState.SCHEDULED
+    with pytest.raises(EnqueueError, match="unexpected keyword argument"):
+        app.enqueue("local", kwargs={"a": 1, "b": 1})
+
+
+def test_bad_url_fails_at_construction() -> None:
+    with pytest.raises(ConfigError, match="unknown scheme"):
+        App("mongodb://localhost")
