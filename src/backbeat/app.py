@@ -43,6 +43,7 @@ class App:
         if url is not None:
             settings = replace(settings, url=url)
         self.settings = settings
+        self.client.close()
         self.client = Client(settings=settings, clock=self.clock)
 
     # -- declaring tasks ---------------------------------------------------------------

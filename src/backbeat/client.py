@@ -144,7 +144,8 @@ class Client:
 
     def close(self) -> None:
         """Close the shared store and the portal's; stop the portal thread."""
-        self._portal.call(self.aclose)
+        if self._portal.started or self._shared is not None:
+            self._portal.call(self.aclose)
         self._portal.close()
 
     # -- enqueue by name ---------------------------------------------------------------

@@ -45,6 +45,10 @@ class Portal:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
+    @property
+    def started(self) -> bool:
+        return self._loop is not None
+
     def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)`` on the portal's loop and wait for its result here."""
         loop = self._ensure()

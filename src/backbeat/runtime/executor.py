@@ -177,8 +177,9 @@ class Executor:
         error = f"{type(exc).__name__}: {exc}"
         if delay is None and job.max_attempts > 1 and not final:
             error += f" (after {job.attempts} attempts)"
+        level = logging.ERROR if delay is None else logging.INFO if isinstance(exc, Retry) else logging.WARNING
         log.log(
-            logging.WARNING if delay is not None else logging.ERROR,
+            level,
             "job %s (%s) attempt %d failed: %s%s",
             job.id,
             job.task,

@@ -43,14 +43,31 @@ class SQLiteOptions:
 def connect(path: str, options: SQLiteOptions) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    except sqlite3.OperationalError as exc:
+        conn.execute(f"PRAGMA busy_timeout = {int(options.busy_timeout_ms)}")
+        _ensure_wal(conn, path, options.busy_timeout_ms / 1000)
+        conn.execute(f"PRAGMA synchronous = {options.synchronous.upper()}")
+    except sqlite3.Error as exc:
         raise StoreError(f"cannot open SQLite file {path!r}: {exc} (does its directory exist?)") from None
-    conn.execute(f"PRAGMA busy_timeout = {int(options.busy_timeout_ms)}")
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise StoreError(f"SQLite file {path!r} could not switch to WAL mode (got {mode!r})")
-    conn.execute(f"PRAGMA synchronous = {options.synchronous.upper()}")
     return conn
+
+
+def _ensure_wal(conn: sqlite3.Connection, path: str, patience: float) -> None:
+    """Switch the file to WAL once; it stays so. The switch needs a moment alone with the
+    file and does not wait on the busy timeout, so retry while others hold it."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            if mode != "wal":
+                mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+            continue
+        if mode != "wal":
+            raise StoreError(f"SQLite file {path!r} could not switch to WAL mode (got {mode!r})")
+        return
 
 
 @contextlib.contextmanager

@@ -1,0 +1,137 @@
+"""Real worker processes against a store file, and a ledger of what ran."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backbeat import Client
+from backbeat.types import JobFilter, JobRecord
+from tests.integration import bbapps
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
+
+
+def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    The timeout only bounds a broken run: passing never depends on timing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {value!r})")
+        time.sleep(0.02)
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def lines(self) -> list[list[str]]:
+        if not self.path.exists():
+            return []
+        return [line.split() for line in self.path.read_text().splitlines() if line]
+
+    def events(self, event: str) -> list[list[str]]:
+        return [line for line in self.lines() if line[3] == event]
+
+    def runs_per_job(self, event: str = "run") -> Counter[str]:
+        return Counter(line[0] for line in self.events(event))
+
+
+class Cluster:
+    """Worker processes for one test, all on one store file."""
+
+    def __init__(self, url: str, ledger: Ledger, logs: Path) -> None:
+        self.url = url
+        self.ledger = ledger
+        self.logs = logs
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.client = Client(url)
+        self.app = bbapps.app
+        self.app.configure(url=url)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT / "src"), env.get("PYTHONPATH", "")])
+        env["BACKBEAT_URL"] = self.url
+        env["BB_LEDGER"] = str(self.ledger.path)
+        return env
+
+    def backbeat(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "backbeat", *args],
+            env=self.env(),
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"backbeat {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def spawn(self, *args: str, command: str = "worker") -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"{command}-{len(self.procs)}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "backbeat", command, "bbapps:app", "--log-level", "debug", *args],
+            env=self.env(),
+            cwd=HERE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def log_of(self, index: int, command: str = "worker") -> str:
+        return (self.logs / f"{command}-{index}.log").read_text()
+
+    def job(self, job_id: str) -> JobRecord:
+        return self.client.job(job_id).info()
+
+    def jobs(self) -> list[JobRecord]:
+        async def read() -> list[JobRecord]:
+            store = await self.client.astore()
+            out: list[JobRecord] = []
+            before = None
+            while page := await store.job_list(JobFilter(limit=1000, before=before)):
+                out += page
+                before = page[-1].id
+            return out
+
+        return self.client.sync(read)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+            proc.wait(timeout=10)
+        self.client.close()
+        self.app.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    c = Cluster(f"sqlite:///{tmp_path}/store.db", Ledger(tmp_path / "ledger.txt"), logs)
+    monkeypatch.setenv("BB_LEDGER", str(c.ledger.path))  # for jobs run in this process
+    try:
+        yield c
+    finally:
+        c.stop_all()
