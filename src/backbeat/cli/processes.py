@@ -114,9 +114,6 @@ def worker(
     if runner.recycle_requested:
         logging.getLogger("backbeat.worker").info("re-executing this worker process")
         os.execv(sys.executable, [sys.executable, "-m", "backbeat", *sys.argv[1:]])
-    if runner.stuck_threads:
-        logging.shutdown()
-        os._exit(0)  # a thread that cannot be stopped would hold the interpreter open
 
 
 async def _serve(app: App, runner: Worker) -> None:

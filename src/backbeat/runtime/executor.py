@@ -1,26 +1,27 @@
 """Running one attempt of a job and turning how it ended into a ``JobOutcome``.
 
-Async tasks run on the worker's loop; sync tasks run in the worker's thread pool.
+Async tasks run on the worker's event loop (``Executor.run``). Sync tasks run on the
+worker's task threads (``Executor.run_in_thread``, driven by ``runtime.threads``), which
+also decode the arguments and encode the result, so the event loop does almost nothing
+per sync job.
 
 A thread cannot be killed. When a sync task must stop (its timeout passed, it was
-cancelled, its lease was lost, the worker is shutting down) the executor raises an
-exception inside its thread (``PyThreadState_SetAsyncExc``). That lands at the task's next
-Python bytecode, so it stops ordinary Python code and I/O with timeouts, but not a call
-blocked inside C (a socket read without a timeout). If the thread has not stopped
+cancelled, its lease was lost, the worker is shutting down) an exception is raised inside
+its thread (``PyThreadState_SetAsyncExc``). That lands at the task's next Python bytecode,
+so it stops ordinary Python code and I/O with timeouts, but not a call blocked inside C
+(``time.sleep``, a socket read without a timeout). If the thread has not stopped
 ``timeout_grace`` seconds after a timeout, the attempt is recorded as failed and the
 worker process recycles itself (finishes the other jobs, hands back what it has not
-started, and starts afresh), which is the only way to reclaim the thread.
+started, and re-executes), which is the only way to reclaim the thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import ctypes
 import logging
 import threading
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -65,15 +66,22 @@ def raise_in_thread(thread_id: int, exc: type[BaseException]) -> bool:
 
 @dataclass(eq=False)
 class Attempt:
-    """One running attempt, from claim to outcome."""
+    """One running attempt, from start to outcome."""
 
     job: JobRecord
     task: Task[Any, Any]
     interrupt: Interrupt | None = None
     stuck: bool = False
+    finished: bool = False
+    """Set once, by whoever reports the outcome (the loop owns this flag)."""
     thread_id: int | None = None
+    """The task thread running the function, while it runs (guarded by ``lock``)."""
+    started: bool = False
+    """A task thread took it (guarded by ``lock``); until then a sync attempt only waits."""
     lock: threading.Lock = field(default_factory=threading.Lock)
-    runner: asyncio.Task[JobOutcome | None] | None = None
+    runner: asyncio.Task[None] | None = None
+    timer: asyncio.TimerHandle | None = None
+    began: float = 0.0
 
     @property
     def lease(self) -> Lease:
@@ -90,6 +98,12 @@ class Attempt:
         else:
             self.raise_in_thread(TaskStop)
 
+    def release_if_waiting(self) -> None:
+        """A sync attempt no thread has taken yet will be handed back, not run."""
+        with self.lock:
+            if not self.task.is_async and not self.started and self.interrupt is None:
+                self.interrupt = Interrupt.SHUTDOWN
+
     def raise_in_thread(self, exc: type[BaseException]) -> None:
         with self.lock:
             if self.thread_id is not None:
@@ -97,18 +111,17 @@ class Attempt:
 
 
 class Executor:
-    def __init__(self, settings: Settings, clock: Clock, pool: ThreadPoolExecutor, on_stuck: Any) -> None:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
         self.settings = settings
         self.clock = clock
-        self.pool = pool
-        self.on_stuck = on_stuck
 
-    async def run(self, attempt: Attempt) -> JobOutcome | None:
-        """Run the attempt; its outcome, or ``None`` when it must not be reported (lease lost)."""
-        job, task = attempt.job, attempt.task
+    def prepare(self, attempt: Attempt) -> tuple[list[Any], dict[str, Any]] | JobOutcome:
+        """Decoded arguments that fit the task (and ``current_job()`` set), or the outcome
+        of an attempt that cannot run."""
+        job = attempt.job
         try:
             args, kwargs = decode_payload(job.payload)
-            task.check_arguments(args, kwargs)
+            attempt.task.check_arguments(args, kwargs)
         except (ValueError, EnqueueError) as exc:
             return self.failed(attempt, TypeError(f"the stored arguments do not fit: {exc}"), final=True)
         set_current(
@@ -122,19 +135,52 @@ class Executor:
                 fire_at=job.fire_at,
             )
         )
+        return args, kwargs
+
+    async def run(self, attempt: Attempt) -> JobOutcome | None:
+        """Run an async task's attempt on this loop; ``None`` when it must not be reported."""
+        prepared = self.prepare(attempt)
+        if isinstance(prepared, JobOutcome):
+            return prepared
+        args, kwargs = prepared
         try:
-            if task.is_async:
-                value = await self._run_async(attempt, args, kwargs)
-            else:
-                value = await self._run_sync(attempt, args, kwargs)
+            value = await self._run_async(attempt, args, kwargs)
         except asyncio.CancelledError:
             if attempt.interrupt is None:
                 raise
             return self.interrupted(attempt)
         except (Exception, TaskStop) as exc:  # noqa: BLE001 - how the task ended, recorded
             return self.ended_by(attempt, exc)
+        return self.succeeded(attempt, value)
+
+    def run_in_thread(self, attempt: Attempt) -> JobOutcome | None:
+        """Run a sync task's attempt in the calling (task) thread."""
+        prepared = self.prepare(attempt)
+        if isinstance(prepared, JobOutcome):
+            return prepared
+        args, kwargs = prepared
+        try:
+            with attempt.lock:
+                attempt.started = True
+                if attempt.interrupt is not None:
+                    raise TaskStop()
+                attempt.thread_id = threading.get_ident()
+            try:
+                value = attempt.task.fn(*args, **kwargs)
+            finally:
+                with attempt.lock:
+                    attempt.thread_id = None
+                # a stop raised just before thread_id was cleared is still pending: a
+                # backward jump checks for it, so it is delivered here, inside the try
+                for _ in range(2):
+                    pass
+        except (Exception, TaskStop) as exc:  # noqa: BLE001 - how the task ended, recorded
+            return self.ended_by(attempt, exc)
+        return self.succeeded(attempt, value)
+
+    def succeeded(self, attempt: Attempt, value: Any) -> JobOutcome:
         if attempt.stuck:
-            return self.ended_by(attempt, TaskTimeout())
+            return self.timed_out(attempt)
         try:
             result = encode_result(value, limit=self.settings.max_payload_bytes)
         except EnqueueError as exc:
@@ -145,7 +191,7 @@ class Executor:
         """The outcome of an attempt that raised ``exc``."""
         match exc:
             case TaskTimeout():
-                return self.failed(attempt, TimeoutError(f"task exceeded its timeout of {attempt.job.timeout:g} s"))
+                return self.timed_out(attempt)
             case TaskStop():
                 return self.interrupted(attempt)
             case Retry():
@@ -155,6 +201,9 @@ class Executor:
                 return JobOutcome(lease=attempt.lease, outcome=Outcome.SNOOZED, retry_at=retry_at)
             case _:
                 return self.failed(attempt, exc)
+
+    def timed_out(self, attempt: Attempt) -> JobOutcome:
+        return self.failed(attempt, TimeoutError(f"task exceeded its timeout of {attempt.job.timeout:g} s"))
 
     def interrupted(self, attempt: Attempt) -> JobOutcome | None:
         match attempt.interrupt:
@@ -203,33 +252,3 @@ class Executor:
             if deadline.expired() and attempt.interrupt is None:
                 raise TaskTimeout() from None
             raise  # the task's own TimeoutError
-
-    async def _run_sync(self, attempt: Attempt, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        ctx = contextvars.copy_context()
-        fn = attempt.task.fn
-
-        def in_thread() -> Any:
-            with attempt.lock:
-                if attempt.interrupt is not None:
-                    raise TaskStop()
-                attempt.thread_id = threading.get_ident()
-            try:
-                return ctx.run(fn, *args, **kwargs)
-            finally:
-                with attempt.lock:
-                    attempt.thread_id = None
-
-        future = asyncio.get_running_loop().run_in_executor(self.pool, in_thread)
-        timeout = attempt.job.timeout
-        if timeout is None:
-            return await future
-        done, _ = await asyncio.wait({future}, timeout=timeout)
-        if done:
-            return future.result()
-        attempt.raise_in_thread(TaskTimeout)
-        done, _ = await asyncio.wait({future}, timeout=self.settings.worker.timeout_grace)
-        if done:
-            return future.result()
-        attempt.stuck = True
-        self.on_stuck(attempt)
-        raise TaskTimeout()

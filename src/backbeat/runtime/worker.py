@@ -24,7 +24,6 @@ import os
 import socket
 from collections import deque
 from collections.abc import Awaitable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ from backbeat import __version__
 from backbeat.errors import StoreError
 from backbeat.ids import uuid7
 from backbeat.runtime.executor import Attempt, Executor, Interrupt
+from backbeat.runtime.threads import TaskThreads
 from backbeat.store.base import Store
 from backbeat.types import ClaimRequest, JobOutcome, JobRecord, Lease, Outcome, WorkerInfo
 
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("backbeat.worker")
 PRUNE_EVERY = 12
 """Maintenance rounds between prunes (a minute at the default interval)."""
+ACK_LINGER = 0.002
+"""Seconds an outcome waits for others to share its write, while other jobs run."""
 
 
 class Worker:
@@ -68,16 +70,20 @@ class Worker:
         self._mean_run = 0.1
         """EWMA of run time, seconds; starts pessimistic so the first claim is small."""
         self.acks: list[JobOutcome] = []
+        self._async_running = 0
         self.started = 0
         """Attempts started by this worker."""
         self.recycle_requested = False
-        self.stuck_threads = False
         self._wake = asyncio.Event()
         self._ack_needed = asyncio.Event()
+        self._starved = asyncio.Event()
+        """Set when the last claim found less than it asked for: wake on the store's hint."""
         self._stopping = asyncio.Event()
         self._hard_stop = False
-        self._pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="backbeat-task")
-        self.executor = Executor(app.settings, self.clock, self._pool, self._on_stuck)
+        self.executor = Executor(app.settings, self.clock)
+        self.threads = TaskThreads(
+            self.settings.concurrency, self.executor, self._finish, self._on_stuck, self.settings.timeout_grace
+        )
         self._store: Store | None = None
         self._tasks = frozenset(app.tasks)
 
@@ -101,7 +107,6 @@ class Worker:
             attempt.job.task,
             self.settings.timeout_grace,
         )
-        self.stuck_threads = True
         self.recycle_requested = True
         self.stop()
 
@@ -122,6 +127,7 @@ class Worker:
                 len(self._tasks),
                 self.app.client.url,
             )
+        self.threads.start(asyncio.get_running_loop())
         helpers = [self._ack_loop(store), self._watch_loop(store)]
         if self.background:
             helpers += [self._heartbeat_loop(store), self._maintenance_loop(store)]
@@ -136,7 +142,7 @@ class Worker:
             await self._flush_acks(store)
             if self.background:
                 await _quietly(store.worker_unregister(self.id))
-            self._pool.shutdown(wait=not self.stuck_threads, cancel_futures=True)
+            self.threads.stop()
             log.info("worker %s stopped", self.id)
 
     def _info(self) -> WorkerInfo:
@@ -168,7 +174,9 @@ class Worker:
                 self.ready.extend(jobs)
                 self._start_ready()
                 if len(jobs) == want:
+                    self._starved.clear()
                     continue
+                self._starved.set()
                 if self.burst and not self.attempts and not self.ready:
                     return
                 timeout = await self._idle_timeout(store)
@@ -209,29 +217,44 @@ class Worker:
         return max(0.0, min(self.settings.idle_poll, due - self.clock.now()))
 
     def _start_ready(self) -> None:
-        while self.ready and len(self.attempts) < self.settings.concurrency:
+        """Start what is claimed: async jobs while slots are free; sync jobs go straight to
+        the task threads' queue (``concurrency`` threads run them; the rest wait there
+        rather than here, so a thread never sleeps between two short jobs)."""
+        while self.ready:
+            task = self.app.tasks[self.ready[0].task]
+            if task.is_async and self._async_running >= self.settings.concurrency:
+                return
             job = self.ready.popleft()
-            attempt = Attempt(job=job, task=self.app.tasks[job.task])
+            attempt = Attempt(job=job, task=task, began=self.clock.now())
             self.attempts[job.id] = attempt
             self.started += 1
-            attempt.runner = asyncio.create_task(self._execute(attempt), name=f"job-{job.id}")
+            if task.is_async:
+                self._async_running += 1
+                attempt.runner = asyncio.create_task(self._execute(attempt), name=f"job-{job.id}")
+            else:
+                self.threads.submit(attempt)
 
     async def _execute(self, attempt: Attempt) -> None:
         outcome: JobOutcome | None
-        began = self.clock.now()
         try:
             outcome = await self.executor.run(attempt)
-            self._mean_run += 0.05 * (max(0.0, self.clock.now() - began) - self._mean_run)
         except asyncio.CancelledError:
             if attempt.interrupt is None:
                 raise
             outcome = self.executor.interrupted(attempt)
-        except Exception as exc:
+        except Exception as exc:  # a bug of ours: record it on the job, keep the worker
             log.exception("job %s: internal error", attempt.job.id)
             outcome = self.executor.failed(attempt, exc)
-        finally:
-            self.attempts.pop(attempt.job.id, None)
-            self._wake.set()
+        self._finish(attempt, outcome)
+
+    def _finish(self, attempt: Attempt, outcome: JobOutcome | None) -> None:
+        """An attempt ended: free its slot, queue its outcome (none if its lease was lost)."""
+        attempt.finished = True
+        self.attempts.pop(attempt.job.id, None)
+        if attempt.task.is_async:
+            self._async_running -= 1
+        self._mean_run += 0.05 * (max(0.0, self.clock.now() - attempt.began) - self._mean_run)
+        self._wake.set()
         if outcome is None:
             self.held.pop(attempt.job.id, None)
             return
@@ -246,6 +269,10 @@ class Worker:
     async def _ack_loop(self, store: Store) -> None:
         while True:
             await self._ack_needed.wait()
+            if self.attempts and len(self.acks) < self.settings.claim_batch:
+                # jobs are running: let the outcomes due in a moment join this batch (one
+                # write instead of many); a real-time pause, not a scheduling decision
+                await asyncio.sleep(ACK_LINGER)
             self._ack_needed.clear()
             if not await self._flush_acks(store):
                 await self.clock.sleep(1.0)
@@ -328,6 +355,7 @@ class Worker:
 
     async def _watch_loop(self, store: Store) -> None:
         while True:
+            await self._starved.wait()  # a busy worker claims when a slot frees: no hint needed
             try:
                 if await store.wakeup_wait(self.settings.idle_poll):
                     self._wake.set()
@@ -342,6 +370,8 @@ class Worker:
         while self.ready:
             job = self.ready.popleft()
             self.acks.append(JobOutcome(lease=self.held[job.id], outcome=Outcome.RELEASED))
+        for attempt in self.attempts.values():
+            attempt.release_if_waiting()
         if self.attempts and not self._hard_stop:
             log.info("waiting up to %.0f s for %d running jobs", self.settings.shutdown_grace, len(self.attempts))
             await self._wait_idle(self.settings.shutdown_grace)
@@ -350,11 +380,10 @@ class Worker:
         for attempt in list(self.attempts.values()):
             attempt.stop(Interrupt.SHUTDOWN)
         await self._wait_idle(1.0)
-        for attempt in list(self.attempts.values()):  # sync tasks stuck in C: hand back anyway
-            self.stuck_threads = True
-            self.acks.append(JobOutcome(lease=attempt.lease, outcome=Outcome.RELEASED))
         if self.attempts:
-            log.warning("handed back %d jobs that did not stop", len(self.attempts))
+            log.warning("handing back %d jobs that did not stop", len(self.attempts))
+        for attempt in list(self.attempts.values()):  # sync tasks stuck in C: hand back anyway
+            self._finish(attempt, JobOutcome(lease=attempt.lease, outcome=Outcome.RELEASED))
 
     async def _wait_idle(self, timeout: float) -> None:
         deadline = self.clock.now() + timeout
