@@ -16,6 +16,7 @@ from typing import Any
 from backbeat.errors import PayloadError
 
 _SCALARS = (str, int, bool, type(None))
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def check_json(value: Any, path: str) -> None:
@@ -50,7 +51,7 @@ def encode_payload(args: Sequence[Any], kwargs: Mapping[str, Any], *, limit: int
         check_json(arg, f"args[{index}]")
     for key, arg in kwargs.items():
         check_json(arg, f"kwargs[{key!r}]")
-    text = json.dumps({"args": list(args), "kwargs": dict(kwargs)}, separators=(",", ":"), ensure_ascii=False)
+    text = _ENCODER.encode({"args": list(args), "kwargs": dict(kwargs)})
     _check_size(text, "payload", limit)
     return text
 
@@ -61,8 +62,10 @@ def decode_payload(text: str) -> tuple[list[Any], dict[str, Any]]:
 
 
 def encode_result(value: Any, *, limit: int) -> str:
+    if value is None:
+        return "null"
     check_json(value, "result")
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = _ENCODER.encode(value)
     _check_size(text, "result", limit)
     return text
 
