@@ -22,7 +22,7 @@ from backbeat.ids import uuid7
 from backbeat.jobs import Job
 from backbeat.portal import Portal
 from backbeat.serialization import encode_payload
-from backbeat.store import open_store
+from backbeat.store import open_store, store_is_loop_bound
 from backbeat.store.base import Store
 from backbeat.types import NewJob, TaskInfo
 
@@ -96,7 +96,7 @@ class Client:
     def __init__(self, url: str | None = None, *, settings: Settings | None = None, clock: Clock | None = None) -> None:
         self.settings = settings if settings is not None else Settings.build(url)
         self.clock: Clock = clock or SystemClock()
-        self._portal = Portal()
+        self._portal = Portal(inline=not store_is_loop_bound(self.settings.url))
         self._lock = threading.Lock()
         self._shared: Store | None = None
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Store] = weakref.WeakKeyDictionary()
@@ -144,9 +144,10 @@ class Client:
 
     def close(self) -> None:
         """Close the shared store and the portal's; stop the portal thread."""
-        if self._portal.started or self._shared is not None:
+        if self._portal.started:
+            self._portal.close(self.aclose)
+        elif self._shared is not None:
             self._portal.call(self.aclose)
-        self._portal.close()
 
     # -- enqueue by name ---------------------------------------------------------------
 

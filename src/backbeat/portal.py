@@ -1,7 +1,16 @@
-"""The sync facade's engine: a background event loop that sync calls hand coroutines to.
+"""The sync facade's engine: how a sync call runs an async method to completion.
 
 backbeat has one implementation of everything, async. A sync method is
-``portal.call(self.amethod, ...)`` and nothing else. Internal module.
+``client.sync(self.amethod, ...)`` and nothing else; this module decides where the
+coroutine runs:
+
+* inline, for stores that are not bound to one event loop (SQLite, memory): on a
+  private event loop of the calling thread, with ``BLOCKING_OK`` set so the store may do
+  its blocking I/O right there (no thread hop; the caller waits anyway);
+* otherwise, or when the calling thread already runs a loop, on a background loop in a
+  daemon thread (the portal), whose store connections stay on that loop.
+
+Internal module.
 """
 
 from __future__ import annotations
@@ -12,12 +21,49 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
+from backbeat.store.base import BLOCKING_OK
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
+class _ThreadLoop:
+    """A private event loop per thread, closed when the thread's locals go."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def __del__(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.close()
+
+
+_local = threading.local()
+
+
+def run_inline(coro: Awaitable[T]) -> T:
+    holder: _ThreadLoop | None = getattr(_local, "loop", None)
+    if holder is None:
+        holder = _local.loop = _ThreadLoop()
+    token = BLOCKING_OK.set(True)
+    try:
+        return holder.loop.run_until_complete(coro)
+    finally:
+        BLOCKING_OK.reset(token)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class Portal:
-    def __init__(self, name: str = "backbeat-portal") -> None:
+    def __init__(self, name: str = "backbeat-portal", *, inline: bool = False) -> None:
+        self.inline = inline
+        """Run calls on the calling thread's own loop when it has none running."""
         self._name = name
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -50,7 +96,9 @@ class Portal:
         return self._loop is not None
 
     def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn(*args, **kwargs)`` on the portal's loop and wait for its result here."""
+        """Run ``fn(*args, **kwargs)`` to completion and return its result here."""
+        if self.inline and not _loop_running():
+            return run_inline(fn(*args, **kwargs))
         loop = self._ensure()
         if threading.current_thread() is self._thread:
             raise RuntimeError("a sync backbeat call was made on backbeat's own event loop; await the a-method")

@@ -60,6 +60,11 @@ def check_url(url: str) -> None:
             raise ConfigError(f"memory URL {url!r} takes only a name: memory:// or memory://NAME")
 
 
+def store_is_loop_bound(url: str) -> bool:
+    """Whether the store for ``url`` must be used from the loop that opened it."""
+    return open_store(url).loop_bound
+
+
 def open_store(url: str) -> Store:
     """The store for ``url``, not yet opened."""
     factories: dict[str, Callable[[str], Store]] = {"sqlite": _sqlite, "memory": _memory}

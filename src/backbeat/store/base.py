@@ -29,6 +29,7 @@ Internal module: the protocol may change between minor versions.
 from __future__ import annotations
 
 import abc
+import contextvars
 from collections.abc import Mapping, Sequence
 
 from backbeat.types import (
@@ -46,6 +47,11 @@ from backbeat.types import (
     TaskInfo,
     WorkerInfo,
 )
+
+BLOCKING_OK: contextvars.ContextVar[bool] = contextvars.ContextVar("backbeat_blocking_ok", default=False)
+"""True while a sync call runs its coroutine on a private loop in the caller's thread: the
+caller is blocked anyway, so a store with blocking I/O (SQLite) may do it inline instead
+of handing it to another thread."""
 
 LEASE_EXPIRED = "LeaseExpired: the worker stopped heartbeating (killed or cut off) while the job ran"
 """The error ``job_rescue`` records on a job whose lease expired."""

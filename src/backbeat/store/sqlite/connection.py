@@ -85,9 +85,17 @@ def write_tx(conn: sqlite3.Connection) -> Iterator[None]:
 class ConnectionThread:
     """One thread, one connection; ``await run(fn)`` runs ``fn(conn)`` there."""
 
-    def __init__(self, path: str, options: SQLiteOptions, name: str = "backbeat-sqlite") -> None:
+    def __init__(
+        self,
+        path: str,
+        options: SQLiteOptions,
+        *,
+        setup: Callable[[sqlite3.Connection], None] | None = None,
+        name: str = "backbeat-sqlite",
+    ) -> None:
         self._path = path
         self._options = options
+        self._setup = setup
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._started = threading.Event()
@@ -100,10 +108,15 @@ class ConnectionThread:
             raise self._error
 
     def _main(self) -> None:
+        conn: sqlite3.Connection | None = None
         try:
             conn = connect(self._path, self._options)
+            if self._setup is not None:
+                self._setup(conn)
         except BaseException as exc:  # noqa: BLE001 - reported to start()
-            self._error = exc
+            if conn is not None:
+                conn.close()
+            self._error = translate(exc)
             self._started.set()
             return
         self._started.set()
@@ -113,7 +126,7 @@ class ConnectionThread:
                 try:
                     result = fn(conn)
                 except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
-                    _complete(loop, fut, None, _translate(exc))
+                    _complete(loop, fut, None, translate(exc))
                 else:
                     _complete(loop, fut, result, None)
         finally:
@@ -146,7 +159,7 @@ def _complete(
         loop.call_soon_threadsafe(settle)
 
 
-def _translate(exc: BaseException) -> BaseException:
+def translate(exc: BaseException) -> BaseException:
     if isinstance(exc, sqlite3.OperationalError):
         return StoreError(f"SQLite: {exc}")
     if isinstance(exc, sqlite3.IntegrityError):

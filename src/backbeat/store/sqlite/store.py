@@ -20,14 +20,23 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from backbeat.errors import InvalidTransition, JobNotFound
 from backbeat.ids import token as new_token
-from backbeat.store.base import LEASE_EXPIRED, Store
-from backbeat.store.sqlite.connection import ChangeWatcher, ConnectionThread, SQLiteOptions, migrate, write_tx
+from backbeat.store.base import BLOCKING_OK, LEASE_EXPIRED, Store
+from backbeat.store.sqlite.connection import (
+    ChangeWatcher,
+    ConnectionThread,
+    SQLiteOptions,
+    connect,
+    migrate,
+    translate,
+    write_tx,
+)
 from backbeat.types import (
     Capability,
     ClaimRequest,
@@ -52,6 +61,11 @@ COLUMNS = (
 )
 LIVE = "('scheduled', 'queued', 'running')"
 _STATES = {s.value: s for s in JobState}
+T = TypeVar("T")
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    return None
 
 
 def _job(row: Sequence[Any]) -> JobRecord:
@@ -125,32 +139,61 @@ class SQLiteStore(Store):
     def __init__(self, path: str, options: SQLiteOptions | None = None) -> None:
         self.path = path
         self.options = options or SQLiteOptions()
+        self._lock = threading.Lock()
         self._db: ConnectionThread | None = None
+        self._migrated = False
+        self._local = threading.local()
+        self._inline: list[sqlite3.Connection] = []
         self._watcher = ChangeWatcher(path, self.options)
 
     async def open(self) -> None:
-        if self._db is not None:
-            return
-        db = ConnectionThread(self.path, self.options)
-        db.start()
-        try:
-            await db.run(lambda conn: migrate(conn, self.path))
-        except BaseException:
-            db.stop()
-            raise
-        self._db = db
+        await self._run(_nothing)
 
     async def close(self) -> None:
-        db, self._db = self._db, None
+        with self._lock:
+            db, self._db = self._db, None
+            inline, self._inline = self._inline, []
+            self._local = threading.local()
         if db is not None:
             db.stop()
+        for conn in inline:
+            conn.close()
         self._watcher.stop()
 
-    async def _run(self, fn: Any) -> Any:
-        if self._db is None:
-            await self.open()
-        assert self._db is not None
-        return await self._db.run(fn)
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)``: inline on the caller's own connection when a sync call is
+        blocked on it anyway (``BLOCKING_OK``), else on the connection thread."""
+        if BLOCKING_OK.get():
+            conn = self._inline_connection()
+            try:
+                return fn(conn)
+            except sqlite3.Error as exc:
+                raise translate(exc) from None
+        return await self._thread().run(fn)
+
+    def _thread(self) -> ConnectionThread:
+        with self._lock:
+            if self._db is None:
+                db = ConnectionThread(self.path, self.options, setup=self._migrate)
+                db.start()
+                self._db = db
+            return self._db
+
+    def _inline_connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, self.options)
+            self._migrate(conn)
+            with self._lock:
+                self._inline.append(conn)
+            self._local.conn = conn
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Once per store object, on whichever connection comes first."""
+        if not self._migrated:
+            migrate(conn, self.path)
+            self._migrated = True
 
     # -- jobs --------------------------------------------------------------------------
 
