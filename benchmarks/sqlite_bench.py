@@ -85,8 +85,8 @@ def latencies(path: Path, url: str, jobs: int, delayed: bool) -> list[float]:
         "b.stamp.enqueue(time.time()).result(timeout=30)\ntime.sleep(1.0)\njobs = []\n"
         f"for i in range({jobs}):\n"
         + (
-            "    due = time.time() + 1 + 4 * i / max(1, %d - 1)\n"
-            "    jobs.append(b.stamp.enqueue(due, at=datetime.datetime.fromtimestamp(due, datetime.UTC)))\n" % jobs
+            f"    due = time.time() + 1 + 4 * i / max(1, {jobs} - 1)\n"
+            "    jobs.append(b.stamp.enqueue(due, at=datetime.datetime.fromtimestamp(due, datetime.UTC)))\n"
             if delayed
             else "    jobs.append(b.stamp.enqueue(time.time()))\n    time.sleep(0.01)\n"
         )
