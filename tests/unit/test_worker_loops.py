@@ -1,0 +1,132 @@
+"""The worker's background loops (heartbeat, rescue, prune, cancel, registry) in-process,
+on the memory store, with a manual clock: time only moves when the test moves it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from backbeat import App, JobState, ManualClock
+from backbeat.config import WorkerSettings
+from backbeat.ids import uuid7
+from backbeat.runtime.worker import PRUNE_EVERY, Worker
+from backbeat.store.base import Store
+from backbeat.types import ClaimRequest, Retention
+
+LEASE = 10.0
+
+
+async def settle() -> None:
+    """Let every loop that can run, run (the memory store never blocks)."""
+    for _ in range(100):
+        await asyncio.sleep(0)
+
+
+async def step(clock: ManualClock, seconds: float, steps: int = 10) -> None:
+    for _ in range(steps):
+        clock.advance(seconds / steps)
+        await settle()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 3, 1, tzinfo=UTC))
+
+
+@pytest.fixture
+async def app(clock: ManualClock) -> AsyncIterator[App]:
+    app = App(
+        f"memory://{uuid7()}",
+        clock=clock,
+        retention=Retention(succeeded=3600, dead=3600, cancelled=3600),
+        worker=WorkerSettings(lease=LEASE, maintenance_interval=1.0, idle_poll=0.05),
+    )
+    yield app
+    await app.aclose()
+
+
+async def store_of(app: App) -> Store:
+    return await app.client.astore()
+
+
+async def test_worker_registers_and_unregisters(app: App, clock: ManualClock) -> None:
+    @app.task(name="t")
+    def t() -> None: ...
+
+    worker = Worker(app)
+    task = asyncio.create_task(worker.run())
+    await settle()
+    [info] = await (await store_of(app)).worker_list()
+    assert info.id == worker.id and [t.name for t in info.tasks] == ["t"]
+    await step(clock, 5)
+    assert (await (await store_of(app)).worker_list())[0].heartbeat_at > info.heartbeat_at
+    worker.stop()
+    await asyncio.wait_for(task, 5)
+    assert await (await store_of(app)).worker_list() == []
+
+
+async def test_heartbeats_keep_a_long_job_and_a_cancel_stops_it(app: App, clock: ManualClock) -> None:
+    started = asyncio.Event()
+
+    @app.task(name="forever")
+    async def forever() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    job = await forever.aenqueue()
+    worker = Worker(app)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(started.wait(), 5)
+    await step(clock, LEASE * 5, steps=50)  # five leases long: renewed all along
+    info = await job.ainfo()
+    assert info.state is JobState.RUNNING and info.attempts == 1
+    assert info.lease_expires_at is not None and info.lease_expires_at > clock.now()
+    await job.acancel()
+    await step(clock, LEASE)
+    assert await job.astatus() is JobState.CANCELLED
+    worker.stop()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_maintenance_rescues_a_dead_workers_job(app: App, clock: ManualClock) -> None:
+    ran = asyncio.Event()
+
+    @app.task(name="t")
+    async def t() -> None:
+        ran.set()
+
+    store = await store_of(app)
+    job = await t.aenqueue()
+    claim = ClaimRequest(worker_id="dead-worker", queues=("default",), tasks=frozenset({"t"}), limit=1, lease=LEASE)
+    [claimed] = await store.job_claim(claim, now=clock.now())
+    assert claimed.id == job.id
+    rescuer = Worker(app)
+    task = asyncio.create_task(rescuer.run())
+    await step(clock, LEASE + 2)
+    await asyncio.wait_for(ran.wait(), 5)
+    await settle()
+    info = await job.ainfo()
+    assert info.state is JobState.SUCCEEDED and info.attempts == 2 and info.worker_id == rescuer.id
+    rescuer.stop()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_finished_jobs_are_pruned_after_their_retention(app: App, clock: ManualClock) -> None:
+    @app.task(name="t")
+    async def t() -> None: ...
+
+    job = await t.aenqueue()
+    worker = Worker(app)
+    task = asyncio.create_task(worker.run())
+    await settle()
+    assert await job.astatus() is JobState.SUCCEEDED
+    await step(clock, 3000, steps=PRUNE_EVERY)
+    assert (await job.astatus()) is JobState.SUCCEEDED  # within retention
+    await step(clock, 1200, steps=PRUNE_EVERY * 2)
+    with pytest.raises(LookupError):
+        await job.ainfo()
+    worker.stop()
+    await asyncio.wait_for(task, 5)
