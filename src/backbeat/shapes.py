@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from backbeat.clock import iso
-from backbeat.types import FINAL_STATES, JobCount, JobRecord, JobState, TaskInfo, WorkerInfo
+from backbeat.types import FINAL_STATES, JobCount, JobRecord, JobState, QueueInfo, TaskInfo, WorkerInfo
 
 STATES = [s.value for s in JobState]
 
@@ -94,3 +94,18 @@ def status(
             "per_second": round(done / window, 3) if window else 0.0,
         },
     }
+
+
+def queues(infos: Sequence[QueueInfo], counts: Sequence[JobCount]) -> list[dict[str, Any]]:
+    by_queue: dict[str, dict[str, int]] = {}
+    for c in counts:
+        by_queue.setdefault(c.queue, dict.fromkeys(STATES, 0))[c.state.value] += c.count
+    return [
+        {
+            "name": q.name,
+            "paused": q.paused,
+            "paused_at": iso(q.paused_at),
+            "counts": by_queue.get(q.name, dict.fromkeys(STATES, 0)),
+        }
+        for q in infos
+    ]

@@ -181,6 +181,13 @@ class JobCount:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class QueueInfo:
+    name: str
+    paused: bool
+    paused_at: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Retention:
     """How long finished jobs are kept (seconds after they finished)."""
 

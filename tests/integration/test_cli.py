@@ -118,3 +118,22 @@ def test_status_json_shape(cluster: Cluster) -> None:
     assert data["missing_tasks"] == ["it.low", "it.record"]
     assert data["throughput"]["window_seconds"] == 60
     assert cluster.backbeat("--version", check=True).stdout.startswith("backbeat, version")
+
+
+def test_queues_pause_resume_purge_and_migrate(cluster: Cluster) -> None:
+    low = bbapps.low_task.enqueue()
+    bbapps.record_task.enqueue(1, delay=60)
+    paused = json.loads(cluster.backbeat("queues", "pause", "low", "--json", check=True).stdout)
+    assert paused == [{"queue": "low", "paused": True}]
+    listed = {q["name"]: q for q in json.loads(cluster.backbeat("queues", "list", "--json", check=True).stdout)}
+    assert listed["low"]["paused"] and re.fullmatch(ISO_Z, listed["low"]["paused_at"])
+    assert listed["default"]["counts"]["scheduled"] == 1 and not listed["default"]["paused"]
+    assert run_until_idle(cluster.app) == 0  # the paused queue is not claimed from
+    cluster.backbeat("queues", "resume", "low", check=True)
+    assert run_until_idle(cluster.app) == 1 and low.status() is JobState.SUCCEEDED
+    purged = json.loads(cluster.backbeat("queues", "purge", "default", "--yes", "--json", check=True).stdout)
+    assert purged == [{"queue": "default", "purged": 1}]
+    assert "paused" in cluster.backbeat("queues", "pause", "low", check=True).stdout
+    human = cluster.backbeat("queues", "list", check=True).stdout
+    assert "low" in human and "paused" in human
+    assert json.loads(cluster.backbeat("migrate", "--json", check=True).stdout) == {"schema_version": 2}

@@ -86,3 +86,15 @@ def render_job(data: dict[str, Any]) -> None:
     console.print(table)
     if data.get("traceback"):
         console.print(data["traceback"], style="red", markup=False, highlight=False)
+
+
+def render_queues(rows: list[dict[str, Any]]) -> None:
+    table = Table()
+    table.add_column("queue")
+    table.add_column("state")
+    for state in STATES:
+        table.add_column(state, justify="right")
+    for r in rows:
+        paused = Text("paused", style="bold yellow") if r["paused"] else Text("active")
+        table.add_row(t(r["name"]), paused, *(str(r["counts"][state]) for state in STATES))
+    console.print(table)

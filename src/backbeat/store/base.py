@@ -44,6 +44,7 @@ from backbeat.types import (
     JobState,
     Lease,
     NewJob,
+    QueueInfo,
     TaskInfo,
     WorkerInfo,
 )
@@ -76,6 +77,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release connections. Idempotent; allowed before ``open``."""
+
+    @abc.abstractmethod
+    async def migrate(self) -> int:
+        """Apply every pending schema migration and return the schema version.
+
+        Safe when many processes call it at once (they serialise; one applies each step).
+        Raises ``SchemaTooNew`` like ``open``."""
 
     # -- jobs --------------------------------------------------------------------------
 
@@ -173,6 +181,26 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def job_finished_since(self, since: float) -> dict[JobState, int]:
         """How many jobs reached each final state at or after ``since`` (throughput)."""
+
+    # -- queues ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def queue_pause(self, queue: str, *, now: float) -> None:
+        """Stop ``job_claim`` from taking jobs of ``queue`` (running jobs go on; enqueueing
+        still works). Idempotent; the queue need not have jobs yet."""
+
+    @abc.abstractmethod
+    async def queue_resume(self, queue: str) -> None:
+        """Let ``job_claim`` take jobs of ``queue`` again. Idempotent."""
+
+    @abc.abstractmethod
+    async def queue_purge(self, queue: str) -> int:
+        """Delete every ``queued`` and ``scheduled`` job of ``queue`` (running and finished
+        jobs stay); return how many were deleted. Atomic."""
+
+    @abc.abstractmethod
+    async def queue_list(self) -> list[QueueInfo]:
+        """Every queue that ever had a job enqueued or was paused, by name, with its pause state."""
 
     # -- wake-ups (a hint; correctness never depends on it) ----------------------------
 

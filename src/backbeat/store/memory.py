@@ -33,6 +33,7 @@ from backbeat.types import (
     Lease,
     NewJob,
     Outcome,
+    QueueInfo,
     TaskInfo,
     WorkerInfo,
 )
@@ -52,6 +53,7 @@ class MemoryStore(Store):
         self._live_dedup: dict[str, str] = {}
         self._workers: dict[str, WorkerInfo] = {}
         self._tasks: dict[str, TaskInfo] = {}
+        self._queues: dict[str, QueueInfo] = {}
         self._version = 0
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
@@ -68,6 +70,9 @@ class MemoryStore(Store):
 
     async def close(self) -> None:
         return None
+
+    async def migrate(self) -> int:
+        return 0
 
     # -- helpers (call with the lock held) ---------------------------------------------
 
@@ -101,6 +106,7 @@ class MemoryStore(Store):
                 raise StoreError("job id already exists")
             out: list[Enqueued] = []
             for new in jobs:
+                self._queues.setdefault(new.queue, QueueInfo(name=new.queue, paused=False))
                 held = self._live_dedup.get(new.dedup_key) if new.dedup_key else None
                 if held is not None:
                     out.append(Enqueued(job=self._jobs[held], created=False))
@@ -129,7 +135,7 @@ class MemoryStore(Store):
 
     async def job_claim(self, request: ClaimRequest, *, now: float) -> list[JobRecord]:
         with self._lock:
-            queues = set(request.queues)
+            queues = {q for q in request.queues if not (q in self._queues and self._queues[q].paused)}
             candidates = [
                 j
                 for j in self._jobs.values()
@@ -290,6 +296,37 @@ class MemoryStore(Store):
                 if j.state.is_final and j.finished_at is not None and j.finished_at >= since:
                     out[j.state] = out.get(j.state, 0) + 1
             return out
+
+    # -- queues ------------------------------------------------------------------------
+
+    async def queue_pause(self, queue: str, *, now: float) -> None:
+        with self._lock:
+            current = self._queues.get(queue)
+            if current is None or not current.paused:
+                self._queues[queue] = QueueInfo(name=queue, paused=True, paused_at=now)
+
+    async def queue_resume(self, queue: str) -> None:
+        with self._lock:
+            if queue in self._queues:
+                self._queues[queue] = QueueInfo(name=queue, paused=False)
+            self._notify()
+
+    async def queue_purge(self, queue: str) -> int:
+        with self._lock:
+            doomed = [
+                j.id
+                for j in self._jobs.values()
+                if j.queue == queue and j.state in (JobState.QUEUED, JobState.SCHEDULED)
+            ]
+            for job_id in doomed:
+                job = self._jobs.pop(job_id)
+                if job.dedup_key:
+                    self._live_dedup.pop(job.dedup_key, None)
+            return len(doomed)
+
+    async def queue_list(self) -> list[QueueInfo]:
+        with self._lock:
+            return [self._queues[name] for name in sorted(self._queues)]
 
     async def wakeup_wait(self, timeout: float) -> bool:
         loop = asyncio.get_running_loop()

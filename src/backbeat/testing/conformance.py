@@ -505,6 +505,54 @@ class StoreConformance:
         assert len(await store.job_list(JobFilter(state=JobState.RUNNING))) == 0
         assert len(await store.job_list(JobFilter(state=JobState.QUEUED))) == 1
 
+    # -- queues ------------------------------------------------------------------------
+
+    async def test_a_paused_queue_is_not_claimed_from(self, store: Store) -> None:
+        a, b = new_job(queue="a"), new_job(queue="b")
+        await store.job_enqueue([a, b], now=T0)
+        await store.queue_pause("a", now=T0 + 1)
+        await store.queue_pause("a", now=T0 + 2)
+        claimed = await store.job_claim(claim(10, queues=("a", "b")), now=T0)
+        assert [j.id for j in claimed] == [b.id]
+        assert await store.job_claim(claim(10, queues=("a",)), now=T0) == []
+        queues = {q.name: q for q in await store.queue_list()}
+        assert queues["a"].paused and queues["a"].paused_at == T0 + 1 and not queues["b"].paused
+        later = new_job(queue="a")
+        assert (await store.job_enqueue([later], now=T0))[0].created  # enqueueing still works
+        await store.queue_resume("a")
+        await store.queue_resume("a")
+        assert {j.id for j in await store.job_claim(claim(10, queues=("a",)), now=T0)} == {a.id, later.id}
+        assert not {q.name: q for q in await store.queue_list()}["a"].paused
+
+    async def test_pausing_an_unknown_queue_holds_jobs_enqueued_later(self, store: Store) -> None:
+        await store.queue_pause("future", now=T0)
+        await store.job_enqueue([new_job(queue="future")], now=T0)
+        assert await store.job_claim(claim(10, queues=("future",)), now=T0) == []
+        assert [q.name for q in await store.queue_list()] == ["future"]
+
+    async def test_purge_deletes_pending_jobs_only(self, store: Store) -> None:
+        pending = [new_job(queue="p"), new_job(queue="p", run_at=T0 + 60), new_job(queue="p", dedup_key="k")]
+        running, other = new_job(queue="p"), new_job(queue="q")
+        await store.job_enqueue([running], now=T0)
+        job = await self.claim_one(store, queues=("p",))
+        await store.job_enqueue([*pending, other], now=T0)
+        assert await store.queue_purge("p") == 3
+        for new in pending:
+            with pytest.raises(JobNotFound):
+                await store.job_get(new.id)
+        assert (await store.job_get(job.id)).state is JobState.RUNNING
+        assert (await store.job_get(other.id)).state is JobState.QUEUED
+        assert (await store.job_enqueue([new_job(queue="p", dedup_key="k")], now=T0))[0].created
+        assert await store.queue_purge("nothing-here") == 0
+
+    async def test_queue_list_names_every_queue_with_jobs(self, store: Store) -> None:
+        await store.job_enqueue([new_job(queue="z"), new_job(queue="a"), new_job(queue="a")], now=T0)
+        assert [(q.name, q.paused) for q in await store.queue_list()] == [("a", False), ("z", False)]
+
+    async def test_migrate_is_idempotent(self, store: Store) -> None:
+        first = await store.migrate()
+        assert await store.migrate() == first
+
     # -- wake-ups ----------------------------------------------------------------------
 
     async def test_wakeup_after_a_write_by_another_handle(self, store: Store, other: Store) -> None:

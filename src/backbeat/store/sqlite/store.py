@@ -1,6 +1,6 @@
 """The SQLite store: the embedded default (``sqlite:///backbeat.db``).
 
-Schema: ``migrations/0001_initial.sql`` (jobs, workers, task registry), versioned by
+Schema: ``migrations/NNNN_*.sql`` (jobs, workers, task registry, queues), versioned by
 ``PRAGMA user_version``. WAL mode: readers never block the one writer; several worker
 processes share the file, and every write takes the lock up front (``BEGIN IMMEDIATE``).
 
@@ -50,6 +50,7 @@ from backbeat.types import (
     Lease,
     NewJob,
     Outcome,
+    QueueInfo,
     TaskInfo,
     WorkerInfo,
 )
@@ -148,6 +149,9 @@ class SQLiteStore(Store):
 
     async def open(self) -> None:
         await self._run(_nothing)
+
+    async def migrate(self) -> int:
+        return await self._run(lambda conn: migrate(conn, self.path))
 
     async def close(self) -> None:
         with self._lock:
@@ -276,6 +280,29 @@ class SQLiteStore(Store):
         rows = await self._run(lambda conn: conn.execute(sql, (since,)).fetchall())
         return {_STATES[s]: n for s, n in rows}
 
+    # -- queues ------------------------------------------------------------------------
+
+    async def queue_pause(self, queue: str, *, now: float) -> None:
+        sql = (
+            "INSERT INTO backbeat_queues (name, paused, paused_at) VALUES (?, 1, ?) "
+            "ON CONFLICT (name) DO UPDATE SET paused = 1, paused_at = COALESCE(paused_at, excluded.paused_at)"
+        )
+        await self._run(lambda conn: conn.execute(sql, (queue, now)))
+
+    async def queue_resume(self, queue: str) -> None:
+        sql = "UPDATE backbeat_queues SET paused = 0, paused_at = NULL WHERE name = ?"
+        await self._run(lambda conn: conn.execute(sql, (queue,)))
+        self._watcher.poke()
+
+    async def queue_purge(self, queue: str) -> int:
+        sql = "DELETE FROM backbeat_jobs WHERE queue = ? AND state IN ('queued', 'scheduled')"
+        return int(await self._run(lambda conn: conn.execute(sql, (queue,)).rowcount))
+
+    async def queue_list(self) -> list[QueueInfo]:
+        sql = "SELECT name, paused, paused_at FROM backbeat_queues ORDER BY name"
+        rows = await self._run(lambda conn: conn.execute(sql).fetchall())
+        return [QueueInfo(name=n, paused=bool(p), paused_at=t) for n, p, t in rows]
+
     async def wakeup_wait(self, timeout: float) -> bool:
         return await self._watcher.wait(timeout)
 
@@ -322,6 +349,8 @@ _INSERT = (
 def _enqueue(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float) -> list[Enqueued]:
     out: list[Enqueued] = []
     with write_tx(conn):
+        for queue in {new.queue for new in jobs}:
+            conn.execute("INSERT OR IGNORE INTO backbeat_queues (name) VALUES (?)", (queue,))
         for new in jobs:
             state = JobState.QUEUED if new.run_at <= now else JobState.SCHEDULED
             order_at = new.run_at if new.order_at is None else new.order_at
@@ -374,7 +403,10 @@ def _enqueue(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float) -> li
 def _claim(conn: sqlite3.Connection, request: ClaimRequest, now: float) -> list[JobRecord]:
     if not request.tasks or request.limit < 1:
         return []
-    queues, tasks = tuple(request.queues), tuple(sorted(request.tasks))
+    paused = {r[0] for r in conn.execute("SELECT name FROM backbeat_queues WHERE paused = 1")}
+    queues, tasks = tuple(q for q in request.queues if q not in paused), tuple(sorted(request.tasks))
+    if not queues:
+        return []
     probe, promote, claim = _claim_sql(len(queues), len(tasks))
     if not conn.execute(probe, (*queues, *tasks, *queues, now, *tasks)).fetchone()[0]:
         return []
