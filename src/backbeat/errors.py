@@ -41,6 +41,14 @@ class JobNotFound(BackbeatError, LookupError):
     """No job with that id (it may have been pruned after its retention)."""
 
 
+class ScheduleNotFound(BackbeatError, LookupError):
+    """No schedule with that key."""
+
+
+class ScheduleError(BackbeatError, ValueError):
+    """A schedule cannot be defined as given (bad cron, bad duration, bad time zone...)."""
+
+
 class WorkerNotFound(BackbeatError, LookupError):
     """No worker with that id is registered."""
 

@@ -152,6 +152,9 @@ class JobOutcome:
     error: str | None = None
     traceback: str | None = None
     retry_at: float | None = None
+    next_in: float | None = None
+    """For a job fired by a schedule: the task asked for its next run this many seconds
+    after this one ends (``backbeat.Next``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -226,3 +229,135 @@ class WorkerInfo:
     heartbeat_at: float
     in_flight: int = 0
     version: str = ""
+
+
+# -- schedules ---------------------------------------------------------------------------
+
+
+class ScheduleKind(StrEnum):
+    EVERY = "every"
+    CRON = "cron"
+
+
+class ScheduleMode(StrEnum):
+    """How an ``every`` schedule re-arms."""
+
+    DELAY = "delay"
+    """The next run is due ``every`` seconds after the previous run *ends* (the talk's
+    "wait 90 s, re-enqueue self"): the gap is interval + run time."""
+    RATE = "rate"
+    """Runs are due on a fixed cadence, ``every`` seconds apart, whatever they take."""
+
+
+class Misfire(StrEnum):
+    """What a schedule does about occurrences missed while nothing could fire them
+    (downtime, a paused schedule, a run still in flight)."""
+
+    SKIP = "skip"
+    """One run now for the latest missed occurrence, then on cadence."""
+    CATCH_UP = "catch_up"
+    """Run missed occurrences one after another, at most ``catch_up_limit`` of them."""
+
+
+class ScheduleOrigin(StrEnum):
+    CODE = "code"
+    """Declared with ``@app.periodic``: synced (added, changed, removed) at scheduler start."""
+    RUNTIME = "runtime"
+    """Written at run time (``app.every``/``app.cron``, CLI, API)."""
+    FILE = "file"
+    """Loaded from a resque-scheduler YAML file."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScheduleSpec:
+    """What a schedule is: its definition, validated by the app layer (``schedules.py``)."""
+
+    key: str
+    task: str
+    queue: str
+    payload: str
+    """JSON ``{"args": [...], "kwargs": {...}}`` for each job it fires."""
+    kind: ScheduleKind
+    every: float | None = None
+    cron: str | None = None
+    tz: str = "UTC"
+    mode: ScheduleMode = ScheduleMode.DELAY
+    jitter: float = 0.0
+    """Each occurrence is due up to this many seconds late, at random (spreads load)."""
+    sla: float | None = None
+    """Longest allowed gap between successful runs, seconds."""
+    misfire: Misfire = Misfire.SKIP
+    catch_up_limit: int = 0
+    priority: int = 0
+    max_attempts: int = 1
+    timeout: float | None = None
+    description: str = ""
+    origin: ScheduleOrigin = ScheduleOrigin.RUNTIME
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScheduleRecord:
+    """A schedule as the store holds it: its definition and where its runs stand."""
+
+    spec: ScheduleSpec
+    created_at: float
+    updated_at: float
+    next_tick: float | None
+    """The next occurrence (cron tick, rate tick, or end of last run + interval), before jitter.
+    ``None`` while a delay-mode run is in flight: it is re-armed when the run ends."""
+    next_at: float | None
+    """When the next occurrence is due: ``next_tick`` plus its jitter."""
+    paused: bool = False
+    paused_at: float | None = None
+    pending_jitter: float = 0.0
+    """The jitter drawn for the next delay-mode re-arm (drawn by the scheduler at fire time)."""
+    in_flight: str | None = None
+    """The id of the job of the run in flight; at most one per schedule (runs never overlap)."""
+    last_fire_at: float | None = None
+    last_job_id: str | None = None
+    last_finished_at: float | None = None
+    last_state: JobState | None = None
+    last_success_at: float | None = None
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+
+class Change(StrEnum):
+    ADDED = "added"
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Upserted:
+    record: ScheduleRecord
+    change: Change
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Fire:
+    """One occurrence to fire, planned by the scheduler from a due ``ScheduleRecord``."""
+
+    key: str
+    expected_next_at: float
+    """The ``next_at`` the plan was made from: the fire happens only if it is unchanged."""
+    job: NewJob
+    """The run's job; ``schedule_key``/``fire_at`` set; unique per (key, fire_at)."""
+    next_tick: float | None
+    next_at: float | None
+    pending_jitter: float = 0.0
+    skipped: int = 0
+    """Occurrences passed over by the misfire policy (for the decision log)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScheduleFilter:
+    """Keyset-paginated listing by key: pass the last key seen as ``after``."""
+
+    origin: ScheduleOrigin | None = None
+    search: str | None = None
+    """Substring of the key or task name."""
+    after: str | None = None
+    limit: int = 100

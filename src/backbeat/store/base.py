@@ -17,11 +17,22 @@ Conventions
 * Dispatch order: higher ``priority`` first, then earlier ``order_at`` (a deadline for
   jobs of SLA schedules, the due time for the rest), then earlier id.
 
-Slots for what follows (not part of the protocol yet): keyed schedules
-(``schedule_upsert/get/list/pause/remove`` and an atomic ``schedule_fire`` built on a
-unique (key, fire time)), SLA history, rate-limit buckets, events and the per-schedule
-decision log. ``NewJob.schedule_key``/``fire_at``/``order_at`` already carry what a fired
-job needs.
+* Schedules are rows. Firing an occurrence is one atomic step (``schedule_fire``) that
+  creates its job under a uniqueness on (schedule key, fire time) and advances the
+  schedule only if nobody advanced it first, so any number of schedulers can run. A
+  schedule has at most one run in flight; when that run's job reaches a final state (by
+  ``job_ack``, ``job_rescue`` or ``job_cancel``) the same step *finishes the run*: see
+  ``finish_run`` below.
+
+**Finishing a run** (applied atomically with the job's final transition, only when the job
+is still its schedule's ``in_flight``): ``in_flight`` cleared, ``last_finished_at = now``,
+``last_state`` = the job's state, ``last_success_at = now`` if it succeeded; then
+* delay-mode ``every``: ``next_tick = now + (next_in or every)``, ``next_at = next_tick +
+  pending_jitter``;
+* otherwise, only if the outcome carries ``next_in``: ``next_tick = next_at = now + next_in``.
+
+Slots for what follows (not part of the protocol yet): SLA history, rate-limit buckets,
+events and the per-schedule decision log.
 
 Internal module: the protocol may change between minor versions.
 """
@@ -36,6 +47,7 @@ from backbeat.types import (
     Capability,
     ClaimRequest,
     Enqueued,
+    Fire,
     HeartbeatResult,
     JobCount,
     JobFilter,
@@ -45,7 +57,11 @@ from backbeat.types import (
     Lease,
     NewJob,
     QueueInfo,
+    ScheduleFilter,
+    ScheduleRecord,
+    ScheduleSpec,
     TaskInfo,
+    Upserted,
     WorkerInfo,
 )
 
@@ -132,7 +148,8 @@ class Store(abc.ABC):
         * ``SNOOZED``: ``scheduled`` at ``retry_at``; ``attempts - 1`` (not a failure).
         * ``RELEASED``: ``queued``, ``run_at`` unchanged; ``attempts - 1``.
         * ``CANCELLED``: ``cancelled`` with ``finished_at = now``.
-        Accepted outcomes are applied atomically together.
+        Accepted outcomes are applied atomically together, each with its run's finish
+        (see the module docstring) when the job reached a final state.
         """
 
     @abc.abstractmethod
@@ -148,8 +165,8 @@ class Store(abc.ABC):
     async def job_cancel(self, job_id: str, *, now: float) -> JobRecord:
         """Cancel a job. ``scheduled``/``queued`` become ``cancelled`` at once; a
         ``running`` job gets ``cancel_requested`` (its worker learns at the next heartbeat)
-        and stays running until acked. A finished job is returned unchanged.
-        Raises ``JobNotFound``."""
+        and stays running until acked. A finished job is returned unchanged. A job
+        cancelled at once finishes its schedule's run. Raises ``JobNotFound``."""
 
     @abc.abstractmethod
     async def job_retry(self, job_id: str, *, now: float) -> JobRecord:
@@ -162,7 +179,8 @@ class Store(abc.ABC):
         """Take back up to ``limit`` ``running`` jobs whose lease expired before ``now``
         (their worker stopped heartbeating): back to ``queued`` (at-least-once) if
         attempts remain, else ``dead`` with the error ``"LeaseExpired: ..."``. The old
-        token is void. Returns the jobs as they are after the rescue."""
+        token is void; a job that became final finishes its schedule's run. Returns the
+        jobs as they are after the rescue."""
 
     @abc.abstractmethod
     async def job_prune(self, cutoffs: Mapping[JobState, float], *, limit: int = 10_000) -> int:
@@ -181,6 +199,75 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def job_finished_since(self, since: float) -> dict[JobState, int]:
         """How many jobs reached each final state at or after ``since`` (throughput)."""
+
+    # -- schedules ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def schedule_upsert(
+        self, spec: ScheduleSpec, *, next_tick: float | None, next_at: float | None, now: float
+    ) -> Upserted:
+        """Add the schedule ``spec.key``, or replace its definition, atomically.
+
+        New: ``created_at = updated_at = now``, the given ``next_tick``/``next_at``, not
+        paused, no run yet; ``Change.ADDED``. Existing with an identical definition:
+        nothing written, ``Change.UNCHANGED``. Otherwise the definition is replaced,
+        ``updated_at = now`` and ``next_tick``/``next_at`` set as given — except while a
+        delay-mode run is in flight, when they stay ``None`` (the run's end re-arms it);
+        the run state (``in_flight``, ``last_*``, ``paused``) is kept; ``Change.CHANGED``.
+        """
+
+    @abc.abstractmethod
+    async def schedule_get(self, key: str) -> ScheduleRecord:
+        """The schedule, or ``ScheduleNotFound``."""
+
+    @abc.abstractmethod
+    async def schedule_list(self, filter: ScheduleFilter) -> list[ScheduleRecord]:
+        """Schedules ordered by key, only keys after ``filter.after``, at most ``limit``;
+        ``origin`` and ``search`` (substring of key or task) narrow it."""
+
+    @abc.abstractmethod
+    async def schedule_remove(self, key: str) -> bool:
+        """Delete the schedule; False if there was none. A run in flight goes on and its
+        end changes nothing."""
+
+    @abc.abstractmethod
+    async def schedule_pause(self, key: str, *, now: float) -> ScheduleRecord:
+        """Stop firing (``paused_at = now`` unless already paused); a run in flight goes on.
+        Raises ``ScheduleNotFound``."""
+
+    @abc.abstractmethod
+    async def schedule_resume(self, key: str) -> ScheduleRecord:
+        """Fire again; occurrences missed while paused are handled by the misfire policy.
+        Raises ``ScheduleNotFound``."""
+
+    @abc.abstractmethod
+    async def schedule_due(self, *, now: float, limit: int) -> list[ScheduleRecord]:
+        """Up to ``limit`` schedules with ``next_at <= now``, not paused, no run in flight,
+        earliest ``next_at`` first (then key). An index range scan on every store."""
+
+    @abc.abstractmethod
+    async def schedule_next_due(self) -> float | None:
+        """The earliest ``next_at`` of a schedule that is not paused and has no run in
+        flight: the scheduler's timer."""
+
+    @abc.abstractmethod
+    async def schedule_fire(self, fires: Sequence[Fire], *, now: float) -> list[bool]:
+        """Fire each occurrence, each atomically on its own; True where it fired.
+
+        A fire happens only if its schedule exists, is not paused, has no run in flight,
+        still has ``next_at == fire.expected_next_at``, and no job exists for
+        (``fire.key``, ``fire.job.fire_at``). Then: ``fire.job`` is enqueued (as by
+        ``job_enqueue``), and the schedule gets ``in_flight`` = that job, ``last_fire_at``
+        = its ``fire_at``, ``last_job_id``, and ``next_tick``/``next_at``/
+        ``pending_jitter`` from the fire. Otherwise nothing changes (another scheduler got
+        there first, or the schedule changed): the caller re-reads and plans again.
+        """
+
+    @abc.abstractmethod
+    async def schedule_repair(self, *, now: float) -> list[str]:
+        """Finish the runs whose in-flight job no longer exists or is already final (a
+        purge, a manual delete), as if they ended now; return their keys. Keeps a chain
+        from ever stopping silently."""
 
     # -- queues ------------------------------------------------------------------------
 

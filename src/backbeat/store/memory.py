@@ -5,8 +5,10 @@ every other store) and to run an application's jobs in its own tests
 (``backbeat.testing``). Nothing outlives the process.
 
 Layout: ``_jobs`` maps id -> ``JobRecord`` (frozen; every change replaces the record);
-``_live_dedup`` maps a dedup key -> the id of the live job holding it. One
-``threading.Lock`` makes every method atomic, also across event loops and threads.
+``_live_dedup`` maps a dedup key -> the id of the live job holding it; ``_schedules`` maps
+key -> ``ScheduleRecord``; ``_fires`` maps (schedule key, fire_at) -> job id, the
+uniqueness every store keeps for fired occurrences. One ``threading.Lock`` makes every
+method atomic, also across event loops and threads.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import ClassVar
 
-from backbeat.errors import InvalidTransition, JobNotFound, StoreError
+from backbeat.errors import InvalidTransition, JobNotFound, ScheduleNotFound, StoreError
 from backbeat.ids import token as new_token
 from backbeat.store.base import LEASE_EXPIRED, Store
 from backbeat.types import (
     LIVE_STATES,
+    Change,
     ClaimRequest,
     Enqueued,
+    Fire,
     HeartbeatResult,
     JobCount,
     JobFilter,
@@ -34,7 +38,13 @@ from backbeat.types import (
     NewJob,
     Outcome,
     QueueInfo,
+    ScheduleFilter,
+    ScheduleKind,
+    ScheduleMode,
+    ScheduleRecord,
+    ScheduleSpec,
     TaskInfo,
+    Upserted,
     WorkerInfo,
 )
 
@@ -54,6 +64,8 @@ class MemoryStore(Store):
         self._workers: dict[str, WorkerInfo] = {}
         self._tasks: dict[str, TaskInfo] = {}
         self._queues: dict[str, QueueInfo] = {}
+        self._schedules: dict[str, ScheduleRecord] = {}
+        self._fires: dict[tuple[str, float], str] = {}
         self._version = 0
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
@@ -76,14 +88,32 @@ class MemoryStore(Store):
 
     # -- helpers (call with the lock held) ---------------------------------------------
 
-    def _put(self, job: JobRecord) -> None:
+    def _put(self, job: JobRecord, *, next_in: float | None = None) -> None:
         old = self._jobs.get(job.id)
         if old is not None and old.dedup_key and old.state in LIVE_STATES:
             self._live_dedup.pop(old.dedup_key, None)
         self._jobs[job.id] = job
         if job.dedup_key and job.state in LIVE_STATES:
             self._live_dedup[job.dedup_key] = job.id
+        if job.schedule_key is not None and job.fire_at is not None:
+            self._fires[(job.schedule_key, job.fire_at)] = job.id
+        if job.state.is_final and (old is None or not old.state.is_final):
+            self._finish_run(job, next_in)
         self._version += 1
+
+    def _delete(self, job_id: str) -> None:
+        job = self._jobs.pop(job_id)
+        if job.dedup_key and self._live_dedup.get(job.dedup_key) == job_id:
+            del self._live_dedup[job.dedup_key]
+        if job.schedule_key is not None and job.fire_at is not None:
+            self._fires.pop((job.schedule_key, job.fire_at), None)
+
+    def _finish_run(self, job: JobRecord, next_in: float | None) -> None:
+        """The run of ``job``'s schedule ended (see "Finishing a run" in ``store.base``)."""
+        record = self._schedules.get(job.schedule_key or "")
+        if record is not None and record.in_flight == job.id:
+            assert job.finished_at is not None
+            self._schedules[record.key] = finish_run(record, job.state, job.finished_at, next_in)
 
     def _notify(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -111,23 +141,7 @@ class MemoryStore(Store):
                 if held is not None:
                     out.append(Enqueued(job=self._jobs[held], created=False))
                     continue
-                job = JobRecord(
-                    id=new.id,
-                    task=new.task,
-                    queue=new.queue,
-                    state=JobState.QUEUED if new.run_at <= now else JobState.SCHEDULED,
-                    payload=new.payload,
-                    priority=new.priority,
-                    run_at=new.run_at,
-                    order_at=new.run_at if new.order_at is None else new.order_at,
-                    attempts=0,
-                    max_attempts=new.max_attempts,
-                    created_at=now,
-                    timeout=new.timeout,
-                    dedup_key=new.dedup_key,
-                    schedule_key=new.schedule_key,
-                    fire_at=new.fire_at,
-                )
+                job = _new_record(new, now)
                 self._put(job)
                 out.append(Enqueued(job=job, created=True))
             self._notify()
@@ -184,7 +198,7 @@ class MemoryStore(Store):
                 if job is None:
                     refused.append(outcome.lease.job_id)
                     continue
-                self._put(_acked(job, outcome, now))
+                self._put(_acked(job, outcome, now), next_in=outcome.next_in)
             self._notify()
             return refused
 
@@ -271,7 +285,7 @@ class MemoryStore(Store):
                     if j.state is state and j.finished_at is not None and j.finished_at < cutoff
                 ][:limit]
                 for job_id in doomed:
-                    del self._jobs[job_id]
+                    self._delete(job_id)
                 deleted += len(doomed)
             return deleted
 
@@ -297,6 +311,129 @@ class MemoryStore(Store):
                     out[j.state] = out.get(j.state, 0) + 1
             return out
 
+    # -- schedules ---------------------------------------------------------------------
+
+    async def schedule_upsert(
+        self, spec: ScheduleSpec, *, next_tick: float | None, next_at: float | None, now: float
+    ) -> Upserted:
+        with self._lock:
+            old = self._schedules.get(spec.key)
+            if old is None:
+                record = ScheduleRecord(spec=spec, created_at=now, updated_at=now, next_tick=next_tick, next_at=next_at)
+                change = Change.ADDED
+            elif old.spec == spec:
+                return Upserted(record=old, change=Change.UNCHANGED)
+            else:
+                delay = spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY
+                waiting = old.in_flight is not None and delay
+                record = replace(
+                    old,
+                    spec=spec,
+                    updated_at=now,
+                    next_tick=None if waiting else next_tick,
+                    next_at=None if waiting else next_at,
+                )
+                change = Change.CHANGED
+            self._schedules[spec.key] = record
+            return Upserted(record=record, change=change)
+
+    async def schedule_get(self, key: str) -> ScheduleRecord:
+        with self._lock:
+            try:
+                return self._schedules[key]
+            except KeyError:
+                raise ScheduleNotFound(f"no schedule {key!r}") from None
+
+    async def schedule_list(self, filter: ScheduleFilter) -> list[ScheduleRecord]:
+        with self._lock:
+            found = [
+                r
+                for key, r in sorted(self._schedules.items())
+                if (filter.after is None or key > filter.after)
+                and (filter.origin is None or r.spec.origin is filter.origin)
+                and (filter.search is None or filter.search in key or filter.search in r.spec.task)
+            ]
+        return found[: filter.limit]
+
+    async def schedule_remove(self, key: str) -> bool:
+        with self._lock:
+            return self._schedules.pop(key, None) is not None
+
+    async def schedule_pause(self, key: str, *, now: float) -> ScheduleRecord:
+        with self._lock:
+            record = self._schedules.get(key)
+            if record is None:
+                raise ScheduleNotFound(f"no schedule {key!r}")
+            if not record.paused:
+                record = self._schedules[key] = replace(record, paused=True, paused_at=now)
+            return record
+
+    async def schedule_resume(self, key: str) -> ScheduleRecord:
+        with self._lock:
+            record = self._schedules.get(key)
+            if record is None:
+                raise ScheduleNotFound(f"no schedule {key!r}")
+            record = self._schedules[key] = replace(record, paused=False, paused_at=None)
+            return record
+
+    def _firing(self) -> list[ScheduleRecord]:
+        return [r for r in self._schedules.values() if not r.paused and r.in_flight is None and r.next_at is not None]
+
+    async def schedule_due(self, *, now: float, limit: int) -> list[ScheduleRecord]:
+        with self._lock:
+            due = [r for r in self._firing() if r.next_at is not None and r.next_at <= now]
+        due.sort(key=lambda r: (r.next_at, r.key))
+        return due[:limit]
+
+    async def schedule_next_due(self) -> float | None:
+        with self._lock:
+            times = [r.next_at for r in self._firing() if r.next_at is not None]
+            return min(times) if times else None
+
+    async def schedule_fire(self, fires: Sequence[Fire], *, now: float) -> list[bool]:
+        with self._lock:
+            fired: list[bool] = []
+            for fire in fires:
+                record = self._schedules.get(fire.key)
+                ok = (
+                    record is not None
+                    and not record.paused
+                    and record.in_flight is None
+                    and record.next_at == fire.expected_next_at
+                    and (fire.key, fire.job.fire_at) not in self._fires
+                    and fire.job.id not in self._jobs
+                )
+                if ok:
+                    assert record is not None
+                    job = _new_record(fire.job, now)
+                    self._put(job)
+                    self._schedules[fire.key] = replace(
+                        record,
+                        in_flight=job.id,
+                        last_fire_at=fire.job.fire_at,
+                        last_job_id=job.id,
+                        next_tick=fire.next_tick,
+                        next_at=fire.next_at,
+                        pending_jitter=fire.pending_jitter,
+                    )
+                fired.append(ok)
+            if any(fired):
+                self._notify()
+            return fired
+
+    async def schedule_repair(self, *, now: float) -> list[str]:
+        with self._lock:
+            repaired = []
+            for record in list(self._schedules.values()):
+                if record.in_flight is None:
+                    continue
+                job = self._jobs.get(record.in_flight)
+                if job is None or job.state.is_final:
+                    state = job.state if job is not None else JobState.CANCELLED
+                    self._schedules[record.key] = finish_run(record, state, now, None)
+                    repaired.append(record.key)
+            return repaired
+
     # -- queues ------------------------------------------------------------------------
 
     async def queue_pause(self, queue: str, *, now: float) -> None:
@@ -319,9 +456,7 @@ class MemoryStore(Store):
                 if j.queue == queue and j.state in (JobState.QUEUED, JobState.SCHEDULED)
             ]
             for job_id in doomed:
-                job = self._jobs.pop(job_id)
-                if job.dedup_key:
-                    self._live_dedup.pop(job.dedup_key, None)
+                self._delete(job_id)
             return len(doomed)
 
     async def queue_list(self) -> list[QueueInfo]:
@@ -378,6 +513,45 @@ class MemoryStore(Store):
     async def task_list(self) -> list[TaskInfo]:
         with self._lock:
             return sorted(self._tasks.values(), key=lambda t: t.name)
+
+
+def _new_record(new: NewJob, now: float) -> JobRecord:
+    return JobRecord(
+        id=new.id,
+        task=new.task,
+        queue=new.queue,
+        state=JobState.QUEUED if new.run_at <= now else JobState.SCHEDULED,
+        payload=new.payload,
+        priority=new.priority,
+        run_at=new.run_at,
+        order_at=new.run_at if new.order_at is None else new.order_at,
+        attempts=0,
+        max_attempts=new.max_attempts,
+        created_at=now,
+        timeout=new.timeout,
+        dedup_key=new.dedup_key,
+        schedule_key=new.schedule_key,
+        fire_at=new.fire_at,
+    )
+
+
+def finish_run(record: ScheduleRecord, state: JobState, now: float, next_in: float | None) -> ScheduleRecord:
+    """A schedule after its in-flight run ended in ``state`` (the protocol's "Finishing a run")."""
+    spec = record.spec
+    finished = replace(
+        record,
+        in_flight=None,
+        last_finished_at=now,
+        last_state=state,
+        last_success_at=now if state is JobState.SUCCEEDED else record.last_success_at,
+    )
+    if spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY:
+        assert spec.every is not None
+        tick = now + (spec.every if next_in is None else next_in)
+        return replace(finished, next_tick=tick, next_at=tick + record.pending_jitter)
+    if next_in is not None:
+        return replace(finished, next_tick=now + next_in, next_at=now + next_in)
+    return finished
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

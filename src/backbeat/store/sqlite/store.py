@@ -25,9 +25,10 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from backbeat.errors import InvalidTransition, JobNotFound
+from backbeat.errors import InvalidTransition, JobNotFound, ScheduleNotFound
 from backbeat.ids import token as new_token
 from backbeat.store.base import BLOCKING_OK, LEASE_EXPIRED, Store
+from backbeat.store.sqlite import schedules
 from backbeat.store.sqlite.connection import (
     ChangeWatcher,
     ConnectionThread,
@@ -41,6 +42,7 @@ from backbeat.types import (
     Capability,
     ClaimRequest,
     Enqueued,
+    Fire,
     HeartbeatResult,
     JobCount,
     JobFilter,
@@ -51,7 +53,11 @@ from backbeat.types import (
     NewJob,
     Outcome,
     QueueInfo,
+    ScheduleFilter,
+    ScheduleRecord,
+    ScheduleSpec,
     TaskInfo,
+    Upserted,
     WorkerInfo,
 )
 
@@ -61,6 +67,7 @@ COLUMNS = (
     "cancel_requested, result, error, traceback, schedule_key, fire_at"
 )
 LIVE = "('scheduled', 'queued', 'running')"
+_FINAL = frozenset({"succeeded", "dead", "cancelled"})
 _STATES = {s.value: s for s in JobState}
 T = TypeVar("T")
 
@@ -280,6 +287,51 @@ class SQLiteStore(Store):
         rows = await self._run(lambda conn: conn.execute(sql, (since,)).fetchall())
         return {_STATES[s]: n for s, n in rows}
 
+    # -- schedules ---------------------------------------------------------------------
+
+    async def schedule_upsert(
+        self, spec: ScheduleSpec, *, next_tick: float | None, next_at: float | None, now: float
+    ) -> Upserted:
+        return await self._run(lambda conn: schedules.upsert(conn, spec, next_tick, next_at, now))
+
+    async def schedule_get(self, key: str) -> ScheduleRecord:
+        record = await self._run(lambda conn: schedules.get(conn, key))
+        if record is None:
+            raise ScheduleNotFound(f"no schedule {key!r}")
+        return record
+
+    async def schedule_list(self, filter: ScheduleFilter) -> list[ScheduleRecord]:
+        return await self._run(lambda conn: schedules.listing(conn, filter))
+
+    async def schedule_remove(self, key: str) -> bool:
+        sql = "DELETE FROM backbeat_schedules WHERE key = ?"
+        return bool(await self._run(lambda conn: conn.execute(sql, (key,)).rowcount))
+
+    async def schedule_pause(self, key: str, *, now: float) -> ScheduleRecord:
+        sql = "UPDATE backbeat_schedules SET paused = 1, paused_at = COALESCE(paused_at, ?) WHERE key = ?"
+        await self._run(lambda conn: conn.execute(sql, (now, key)))
+        return await self.schedule_get(key)
+
+    async def schedule_resume(self, key: str) -> ScheduleRecord:
+        sql = "UPDATE backbeat_schedules SET paused = 0, paused_at = NULL WHERE key = ?"
+        await self._run(lambda conn: conn.execute(sql, (key,)))
+        return await self.schedule_get(key)
+
+    async def schedule_due(self, *, now: float, limit: int) -> list[ScheduleRecord]:
+        return await self._run(lambda conn: schedules.due(conn, now, limit))
+
+    async def schedule_next_due(self) -> float | None:
+        return await self._run(schedules.next_due)
+
+    async def schedule_fire(self, fires: Sequence[Fire], *, now: float) -> list[bool]:
+        fired = await self._run(lambda conn: schedules.fire(conn, fires, now, _fire_job))
+        if any(fired):
+            self._watcher.poke()
+        return fired
+
+    async def schedule_repair(self, *, now: float) -> list[str]:
+        return await self._run(lambda conn: schedules.repair(conn, now))
+
     # -- queues ------------------------------------------------------------------------
 
     async def queue_pause(self, queue: str, *, now: float) -> None:
@@ -350,47 +402,10 @@ def _enqueue(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float) -> li
     out: list[Enqueued] = []
     with write_tx(conn):
         for queue in {new.queue for new in jobs}:
-            conn.execute("INSERT OR IGNORE INTO backbeat_queues (name) VALUES (?)", (queue,))
+            _register_queue(conn, queue)
         for new in jobs:
-            state = JobState.QUEUED if new.run_at <= now else JobState.SCHEDULED
-            order_at = new.run_at if new.order_at is None else new.order_at
-            cursor = conn.execute(
-                _INSERT,
-                (
-                    new.id,
-                    new.task,
-                    new.queue,
-                    state.value,
-                    new.payload,
-                    new.priority,
-                    new.run_at,
-                    order_at,
-                    new.max_attempts,
-                    now,
-                    new.timeout,
-                    new.dedup_key,
-                    new.schedule_key,
-                    new.fire_at,
-                ),
-            )
-            if cursor.rowcount == 1:
-                job = JobRecord(
-                    id=new.id,
-                    task=new.task,
-                    queue=new.queue,
-                    state=state,
-                    payload=new.payload,
-                    priority=new.priority,
-                    run_at=new.run_at,
-                    order_at=order_at,
-                    attempts=0,
-                    max_attempts=new.max_attempts,
-                    created_at=now,
-                    timeout=new.timeout,
-                    dedup_key=new.dedup_key,
-                    schedule_key=new.schedule_key,
-                    fire_at=new.fire_at,
-                )
+            job = _insert_job(conn, new, now)
+            if job is not None:
                 out.append(Enqueued(job=job, created=True))
             else:
                 row = conn.execute(
@@ -398,6 +413,32 @@ def _enqueue(conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float) -> li
                 ).fetchone()
                 out.append(Enqueued(job=_job(row), created=False))
     return out
+
+
+def _register_queue(conn: sqlite3.Connection, queue: str) -> None:
+    conn.execute("INSERT OR IGNORE INTO backbeat_queues (name) VALUES (?)", (queue,))
+
+
+def _insert_job(conn: sqlite3.Connection, new: NewJob, now: float) -> JobRecord | None:
+    """Insert one job (within a write transaction); None if a live job holds its dedup key."""
+    state = JobState.QUEUED if new.run_at <= now else JobState.SCHEDULED
+    order_at = new.run_at if new.order_at is None else new.order_at
+    values = (
+        new.id, new.task, new.queue, state.value, new.payload, new.priority, new.run_at, order_at,
+        new.max_attempts, now, new.timeout, new.dedup_key, new.schedule_key, new.fire_at,
+    )  # fmt: skip
+    if conn.execute(_INSERT, values).rowcount != 1:
+        return None
+    return JobRecord(
+        id=new.id, task=new.task, queue=new.queue, state=state, payload=new.payload, priority=new.priority,
+        run_at=new.run_at, order_at=order_at, attempts=0, max_attempts=new.max_attempts, created_at=now,
+        timeout=new.timeout, dedup_key=new.dedup_key, schedule_key=new.schedule_key, fire_at=new.fire_at,
+    )  # fmt: skip
+
+
+def _fire_job(conn: sqlite3.Connection, new: NewJob, now: float) -> None:
+    _register_queue(conn, new.queue)
+    _insert_job(conn, new, now)
 
 
 def _claim(conn: sqlite3.Connection, request: ClaimRequest, now: float) -> list[JobRecord]:
@@ -437,7 +478,7 @@ def _heartbeat(conn: sqlite3.Connection, leases: Sequence[Lease], expires: float
     return HeartbeatResult(lost=frozenset(lost), cancel_requested=frozenset(cancel))
 
 
-_HELD = "WHERE id = ? AND lease_token = ? AND state = 'running'"
+_HELD = "WHERE id = ? AND lease_token = ? AND state = 'running' RETURNING schedule_key, state"
 _FREE = "lease_token = NULL, lease_expires_at = NULL"
 _ACK_SQL = {
     Outcome.SUCCEEDED: f"UPDATE backbeat_jobs SET state = 'succeeded', result = ?, finished_at = ?, {_FREE} {_HELD}",
@@ -477,8 +518,11 @@ def _ack(conn: sqlite3.Connection, outcomes: Sequence[JobOutcome], now: float) -
     refused: list[str] = []
     with write_tx(conn):
         for outcome in outcomes:
-            if conn.execute(_ACK_SQL[outcome.outcome], _ack_params(outcome, now)).rowcount != 1:
+            row = conn.execute(_ACK_SQL[outcome.outcome], _ack_params(outcome, now)).fetchone()
+            if row is None:
                 refused.append(outcome.lease.job_id)
+            elif row[0] is not None and row[1] in _FINAL:
+                schedules.finish_run(conn, row[0], outcome.lease.job_id, JobState(row[1]), now, outcome.next_in)
     return refused
 
 
@@ -494,6 +538,8 @@ def _cancel(conn: sqlite3.Connection, job_id: str, now: float) -> JobRecord:
         job = _get(conn, job_id)
         if job.state in (JobState.SCHEDULED, JobState.QUEUED):
             conn.execute("UPDATE backbeat_jobs SET state = 'cancelled', finished_at = ? WHERE id = ?", (now, job_id))
+            if job.schedule_key is not None:
+                schedules.finish_run(conn, job.schedule_key, job_id, JobState.CANCELLED, now)
         elif job.state is JobState.RUNNING:
             conn.execute("UPDATE backbeat_jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
         return _get(conn, job_id)
@@ -531,8 +577,11 @@ def _rescue(conn: sqlite3.Connection, now: float, limit: int) -> list[JobRecord]
         f"RETURNING {COLUMNS}"
     )
     with write_tx(conn):
-        rows = conn.execute(sql, (now, LEASE_EXPIRED, now, limit)).fetchall()
-    return [_job(r) for r in rows]
+        jobs = [_job(r) for r in conn.execute(sql, (now, LEASE_EXPIRED, now, limit)).fetchall()]
+        for job in jobs:
+            if job.schedule_key is not None and job.state.is_final:
+                schedules.finish_run(conn, job.schedule_key, job.id, job.state, now)
+    return jobs
 
 
 def _prune(conn: sqlite3.Connection, cutoffs: Mapping[JobState, float], limit: int) -> int:
