@@ -117,14 +117,20 @@ def main() -> None:
         print(f"enqueue ({args.jobs:,} single calls): median {statistics.median(rates):,.0f} jobs/s  {rates}")
         for k in (1, 2):
             drains = [drain_rate(path, url, args.jobs, k) for _ in range(args.repeats)]
-            print(f"drain ({args.jobs:,}, {k} worker process(es)): median {statistics.median(drains):,.0f} jobs/s "
-                  f"from spawn  {[round(d) for d in drains]}")  # fmt: skip
+            print(
+                f"drain ({args.jobs:,}, {k} worker process(es)): median {statistics.median(drains):,.0f} jobs/s "
+                f"from spawn  {[round(d) for d in drains]}"
+            )
         pickup = latencies(path, url, 500, delayed=False)
-        print(f"pickup (500 jobs 10 ms apart, idle worker): p50 {pct(pickup, .5):.2f} ms  "
-              f"p99 {pct(pickup, .99):.2f} ms  max {pickup[-1]:.2f} ms")  # fmt: skip
+        print(
+            f"pickup (500 jobs 10 ms apart, idle worker): p50 {pct(pickup, 0.5):.2f} ms  "
+            f"p99 {pct(pickup, 0.99):.2f} ms  max {pickup[-1]:.2f} ms"
+        )
         late = latencies(path, url, 200, delayed=True)
-        print(f"delayed (200 jobs due 1-5 s ahead): lateness p50 {pct(late, .5):.2f} ms  "
-              f"p99 {pct(late, .99):.2f} ms  max {late[-1]:.2f} ms  min {late[0]:.2f} ms")  # fmt: skip
+        print(
+            f"delayed (200 jobs due 1-5 s ahead): lateness p50 {pct(late, 0.5):.2f} ms  "
+            f"p99 {pct(late, 0.99):.2f} ms  max {late[-1]:.2f} ms  min {late[0]:.2f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 from backbeat.app import App
 from backbeat.client import Client
 from backbeat.clock import Clock, ManualClock, SystemClock
-from backbeat.context import JobContext, current_job
+from backbeat.context import JobContext, Next, current_job
 from backbeat.errors import (
     BackbeatError,
     ConfigError,
@@ -19,6 +19,8 @@ from backbeat.errors import (
     PayloadError,
     RateLimited,
     Retry,
+    ScheduleError,
+    ScheduleNotFound,
     StoreError,
     TaskDefinitionError,
     TaskNotFound,
@@ -41,9 +43,12 @@ __all__ = [
     "JobNotFound",
     "JobState",
     "ManualClock",
+    "Next",
     "PayloadError",
     "RateLimited",
     "Retry",
+    "ScheduleError",
+    "ScheduleNotFound",
     "StoreError",
     "SystemClock",
     "Task",

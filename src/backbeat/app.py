@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
 
 from backbeat.client import Client
 from backbeat.clock import Clock, SystemClock
 from backbeat.config import DEFAULT_QUEUE, Settings
-from backbeat.errors import TaskDefinitionError
+from backbeat.errors import ScheduleError, TaskDefinitionError
 from backbeat.jobs import Job
+from backbeat.schedule_manager import Declared, Duration, Schedules, SyncReport, build_spec
+from backbeat.schedules import parse_duration
 from backbeat.tasks import Task
+from backbeat.types import ScheduleKind, ScheduleOrigin, ScheduleRecord
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,6 +35,8 @@ class App:
         self.clock: Clock = clock or SystemClock()
         self.client = Client(settings=self.settings, clock=self.clock)
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.schedules = Schedules(self)
+        """Schedules as data: ``update``, ``pause``, ``resume``, ``remove``, ``get``, ``list``."""
         self.eager = False
         """Run each job as soon as it is enqueued, in the enqueuing process (see ``backbeat.testing.eager``)."""
         self._draining = False
@@ -97,6 +104,173 @@ class App:
             return task
 
         return declare(fn) if fn is not None else declare
+
+    # -- schedules ---------------------------------------------------------------------
+
+    async def aevery(
+        self,
+        interval: Duration,
+        task: Task[Any, Any] | str,
+        *,
+        key: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        sla: Duration | None = None,
+        mode: str = "delay",
+        jitter: Duration = 0,
+        first_in: Duration | None = None,
+        misfire: str = "skip",
+        catch_up_limit: int | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        description: str = "",
+    ) -> ScheduleRecord:
+        """Run ``task`` every ``interval`` (seconds, timedelta or ``"20s"``), keyed by ``key``
+        (default: the task name); written at once, upserted by key.
+
+        ``mode="delay"`` (default) re-arms when a run ends, so the gap is interval + run
+        time; ``"rate"`` keeps a fixed cadence. Runs of one key never overlap. The first
+        run is due at once unless ``first_in``. ``sla`` is the longest allowed gap between
+        successful runs.
+        """
+        info = await self.schedules.task_info(task, args, kwargs or {})
+        spec = build_spec(
+            info,
+            key=key,
+            kind=ScheduleKind.EVERY,
+            every=interval,
+            args=args,
+            kwargs=kwargs,
+            sla=sla,
+            mode=mode,
+            jitter=jitter,
+            misfire=misfire,
+            catch_up_limit=catch_up_limit,
+            queue=queue,
+            priority=priority,
+            description=description,
+            max_payload_bytes=self.settings.max_payload_bytes,
+        )
+        first = None if first_in is None else parse_duration(first_in, "first_in")
+        return (await self.schedules.aput(spec, first_in=first)).record
+
+    def every(self, interval: Duration, task: Task[Any, Any] | str, **options: Any) -> ScheduleRecord:
+        return self.client.sync(self.aevery, interval, task, **options)
+
+    async def acron(
+        self,
+        expr: str,
+        task: Task[Any, Any] | str,
+        *,
+        key: str | None = None,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        sla: Duration | None = None,
+        jitter: Duration = 0,
+        misfire: str = "skip",
+        catch_up_limit: int | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        description: str = "",
+    ) -> ScheduleRecord:
+        """Run ``task`` on the cron expression ``expr`` in time zone ``tz`` (5 fields, 6 with
+        seconds first, or ``@hourly`` and friends), keyed by ``key``; written at once."""
+        info = await self.schedules.task_info(task, args, kwargs or {})
+        spec = build_spec(
+            info,
+            key=key,
+            kind=ScheduleKind.CRON,
+            cron=expr,
+            tz=tz,
+            args=args,
+            kwargs=kwargs,
+            sla=sla,
+            jitter=jitter,
+            misfire=misfire,
+            catch_up_limit=catch_up_limit,
+            queue=queue,
+            priority=priority,
+            description=description,
+            max_payload_bytes=self.settings.max_payload_bytes,
+        )
+        return (await self.schedules.aput(spec)).record
+
+    def cron(self, expr: str, task: Task[Any, Any] | str, **options: Any) -> ScheduleRecord:
+        return self.client.sync(self.acron, expr, task, **options)
+
+    def periodic(
+        self,
+        *,
+        every: Duration | None = None,
+        cron: str | None = None,
+        key: str | None = None,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        sla: Duration | None = None,
+        mode: str = "delay",
+        jitter: Duration = 0,
+        first_in: Duration | None = None,
+        misfire: str = "skip",
+        catch_up_limit: int | None = None,
+        description: str = "",
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        retries: int | None = None,
+        timeout: float | timedelta | None = None,
+        priority: int = 0,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """Declare a schedule owned by the code: ``@app.periodic(cron="30 6 * * 1", key=...)``.
+
+        The function becomes a task (``name``/``queue``/``retries``/``timeout``/``priority``
+        as for ``@app.task``; an existing ``Task`` is used as is). Nothing is written at
+        import: the scheduler syncs declared schedules when it starts (adding, changing,
+        and removing those no longer declared).
+        """
+        if (every is None) == (cron is None):
+            raise ScheduleError("@app.periodic needs exactly one of every= or cron=")
+
+        def declare(fn: Callable[P, R]) -> Task[P, R]:
+            task: Task[P, R] = (
+                fn
+                if isinstance(fn, Task)
+                else self.task(name=name, queue=queue, retries=retries, timeout=timeout, priority=priority)(fn)
+            )
+            task.check_arguments(args, kwargs or {})
+            spec = build_spec(
+                task.info,
+                key=key,
+                kind=ScheduleKind.CRON if cron else ScheduleKind.EVERY,
+                every=every,
+                cron=cron,
+                tz=tz,
+                args=args,
+                kwargs=kwargs,
+                sla=sla,
+                mode=mode,
+                jitter=jitter,
+                misfire=misfire,
+                catch_up_limit=catch_up_limit,
+                description=description,
+                origin=ScheduleOrigin.CODE,
+                max_payload_bytes=self.settings.max_payload_bytes,
+            )
+            if spec.key in self.schedules.declared:
+                raise ScheduleError(f"schedule key {spec.key!r} is already declared; pass a different key=")
+            first = None if first_in is None else parse_duration(first_in, "first_in")
+            self.schedules.declared[spec.key] = Declared(spec=spec, first_in=first)
+            return task
+
+        return declare
+
+    async def aload_schedules(self, path: str) -> SyncReport:
+        """Load a resque-scheduler YAML file (see ``backbeat.resque``): all or nothing."""
+        text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+        return await self.schedules.aload(text, path)
+
+    def load_schedules(self, path: str) -> SyncReport:
+        return self.client.sync(self.aload_schedules, path)
 
     # -- enqueue by name, jobs ---------------------------------------------------------
 

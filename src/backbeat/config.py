@@ -84,6 +84,23 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class SchedulerSettings:
+    poll: float = 1.0
+    """Longest sleep between looks for due schedules (a schedule added or changed by
+    another process is seen within this)."""
+    batch: int = 500
+    """Most schedules fired per store round trip."""
+    repair_interval: float = 10.0
+    """Seconds between checks for runs whose job disappeared."""
+
+    def __post_init__(self) -> None:
+        seconds(self.poll, "scheduler poll", allow_zero=False)
+        seconds(self.repair_interval, "repair_interval", allow_zero=False)
+        if self.batch < 1:
+            raise ConfigError("scheduler batch must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     url: str = DEFAULT_URL
     max_payload_bytes: int = 1_000_000
@@ -93,6 +110,7 @@ class Settings:
     retention: Retention = field(default_factory=Retention)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
 
     def __post_init__(self) -> None:
         check_url(self.url)

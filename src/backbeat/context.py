@@ -1,9 +1,13 @@
-"""``current_job()``: what a running task knows about its own job."""
+"""What a running task knows about its own job (``current_job()``), and what it can tell
+its schedule (return ``Next(seconds)``)."""
 
 from __future__ import annotations
 
 import contextvars
+import math
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 from backbeat.errors import BackbeatError
 
@@ -34,3 +38,22 @@ def current_job() -> JobContext:
 
 def set_current(context: JobContext) -> contextvars.Token[JobContext]:
     return _current.set(context)
+
+
+@dataclass(frozen=True, slots=True)
+class Next:
+    """Return ``Next(seconds)`` from a task fired by a schedule to have its next run start
+    that long after this one ends, once, instead of the usual interval (a poll that found
+    nothing can back off; one that found a burst can come back sooner). ``result`` is
+    stored as the job's result. Cron schedules keep their ticks and only log it.
+    """
+
+    seconds: float | timedelta
+    result: Any = None
+
+    @property
+    def delay(self) -> float:
+        value = self.seconds.total_seconds() if isinstance(self.seconds, timedelta) else float(self.seconds)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"Next() needs a finite number of seconds >= 0, got {self.seconds!r}")
+        return value

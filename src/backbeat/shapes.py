@@ -8,7 +8,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from backbeat.clock import iso
-from backbeat.types import FINAL_STATES, JobCount, JobRecord, JobState, QueueInfo, TaskInfo, WorkerInfo
+from backbeat.types import (
+    FINAL_STATES,
+    JobCount,
+    JobRecord,
+    JobState,
+    QueueInfo,
+    ScheduleRecord,
+    TaskInfo,
+    WorkerInfo,
+)
 
 STATES = [s.value for s in JobState]
 
@@ -109,3 +118,37 @@ def queues(infos: Sequence[QueueInfo], counts: Sequence[JobCount]) -> list[dict[
         }
         for q in infos
     ]
+
+
+def schedule(record: ScheduleRecord) -> dict[str, Any]:
+    spec = record.spec
+    payload = json.loads(spec.payload)
+    return {
+        "key": spec.key,
+        "task": spec.task,
+        "queue": spec.queue,
+        "kind": spec.kind.value,
+        "every": spec.every,
+        "cron": spec.cron,
+        "tz": spec.tz,
+        "mode": spec.mode.value if spec.every is not None else None,
+        "jitter": spec.jitter,
+        "sla": spec.sla,
+        "misfire": spec.misfire.value,
+        "catch_up_limit": spec.catch_up_limit,
+        "priority": spec.priority,
+        "args": payload.get("args", []),
+        "kwargs": payload.get("kwargs", {}),
+        "description": spec.description,
+        "origin": spec.origin.value,
+        "paused": record.paused,
+        "paused_at": iso(record.paused_at),
+        "next_at": iso(record.next_at),
+        "in_flight": record.in_flight,
+        "last_fire_at": iso(record.last_fire_at),
+        "last_finished_at": iso(record.last_finished_at),
+        "last_state": None if record.last_state is None else record.last_state.value,
+        "last_success_at": iso(record.last_success_at),
+        "created_at": iso(record.created_at),
+        "updated_at": iso(record.updated_at),
+    }

@@ -26,8 +26,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: st
 
 
 def test_enqueue_with_app_checks_the_task_and_its_arguments(cluster: Cluster) -> None:
-    result = cluster.backbeat("enqueue", "it.record", "--kwargs", '{"n": 3}', "--app", "bbapps:app", "--json",
-                              check=True)  # fmt: skip
+    result = cluster.backbeat(
+        "enqueue", "it.record", "--kwargs", '{"n": 3}', "--app", "bbapps:app", "--json", check=True
+    )
     data = json.loads(result.stdout)
     assert data["created"] and data["checked"] == "checked against bbapps:app"
     info = cluster.job(data["id"])

@@ -17,6 +17,7 @@ from backbeat.cli.loader import load_app
 from backbeat.cli.main import cli, url_option
 from backbeat.config import WorkerSettings
 from backbeat.errors import ConfigError
+from backbeat.runtime.scheduler import Scheduler
 from backbeat.runtime.supervisor import Supervisor
 from backbeat.runtime.worker import Worker
 
@@ -146,7 +147,7 @@ def run_cmd(
     log_level: str,
     url: str | None,
 ) -> None:
-    """Run everything for APP in one command: worker processes, kept alive."""
+    """Run everything for APP in one command: worker processes (kept alive) and a scheduler."""
     setup_logging(log_level)
     app = load_app(app_ref, url)  # fail here, once, if APP does not load
     worker_settings(app, queues, concurrency, lease, shutdown_grace)
@@ -161,5 +162,48 @@ def run_cmd(
             argv += [flag, str(value)]
     for group in queues:
         argv += ["--queues", group]
-    logging.getLogger("backbeat.run").info("running %s with %d worker process(es)", app_ref, workers)
-    sys.exit(asyncio.run(Supervisor(argv, workers).run()))
+    logging.getLogger("backbeat.run").info("running %s with %d worker process(es) and a scheduler", app_ref, workers)
+    sys.exit(asyncio.run(_run_all(app, Supervisor(argv, workers))))
+
+
+async def _run_all(app: App, supervisor: Supervisor) -> int:
+    """The supervisor of the worker processes and a scheduler, in this process, until a signal."""
+    scheduler = Scheduler(app)
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        supervisor.stop()
+        scheduler.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    firing = asyncio.create_task(scheduler.run())
+    try:
+        code = await supervisor.run()
+        scheduler.stop()
+        await firing
+    finally:
+        await app.aclose()
+    return code
+
+
+@cli.command()
+@click.argument("app_ref", metavar="APP")
+@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+@url_option
+def scheduler(app_ref: str, log_level: str, url: str | None) -> None:
+    """Run a scheduler for APP: sync its declared schedules, fire due ones. Run as many as
+    you like (on several machines): each occurrence fires once."""
+    setup_logging(log_level)
+    app = load_app(app_ref, url)
+    asyncio.run(_schedule(app, Scheduler(app)))
+
+
+async def _schedule(app: App, runner: Scheduler) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runner.stop)
+    try:
+        await runner.run()
+    finally:
+        await app.aclose()

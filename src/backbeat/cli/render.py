@@ -98,3 +98,19 @@ def render_queues(rows: list[dict[str, Any]]) -> None:
         paused = Text("paused", style="bold yellow") if r["paused"] else Text("active")
         table.add_row(t(r["name"]), paused, *(str(r["counts"][state]) for state in STATES))
     console.print(table)
+
+
+def render_schedules(rows: list[dict[str, Any]]) -> None:
+    table = Table()
+    table.add_column("key", no_wrap=True)
+    for column in ("task", "timing", "sla", "state", "next at", "last run"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        timing = f"every {r['every']:g}s {r['mode']}" if r["every"] is not None else f"{r['cron']} {r['tz']}"
+        state = "paused" if r["paused"] else "running" if r["in_flight"] else "waiting"
+        sla = "" if r["sla"] is None else f"{r['sla']:g}s"
+        last = f"{r['last_state']} {r['last_finished_at']}" if r["last_state"] else ""
+        table.add_row(t(r["key"]), t(r["task"]), t(timing), sla, state, r["next_at"] or "", last)
+    console.print(table)
+    if rows:
+        console.print(f"next page: --after {rows[-1]['key']}", style="dim")

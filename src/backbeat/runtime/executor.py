@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from backbeat.context import JobContext, set_current
+from backbeat.context import JobContext, Next, set_current
 from backbeat.errors import EnqueueError, RateLimited, Retry
 from backbeat.retry import retry_delay
 from backbeat.serialization import decode_payload, encode_result
@@ -181,11 +181,14 @@ class Executor:
     def succeeded(self, attempt: Attempt, value: Any) -> JobOutcome:
         if attempt.stuck:
             return self.timed_out(attempt)
+        next_in = None
         try:
+            if isinstance(value, Next):
+                next_in, value = value.delay, value.result
             result = encode_result(value, limit=self.settings.max_payload_bytes)
-        except EnqueueError as exc:
+        except (EnqueueError, ValueError) as exc:
             return self.failed(attempt, exc, final=True)
-        return JobOutcome(lease=attempt.lease, outcome=Outcome.SUCCEEDED, result=result)
+        return JobOutcome(lease=attempt.lease, outcome=Outcome.SUCCEEDED, result=result, next_in=next_in)
 
     def ended_by(self, attempt: Attempt, exc: BaseException) -> JobOutcome | None:
         """The outcome of an attempt that raised ``exc``."""

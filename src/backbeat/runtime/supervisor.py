@@ -3,8 +3,8 @@
 Each worker is a ``backbeat worker`` child process. A child that exits unexpectedly is
 restarted after a backoff that grows while it keeps failing (so a broken deploy does not
 spin). (A worker that must recycle itself re-executes in place; the supervisor does not
-see it.) SIGTERM/SIGINT are passed on to the children, which drain gracefully; a second signal is
-passed on too (children then stop at once).
+see it.) ``stop()`` (the CLI calls it on SIGTERM/SIGINT) passes SIGTERM on to the children, which
+drain gracefully; a second ``stop()`` passes it on again (children then stop at once).
 """
 
 from __future__ import annotations
@@ -38,14 +38,9 @@ class Supervisor:
                 child.send_signal(signal.SIGTERM)
 
     async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
         slots = [asyncio.create_task(self._keep(slot)) for slot in range(self.count)]
         await self._stopping.wait()
         results = await asyncio.gather(*slots, return_exceptions=True)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         return 0 if all(r == 0 for r in results) else 1
 
     async def _keep(self, slot: int) -> int:

@@ -46,25 +46,65 @@ _N_SPEC = 18
 
 def _spec_values(spec: ScheduleSpec) -> tuple[Any, ...]:
     return (
-        spec.key, spec.task, spec.queue, spec.payload, spec.kind.value, spec.every, spec.cron, spec.tz,
-        spec.mode.value, spec.jitter, spec.sla, spec.misfire.value, spec.catch_up_limit, spec.priority,
-        spec.max_attempts, spec.timeout, spec.description, spec.origin.value,
-    )  # fmt: skip
+        spec.key,
+        spec.task,
+        spec.queue,
+        spec.payload,
+        spec.kind.value,
+        spec.every,
+        spec.cron,
+        spec.tz,
+        spec.mode.value,
+        spec.jitter,
+        spec.sla,
+        spec.misfire.value,
+        spec.catch_up_limit,
+        spec.priority,
+        spec.max_attempts,
+        spec.timeout,
+        spec.description,
+        spec.origin.value,
+    )
 
 
 def record(row: Sequence[Any]) -> ScheduleRecord:
     spec = ScheduleSpec(
-        key=row[0], task=row[1], queue=row[2], payload=row[3], kind=ScheduleKind(row[4]), every=row[5],
-        cron=row[6], tz=row[7], mode=ScheduleMode(row[8]), jitter=row[9], sla=row[10], misfire=Misfire(row[11]),
-        catch_up_limit=row[12], priority=row[13], max_attempts=row[14], timeout=row[15], description=row[16],
+        key=row[0],
+        task=row[1],
+        queue=row[2],
+        payload=row[3],
+        kind=ScheduleKind(row[4]),
+        every=row[5],
+        cron=row[6],
+        tz=row[7],
+        mode=ScheduleMode(row[8]),
+        jitter=row[9],
+        sla=row[10],
+        misfire=Misfire(row[11]),
+        catch_up_limit=row[12],
+        priority=row[13],
+        max_attempts=row[14],
+        timeout=row[15],
+        description=row[16],
         origin=ScheduleOrigin(row[17]),
-    )  # fmt: skip
+    )
     s = row[_N_SPEC:]
     return ScheduleRecord(
-        spec=spec, created_at=s[0], updated_at=s[1], next_tick=s[2], next_at=s[3], paused=bool(s[4]),
-        paused_at=s[5], pending_jitter=s[6], in_flight=s[7], last_fire_at=s[8], last_job_id=s[9],
-        last_finished_at=s[10], last_state=None if s[11] is None else JobState(s[11]), last_success_at=s[12],
-    )  # fmt: skip
+        spec=spec,
+        created_at=s[0],
+        updated_at=s[1],
+        next_tick=s[2],
+        next_at=s[3],
+        paused=bool(s[4]),
+        paused_at=s[5],
+        pending_jitter=s[6],
+        in_flight=s[7],
+        last_fire_at=s[8],
+        last_job_id=s[9],
+        last_finished_at=s[10],
+        last_state=None if s[11] is None else JobState(s[11]),
+        last_success_at=s[12],
+    )
 
 
 def get(conn: sqlite3.Connection, key: str) -> ScheduleRecord | None:

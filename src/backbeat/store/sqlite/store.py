@@ -424,16 +424,40 @@ def _insert_job(conn: sqlite3.Connection, new: NewJob, now: float) -> JobRecord 
     state = JobState.QUEUED if new.run_at <= now else JobState.SCHEDULED
     order_at = new.run_at if new.order_at is None else new.order_at
     values = (
-        new.id, new.task, new.queue, state.value, new.payload, new.priority, new.run_at, order_at,
-        new.max_attempts, now, new.timeout, new.dedup_key, new.schedule_key, new.fire_at,
-    )  # fmt: skip
+        new.id,
+        new.task,
+        new.queue,
+        state.value,
+        new.payload,
+        new.priority,
+        new.run_at,
+        order_at,
+        new.max_attempts,
+        now,
+        new.timeout,
+        new.dedup_key,
+        new.schedule_key,
+        new.fire_at,
+    )
     if conn.execute(_INSERT, values).rowcount != 1:
         return None
     return JobRecord(
-        id=new.id, task=new.task, queue=new.queue, state=state, payload=new.payload, priority=new.priority,
-        run_at=new.run_at, order_at=order_at, attempts=0, max_attempts=new.max_attempts, created_at=now,
-        timeout=new.timeout, dedup_key=new.dedup_key, schedule_key=new.schedule_key, fire_at=new.fire_at,
-    )  # fmt: skip
+        id=new.id,
+        task=new.task,
+        queue=new.queue,
+        state=state,
+        payload=new.payload,
+        priority=new.priority,
+        run_at=new.run_at,
+        order_at=order_at,
+        attempts=0,
+        max_attempts=new.max_attempts,
+        created_at=now,
+        timeout=new.timeout,
+        dedup_key=new.dedup_key,
+        schedule_key=new.schedule_key,
+        fire_at=new.fire_at,
+    )
 
 
 def _fire_job(conn: sqlite3.Connection, new: NewJob, now: float) -> None:

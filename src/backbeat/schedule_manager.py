@@ -1,0 +1,359 @@
+"""``app.schedules``: schedules as data, changed at run time from Python (the CLI and the
+HTTP API call the same methods). Declared schedules (``@app.periodic``) are synced here
+too, by the scheduler at start.
+
+Every method has an async form (``aupdate``) and a sync form (``update``) that runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from backbeat import resque
+from backbeat.config import check_queue_name
+from backbeat.errors import ConfigError, EnqueueError, ScheduleError, ScheduleNotFound
+from backbeat.schedules import check_spec, first_timing, parse_duration, retimed
+from backbeat.serialization import decode_payload, encode_payload
+from backbeat.store.base import Store
+from backbeat.types import (
+    Change,
+    Misfire,
+    ScheduleFilter,
+    ScheduleKind,
+    ScheduleMode,
+    ScheduleOrigin,
+    ScheduleRecord,
+    ScheduleSpec,
+    TaskInfo,
+    Upserted,
+)
+
+if TYPE_CHECKING:
+    from backbeat.app import App
+    from backbeat.tasks import Task
+
+log = logging.getLogger("backbeat.scheduler")
+Duration = float | int | str | timedelta
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Declared:
+    spec: ScheduleSpec
+    first_in: float | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class SyncReport:
+    """What a sync of declared (or loaded) schedules did, key by key."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    ignored: dict[str, list[str]] = field(default_factory=dict)
+    """Entry -> keys of a loaded file that only meant something to Resque."""
+
+    def note(self, key: str, change: Change) -> None:
+        {Change.ADDED: self.added, Change.CHANGED: self.changed, Change.UNCHANGED: self.unchanged}[change].append(key)
+
+
+def _choice(enum: Any, value: Any, what: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in enum)
+        raise ScheduleError(f"{what} must be one of {allowed}, got {value!r}") from None
+
+
+def build_spec(
+    info: TaskInfo,
+    *,
+    key: str | None,
+    kind: ScheduleKind,
+    every: Duration | None = None,
+    cron: str | None = None,
+    tz: str = "UTC",
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    sla: Duration | None = None,
+    mode: str = "delay",
+    jitter: Duration = 0,
+    misfire: str = "skip",
+    catch_up_limit: int | None = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    description: str = "",
+    origin: ScheduleOrigin = ScheduleOrigin.RUNTIME,
+    max_payload_bytes: int,
+) -> ScheduleSpec:
+    """A validated spec for a schedule of the task ``info``; ``ScheduleError`` says what is wrong."""
+    try:
+        spec = ScheduleSpec(
+            key=key if key is not None else info.name,
+            task=info.name,
+            queue=check_queue_name(queue) if queue is not None else info.queue,
+            payload=encode_payload(list(args), dict(kwargs or {}), limit=max_payload_bytes),
+            kind=kind,
+            every=None if every is None else parse_duration(every, "interval"),
+            cron=cron,
+            tz=tz,
+            mode=_choice(ScheduleMode, mode, "mode"),
+            jitter=parse_duration(jitter, "jitter"),
+            sla=None if sla is None else parse_duration(sla, "sla"),
+            misfire=_choice(Misfire, misfire, "misfire"),
+            catch_up_limit=(10 if misfire == Misfire.CATCH_UP else 0) if catch_up_limit is None else catch_up_limit,
+            priority=info.priority if priority is None else priority,
+            max_attempts=info.max_attempts,
+            timeout=info.timeout,
+            description=description,
+            origin=origin,
+        )
+    except ConfigError as exc:
+        raise ScheduleError(str(exc)) from None
+    return check_spec(spec)
+
+
+class Schedules:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.declared: dict[str, Declared] = {}
+        """Schedules owned by the code (``@app.periodic``); written only by a sync."""
+        self.rng = random.Random()
+
+    async def _store(self) -> Store:
+        return await self.app.client.astore()
+
+    async def task_info(self, task: Task[Any, Any] | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> TaskInfo:
+        """The task a schedule fires, its arguments checked when its code is here."""
+        name = task if isinstance(task, str) else task.name
+        local = self.app.tasks.get(name)
+        if local is not None:
+            local.check_arguments(args, kwargs)
+            return local.info
+        return await self.app.client.atask_info(name)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def aput(self, spec: ScheduleSpec, *, first_in: float | None = None) -> Upserted:
+        """Add ``spec`` or replace the schedule with its key; timing as ``first_in`` (new) or
+        kept where only non-timing fields changed."""
+        store = await self._store()
+        now = self.app.clock.now()
+        try:
+            existing: ScheduleRecord | None = await store.schedule_get(spec.key)
+        except ScheduleNotFound:
+            existing = None
+        if existing is None:
+            tick, at = first_timing(spec, now, first_in, self.rng)
+        else:
+            tick, at = retimed(existing, spec, now, self.rng)
+        result = await store.schedule_upsert(spec, next_tick=tick, next_at=at, now=now)
+        if result.change is not Change.UNCHANGED:
+            log.info("schedule %s %s (%s)", spec.key, result.change.value, describe(spec))
+        return result
+
+    async def aupdate(self, key: str, **changes: Any) -> ScheduleRecord:
+        """Change a schedule: ``every``, ``cron``, ``tz``, ``args``, ``kwargs``, ``sla``, ``mode``,
+        ``jitter``, ``misfire``, ``catch_up_limit``, ``queue``, ``priority``, ``description``.
+        Takes effect for the next run; a run in flight is not touched."""
+        store = await self._store()
+        record = await store.schedule_get(key)
+        spec = record.spec
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise ScheduleError(f"schedule {key!r}: cannot update {', '.join(sorted(unknown))}")
+        if "every" in changes and changes["every"] is not None:
+            changes.setdefault("cron", None)
+            spec = replace(spec, kind=ScheduleKind.EVERY)
+        elif changes.get("cron") is not None:
+            changes.setdefault("every", None)
+            spec = replace(spec, kind=ScheduleKind.CRON)
+        args, kwargs = decode_payload(spec.payload)
+        args = list(changes.pop("args", args))
+        kwargs = dict(changes.pop("kwargs", kwargs))
+        info = await self.task_info(spec.task, args, kwargs)
+        new = build_spec(
+            replace(info, queue=spec.queue, priority=spec.priority),
+            key=key,
+            kind=spec.kind,
+            every=changes.get("every", spec.every),
+            cron=changes.get("cron", spec.cron),
+            tz=changes.get("tz", spec.tz),
+            args=args,
+            kwargs=kwargs,
+            sla=changes.get("sla", spec.sla),
+            mode=changes.get("mode", spec.mode),
+            jitter=changes.get("jitter", spec.jitter),
+            misfire=changes.get("misfire", spec.misfire),
+            catch_up_limit=changes.get("catch_up_limit", spec.catch_up_limit),
+            queue=changes.get("queue"),
+            priority=changes.get("priority"),
+            description=changes.get("description", spec.description),
+            origin=spec.origin,
+            max_payload_bytes=self.app.settings.max_payload_bytes,
+        )
+        return (await self.aput(new)).record
+
+    async def apause(self, key: str) -> ScheduleRecord:
+        return await (await self._store()).schedule_pause(key, now=self.app.clock.now())
+
+    async def aresume(self, key: str) -> ScheduleRecord:
+        return await (await self._store()).schedule_resume(key)
+
+    async def aremove(self, key: str) -> bool:
+        return await (await self._store()).schedule_remove(key)
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def aget(self, key: str) -> ScheduleRecord:
+        return await (await self._store()).schedule_get(key)
+
+    async def alist(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        search: str | None = None,
+        origin: ScheduleOrigin | None = None,
+    ) -> list[ScheduleRecord]:
+        flt = ScheduleFilter(after=after, limit=limit, search=search, origin=origin)
+        return await (await self._store()).schedule_list(flt)
+
+    # -- resque-scheduler files --------------------------------------------------------
+
+    async def aload(
+        self, text: str, path: str = "<schedules>", *, tasks: set[str] | None = None, force: bool = False
+    ) -> SyncReport:
+        """Load a resque-scheduler YAML document: upsert each entry by name (origin
+        ``file``). Every entry is checked first (cron, durations, arguments, and the task
+        name against ``tasks``: by default the app's tasks and those workers registered;
+        ``force`` skips that check); if any is bad, ``ScheduleFileError`` lists them all and
+        nothing is applied."""
+        entries, problems = resque.parse(text, path)
+        if force:
+            tasks = {entry.task for entry in entries}
+        elif tasks is None:
+            tasks = set(self.app.tasks) | {t.name for t in await (await self._store()).task_list()}
+        planned: list[tuple[ScheduleSpec, float | None]] = []
+        for entry in entries:
+            try:
+                planned.append((await self._entry_spec(entry, tasks), entry.first_in))
+            except (ScheduleError, EnqueueError) as exc:
+                problems.append(f"{entry.name} (line {entry.line}): {exc}")
+        if problems:
+            raise resque.ScheduleFileError(path, sorted(problems, key=_line))
+        report = SyncReport(ignored={e.name: e.ignored for e in entries if e.ignored})
+        for spec, first_in in planned:
+            report.note(spec.key, (await self.aput(spec, first_in=first_in)).change)
+        return report
+
+    async def _entry_spec(self, entry: resque.Entry, tasks: set[str]) -> ScheduleSpec:
+        if entry.task not in tasks:
+            known = ", ".join(sorted(tasks)) or "none"
+            raise ScheduleError(f"unknown task {entry.task!r} (known: {known})")
+        options = dict(entry.options)
+        args, kwargs = options.pop("args", ()), options.pop("kwargs", {})
+        info = await self.task_info(entry.task, args, kwargs)
+        return build_spec(
+            info,
+            key=entry.name,
+            kind=entry.kind,
+            every=entry.every,
+            cron=entry.cron,
+            args=args,
+            kwargs=kwargs,
+            origin=ScheduleOrigin.FILE,
+            max_payload_bytes=self.app.settings.max_payload_bytes,
+            **options,
+        )
+
+    def load(
+        self, text: str, path: str = "<schedules>", *, tasks: set[str] | None = None, force: bool = False
+    ) -> SyncReport:
+        return self.app.client.sync(self.aload, text, path, tasks=tasks, force=force)
+
+    # -- declared schedules ------------------------------------------------------------
+
+    async def async_declared(self) -> SyncReport:
+        """Make the store's code-owned schedules exactly the declared ones: add and change
+        what is declared, remove what the code no longer declares."""
+        report = SyncReport()
+        for declared in self.declared.values():
+            report.note(declared.spec.key, (await self.aput(declared.spec, first_in=declared.first_in)).change)
+        store = await self._store()
+        after = None
+        while page := await store.schedule_list(ScheduleFilter(origin=ScheduleOrigin.CODE, after=after, limit=500)):
+            for record in page:
+                if record.key not in self.declared and await store.schedule_remove(record.key):
+                    report.removed.append(record.key)
+                    log.info("schedule %s removed: no longer declared in the code", record.key)
+            after = page[-1].key
+        return report
+
+    # -- sync facade -------------------------------------------------------------------
+
+    def put(self, spec: ScheduleSpec, *, first_in: float | None = None) -> Upserted:
+        return self.app.client.sync(self.aput, spec, first_in=first_in)
+
+    def update(self, key: str, **changes: Any) -> ScheduleRecord:
+        return self.app.client.sync(self.aupdate, key, **changes)
+
+    def pause(self, key: str) -> ScheduleRecord:
+        return self.app.client.sync(self.apause, key)
+
+    def resume(self, key: str) -> ScheduleRecord:
+        return self.app.client.sync(self.aresume, key)
+
+    def remove(self, key: str) -> bool:
+        return self.app.client.sync(self.aremove, key)
+
+    def get(self, key: str) -> ScheduleRecord:
+        return self.app.client.sync(self.aget, key)
+
+    def list(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        search: str | None = None,
+        origin: ScheduleOrigin | None = None,
+    ) -> list[ScheduleRecord]:
+        return self.app.client.sync(self.alist, after=after, limit=limit, search=search, origin=origin)
+
+
+def _line(problem: str) -> int:
+    """The line number in a "name (line N): ..." problem, for reporting in file order."""
+    head = problem.split("): ", 1)[0]
+    digits = head.rsplit(" ", 1)[-1].split(",")[0]
+    return int(digits) if digits.isdigit() else 0
+
+
+_UPDATABLE = frozenset(
+    {
+        "every",
+        "cron",
+        "tz",
+        "args",
+        "kwargs",
+        "sla",
+        "mode",
+        "jitter",
+        "misfire",
+        "catch_up_limit",
+        "queue",
+        "priority",
+        "description",
+    }
+)
+
+
+def describe(spec: ScheduleSpec) -> str:
+    if spec.kind is ScheduleKind.CRON:
+        return f"cron {spec.cron} {spec.tz}"
+    return f"every {spec.every:g} s ({spec.mode.value})"
