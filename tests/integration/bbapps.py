@@ -20,7 +20,7 @@ def record(event: str) -> None:
     job = current_job()
     fd = os.open(os.environ["BB_LEDGER"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, f"{job.id} {job.attempt} {os.getpid()} {event}\n".encode())
+        os.write(fd, f"{job.id} {job.attempt} {os.getpid()} {event} {time.time()}\n".encode())
     finally:
         os.close(fd)
 
@@ -62,3 +62,18 @@ def stuck_task() -> None:
 @app.task(name="it.low", queue="low")
 def low_task() -> None:
     record("run")
+
+
+@app.task(name="it.tick")
+def tick_task(seconds: float = 0.0) -> None:
+    """A recurring job: records its start and end with its occurrence (fire time)."""
+    record(f"tick-start {current_job().fire_at}")
+    time.sleep(seconds)
+    record(f"tick-end {current_job().fire_at}")
+
+
+if os.environ.get("BB_DECLARE"):
+
+    @app.periodic(every="1h", key="it.declared", first_in="1h")
+    def declared_task() -> None:
+        record("declared")

@@ -48,6 +48,18 @@ class Ledger:
     def events(self, event: str) -> list[list[str]]:
         return [line for line in self.lines() if line[3] == event]
 
+    def ticks(self) -> list[tuple[str, float, float, float]]:
+        """(job id, fire_at, start, end) of each recurring run that ended, by start."""
+        starts: dict[str, tuple[float, float]] = {}
+        out = []
+        for job_id, _attempt, _pid, event, *rest in self.lines():
+            if event == "tick-start":
+                starts[job_id] = (float(rest[0]), float(rest[1]))
+            elif event == "tick-end" and job_id in starts:
+                fire_at, began = starts[job_id]
+                out.append((job_id, fire_at, began, float(rest[1])))
+        return sorted(out, key=lambda t: t[2])
+
     def runs_per_job(self, event: str = "run") -> Counter[str]:
         return Counter(line[0] for line in self.events(event))
 
@@ -84,11 +96,11 @@ class Cluster:
             raise AssertionError(f"backbeat {' '.join(args)} failed: {result.stderr}")
         return result
 
-    def spawn(self, *args: str, command: str = "worker") -> subprocess.Popen[bytes]:
+    def spawn(self, *args: str, command: str = "worker", env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{command}-{len(self.procs)}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
             [sys.executable, "-m", "backbeat", command, "bbapps:app", "--log-level", "debug", *args],
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             cwd=HERE,
             stdout=log,
             stderr=subprocess.STDOUT,
