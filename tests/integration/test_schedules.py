@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_three_schedulers_fire_each_occurrence_once(cluster: Cluster) -> None:
     eventually(lambda: len(cluster.ledger.ticks()) >= 12, timeout=60, what="a dozen recurring runs")
     fires = [fire_at for _, fire_at, _, _ in cluster.ledger.ticks()]
     assert len(fires) == len(set(fires))  # no occurrence fired twice
-    steps = {round(b - a, 6) for a, b in zip(fires, fires[1:], strict=False)}
+    steps = {round(b - a, 6) for a, b in itertools.pairwise(fires)}
     assert all(step > 0 and round(step / 0.3, 6).is_integer() for step in steps)  # on the cadence
     jobs = [j for j in cluster.jobs() if j.schedule_key == "fast"]
     assert len({j.fire_at for j in jobs}) == len(jobs)
@@ -74,7 +75,7 @@ def test_a_task_that_outlasts_its_interval_never_overlaps(cluster: Cluster) -> N
     cluster.spawn("--concurrency", "4")
     eventually(lambda: len(cluster.ledger.ticks()) >= 4, timeout=60, what="four slow runs")
     runs = cluster.ledger.ticks()
-    for (_, _, _, end), (_, _, start, _) in zip(runs, runs[1:], strict=False):
+    for (_, _, _, end), (_, _, start, _) in itertools.pairwise(runs):
         assert start >= end  # each run starts after the previous one ended
 
 
