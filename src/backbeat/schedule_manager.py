@@ -204,7 +204,7 @@ class Schedules:
         return await (await self._store()).schedule_pause(key, now=self.app.clock.now())
 
     async def aresume(self, key: str) -> ScheduleRecord:
-        return await (await self._store()).schedule_resume(key)
+        return await (await self._store()).schedule_resume(key, now=self.app.clock.now())
 
     async def aremove(self, key: str) -> bool:
         return await (await self._store()).schedule_remove(key)

@@ -64,9 +64,12 @@ class NewJob:
     """Dispatch key among jobs of equal priority (earlier first); ``None`` means ``run_at``.
     Jobs of SLA schedules carry their deadline here."""
     schedule_key: str | None = None
-    """Reserved for schedules: the key of the schedule that fired this job."""
+    """The key of the schedule that fired this job."""
     fire_at: float | None = None
-    """Reserved for schedules: the occurrence this job runs for."""
+    """The occurrence of the schedule this job runs for."""
+    deadline: float | None = None
+    """For a job of a schedule with an SLA: when the schedule breaches it. A retry keeps
+    the job's place in dispatch order (``order_at``) rather than going to the back."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -101,6 +104,7 @@ class JobRecord:
     traceback: str | None = None
     schedule_key: str | None = None
     fire_at: float | None = None
+    deadline: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -171,6 +175,7 @@ class JobFilter:
     state: JobState | None = None
     queue: str | None = None
     task: str | None = None
+    schedule_key: str | None = None
     before: str | None = None
     limit: int = 50
 
@@ -318,10 +323,25 @@ class ScheduleRecord:
     last_finished_at: float | None = None
     last_state: JobState | None = None
     last_success_at: float | None = None
+    resumed_at: float | None = None
+    """Staleness counts from here if it is later than the last success (a pause suspends the SLA)."""
+    deadline_at: float | None = None
+    """For a schedule with an SLA: last success (or creation, or resume) + SLA, the moment it
+    breaches without another success."""
+    breach_since: float | None = None
+    """When the current breach began; ``None`` when within SLA."""
+    run_time: float | None = None
+    """Moving average of its runs' durations (seconds), the "expected run time" of deadline dispatch."""
 
     @property
     def key(self) -> str:
         return self.spec.key
+
+    @property
+    def staleness_base(self) -> float:
+        """Staleness counts from the last success, or creation before one, or the last resume."""
+        base = self.last_success_at if self.last_success_at is not None else self.created_at
+        return max(base, self.resumed_at or base)
 
 
 class Change(StrEnum):
@@ -361,3 +381,61 @@ class ScheduleFilter:
     """Substring of the key or task name."""
     after: str | None = None
     limit: int = 100
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Breach:
+    """A span during which a schedule's staleness exceeded its SLA."""
+
+    key: str
+    sla: float
+    base_at: float
+    """The last success (or creation, or resume) staleness counted from."""
+    started_at: float
+    """``base_at + sla``: when the promise broke."""
+    ended_at: float | None = None
+    """The next success (or a pause); ``None`` while the breach lasts."""
+
+    def staleness(self, now: float) -> float:
+        """The worst staleness of the breach (so far)."""
+        return (self.ended_at if self.ended_at is not None else now) - self.base_at
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SlaStats:
+    schedules: int
+    """Schedules with an SLA."""
+    paused: int
+    breached: int
+    """Not paused and past their deadline now."""
+    breach_seconds: float
+    """Seconds of breach inside the window, summed over schedules."""
+
+
+class DecisionKind(StrEnum):
+    """What backbeat decided about a schedule (the ``explain`` log). Routine fires are not
+    logged here: they are the schedule's jobs, which ``explain`` reads alongside."""
+
+    SKIPPED = "skipped"
+    """Occurrences passed over (misfire policy; a run still in flight)."""
+    RATE_LIMITED = "rate_limited"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    CHANGED = "changed"
+    """The definition changed (interval, cron, arguments...), by whom and how."""
+    INTERVAL = "interval"
+    """The effective interval changed (the autopilot)."""
+    LEASE_LOST = "lease_lost"
+    """A run's worker stopped heartbeating; its job was taken back."""
+    REPAIRED = "repaired"
+    BREACH_STARTED = "breach_started"
+    BREACH_ENDED = "breach_ended"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Decision:
+    key: str
+    at: float
+    kind: DecisionKind
+    detail: str = ""
+    job_id: str | None = None

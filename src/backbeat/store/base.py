@@ -26,13 +26,23 @@ Conventions
 
 **Finishing a run** (applied atomically with the job's final transition, only when the job
 is still its schedule's ``in_flight``): ``in_flight`` cleared, ``last_finished_at = now``,
-``last_state`` = the job's state, ``last_success_at = now`` if it succeeded; then
+``last_state`` = the job's state; ``run_time`` moves a fifth of the way towards the run's
+duration (``now - started_at``; set outright on the first run; unchanged if the job never
+started). If the job succeeded: ``last_success_at = now``, and for a schedule with an SLA
+the breach accounting runs — an open breach ends (``ended_at = now``); a success later
+than ``deadline_at`` with no breach open records one closed breach (``started_at =
+deadline_at``, ``ended_at = now``); then ``deadline_at = now + sla``. Then the re-arm:
 * delay-mode ``every``: ``next_tick = now + (next_in or every)``, ``next_at = next_tick +
   pending_jitter``;
 * otherwise, only if the outcome carries ``next_in``: ``next_tick = next_at = now + next_in``.
 
-Slots for what follows (not part of the protocol yet): SLA history, rate-limit buckets,
-events and the per-schedule decision log.
+**SLA.** ``deadline_at = staleness_base + sla`` (see ``ScheduleRecord.staleness_base``):
+set on creation, on a change of the definition, on resume and on success. A paused
+schedule cannot breach: pausing ends an open breach; resuming restarts the count.
+Breaches are recorded exactly by the store (``sla_check`` opens them on time for alerts;
+a success closes them or records a missed one).
+
+Slots for what follows (not part of the protocol yet): rate-limit buckets and events.
 
 Internal module: the protocol may change between minor versions.
 """
@@ -44,8 +54,10 @@ import contextvars
 from collections.abc import Mapping, Sequence
 
 from backbeat.types import (
+    Breach,
     Capability,
     ClaimRequest,
+    Decision,
     Enqueued,
     Fire,
     HeartbeatResult,
@@ -60,6 +72,7 @@ from backbeat.types import (
     ScheduleFilter,
     ScheduleRecord,
     ScheduleSpec,
+    SlaStats,
     TaskInfo,
     Upserted,
     WorkerInfo,
@@ -144,8 +157,10 @@ class Store(abc.ABC):
         outcome clears the lease (token and expiry; ``worker_id`` stays as a record):
         * ``SUCCEEDED``: ``succeeded``, ``result`` stored, ``finished_at = now``.
         * ``FAILED``: ``error``/``traceback`` stored; with ``retry_at`` the job is
-          ``scheduled`` at ``retry_at``, without it ``dead`` with ``finished_at = now``.
-        * ``SNOOZED``: ``scheduled`` at ``retry_at``; ``attempts - 1`` (not a failure).
+          ``scheduled`` at ``retry_at`` (``order_at = retry_at`` too, unless the job has a
+          ``deadline``: then it keeps its place), without it ``dead`` with ``finished_at = now``.
+        * ``SNOOZED``: ``scheduled`` at ``retry_at`` (``order_at`` as for ``FAILED``);
+          ``attempts - 1`` (not a failure).
         * ``RELEASED``: ``queued``, ``run_at`` unchanged; ``attempts - 1``.
         * ``CANCELLED``: ``cancelled`` with ``finished_at = now``.
         Accepted outcomes are applied atomically together, each with its run's finish
@@ -158,8 +173,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def job_list(self, filter: JobFilter) -> list[JobRecord]:
-        """Jobs matching ``filter``, newest (highest id) first, at most ``filter.limit``,
-        only ids below ``filter.before`` when given (keyset pagination)."""
+        """Jobs matching ``filter`` (state, queue, task, schedule key), newest (highest id)
+        first, at most ``filter.limit``, only ids below ``filter.before`` when given
+        (keyset pagination)."""
 
     @abc.abstractmethod
     async def job_cancel(self, job_id: str, *, now: float) -> JobRecord:
@@ -209,11 +225,13 @@ class Store(abc.ABC):
         """Add the schedule ``spec.key``, or replace its definition, atomically.
 
         New: ``created_at = updated_at = now``, the given ``next_tick``/``next_at``, not
-        paused, no run yet; ``Change.ADDED``. Existing with an identical definition:
-        nothing written, ``Change.UNCHANGED``. Otherwise the definition is replaced,
-        ``updated_at = now`` and ``next_tick``/``next_at`` set as given — except while a
-        delay-mode run is in flight, when they stay ``None`` (the run's end re-arms it);
-        the run state (``in_flight``, ``last_*``, ``paused``) is kept; ``Change.CHANGED``.
+        paused, no run yet, ``deadline_at = now + sla``; ``Change.ADDED``. Existing with an
+        identical definition: nothing written, ``Change.UNCHANGED``. Otherwise the
+        definition is replaced, ``updated_at = now`` and ``next_tick``/``next_at`` set as
+        given — except while a delay-mode run is in flight, when they stay ``None`` (the
+        run's end re-arms it); ``deadline_at`` is recomputed from the new SLA, and an open
+        breach the new SLA no longer supports ends now; the run state (``in_flight``,
+        ``last_*``, ``paused``) is kept; ``Change.CHANGED``.
         """
 
     @abc.abstractmethod
@@ -232,13 +250,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def schedule_pause(self, key: str, *, now: float) -> ScheduleRecord:
-        """Stop firing (``paused_at = now`` unless already paused); a run in flight goes on.
-        Raises ``ScheduleNotFound``."""
+        """Stop firing (``paused_at = now`` unless already paused); a run in flight goes on;
+        an open breach ends now. Raises ``ScheduleNotFound``."""
 
     @abc.abstractmethod
-    async def schedule_resume(self, key: str) -> ScheduleRecord:
+    async def schedule_resume(self, key: str, *, now: float) -> ScheduleRecord:
         """Fire again; occurrences missed while paused are handled by the misfire policy.
-        Raises ``ScheduleNotFound``."""
+        If it was paused: ``resumed_at = now`` and the SLA count restarts
+        (``deadline_at = now + sla``). Raises ``ScheduleNotFound``."""
 
     @abc.abstractmethod
     async def schedule_due(self, *, now: float, limit: int) -> list[ScheduleRecord]:
@@ -268,6 +287,48 @@ class Store(abc.ABC):
         """Finish the runs whose in-flight job no longer exists or is already final (a
         purge, a manual delete), as if they ended now; return their keys. Keeps a chain
         from ever stopping silently."""
+
+    # -- SLA and the decision log -------------------------------------------------------
+
+    @abc.abstractmethod
+    async def sla_check(self, *, now: float, limit: int = 1000) -> list[Breach]:
+        """Open a breach for up to ``limit`` schedules with an SLA that are not paused, not
+        in breach, and have ``deadline_at < now``: ``breach_since = deadline_at`` and an open
+        ``Breach`` (``started_at = deadline_at``). Atomic per schedule; each breach is
+        returned to exactly one caller (for alerts). An index range scan on ``deadline_at``."""
+
+    @abc.abstractmethod
+    async def sla_ended(self, *, limit: int = 1000) -> list[Breach]:
+        """Closed breaches not returned before, each returned to exactly one caller (for
+        alerts), oldest end first."""
+
+    @abc.abstractmethod
+    async def sla_breaches(self, *, key: str | None, since: float, limit: int = 1000) -> list[Breach]:
+        """Breaches of ``key`` (or of every schedule) that were open at or after ``since``
+        (open ones, and closed ones with ``ended_at >= since``), latest start first."""
+
+    @abc.abstractmethod
+    async def sla_list(self, *, limit: int) -> list[ScheduleRecord]:
+        """Schedules with an SLA, worst first: not paused before paused, then earliest
+        ``deadline_at`` (the most overdue), then key."""
+
+    @abc.abstractmethod
+    async def sla_stats(self, *, now: float, since: float) -> SlaStats:
+        """Counts over every schedule with an SLA, and the seconds of breach inside
+        ``[since, now]`` summed over them (open breaches count until ``now``)."""
+
+    @abc.abstractmethod
+    async def decision_append(self, decisions: Sequence[Decision]) -> None:
+        """Add entries to schedules' decision logs."""
+
+    @abc.abstractmethod
+    async def decision_list(self, key: str, *, before: float | None = None, limit: int = 100) -> list[Decision]:
+        """A schedule's decisions, newest first, only those before ``before`` when given."""
+
+    @abc.abstractmethod
+    async def history_prune(self, *, before: float, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` decisions and closed breaches older than ``before``
+        (retention); return how many."""
 
     # -- queues ------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ method atomic, also across event loops and threads.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -21,11 +22,14 @@ from typing import ClassVar
 
 from backbeat.errors import InvalidTransition, JobNotFound, ScheduleNotFound, StoreError
 from backbeat.ids import token as new_token
+from backbeat.store import rules
 from backbeat.store.base import LEASE_EXPIRED, Store
 from backbeat.types import (
     LIVE_STATES,
+    Breach,
     Change,
     ClaimRequest,
+    Decision,
     Enqueued,
     Fire,
     HeartbeatResult,
@@ -43,6 +47,7 @@ from backbeat.types import (
     ScheduleMode,
     ScheduleRecord,
     ScheduleSpec,
+    SlaStats,
     TaskInfo,
     Upserted,
     WorkerInfo,
@@ -66,6 +71,10 @@ class MemoryStore(Store):
         self._queues: dict[str, QueueInfo] = {}
         self._schedules: dict[str, ScheduleRecord] = {}
         self._fires: dict[tuple[str, float], str] = {}
+        self._breaches: list[Breach] = []
+        self._announced: set[tuple[str, float]] = set()
+        """(key, started_at) of closed breaches already returned by ``sla_ended``."""
+        self._decisions: list[Decision] = []
         self._version = 0
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
@@ -111,9 +120,23 @@ class MemoryStore(Store):
     def _finish_run(self, job: JobRecord, next_in: float | None) -> None:
         """The run of ``job``'s schedule ended (see "Finishing a run" in ``store.base``)."""
         record = self._schedules.get(job.schedule_key or "")
-        if record is not None and record.in_flight == job.id:
-            assert job.finished_at is not None
-            self._schedules[record.key] = finish_run(record, job.state, job.finished_at, next_in)
+        if record is None or record.in_flight != job.id:
+            return
+        assert job.finished_at is not None
+        end = rules.finish_run(record, job.state, job.started_at, job.finished_at, next_in)
+        self._apply_end(end, job.finished_at)
+
+    def _apply_end(self, end: rules.RunEnd, now: float) -> None:
+        if end.end_open_breach:
+            self._end_breach(end.record.key, now)
+        if end.missed_breach is not None:
+            self._breaches.append(end.missed_breach)
+        self._schedules[end.record.key] = end.record
+
+    def _end_breach(self, key: str, now: float) -> None:
+        for i, breach in enumerate(self._breaches):
+            if breach.key == key and breach.ended_at is None:
+                self._breaches[i] = replace(breach, ended_at=now)
 
     def _notify(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -217,6 +240,7 @@ class MemoryStore(Store):
                 if (filter.state is None or j.state is filter.state)
                 and (filter.queue is None or j.queue == filter.queue)
                 and (filter.task is None or j.task == filter.task)
+                and (filter.schedule_key is None or j.schedule_key == filter.schedule_key)
                 and (filter.before is None or j.id < filter.before)
             ]
         jobs.sort(key=lambda j: j.id, reverse=True)
@@ -319,19 +343,32 @@ class MemoryStore(Store):
         with self._lock:
             old = self._schedules.get(spec.key)
             if old is None:
-                record = ScheduleRecord(spec=spec, created_at=now, updated_at=now, next_tick=next_tick, next_at=next_at)
+                record = ScheduleRecord(
+                    spec=spec,
+                    created_at=now,
+                    updated_at=now,
+                    next_tick=next_tick,
+                    next_at=next_at,
+                    deadline_at=None if spec.sla is None else now + spec.sla,
+                )
                 change = Change.ADDED
             elif old.spec == spec:
                 return Upserted(record=old, change=Change.UNCHANGED)
             else:
                 delay = spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY
                 waiting = old.in_flight is not None and delay
+                deadline, ends = rules.changed_deadline(old, spec.sla, now)
+                breach_since = None if ends else old.breach_since
+                if ends:
+                    self._end_breach(spec.key, now)
                 record = replace(
                     old,
                     spec=spec,
                     updated_at=now,
                     next_tick=None if waiting else next_tick,
                     next_at=None if waiting else next_at,
+                    deadline_at=deadline,
+                    breach_since=breach_since,
                 )
                 change = Change.CHANGED
             self._schedules[spec.key] = record
@@ -365,15 +402,21 @@ class MemoryStore(Store):
             if record is None:
                 raise ScheduleNotFound(f"no schedule {key!r}")
             if not record.paused:
-                record = self._schedules[key] = replace(record, paused=True, paused_at=now)
+                if record.breach_since is not None:
+                    self._end_breach(key, now)
+                record = self._schedules[key] = replace(record, paused=True, paused_at=now, breach_since=None)
             return record
 
-    async def schedule_resume(self, key: str) -> ScheduleRecord:
+    async def schedule_resume(self, key: str, *, now: float) -> ScheduleRecord:
         with self._lock:
             record = self._schedules.get(key)
             if record is None:
                 raise ScheduleNotFound(f"no schedule {key!r}")
-            record = self._schedules[key] = replace(record, paused=False, paused_at=None)
+            if record.paused:
+                sla = record.spec.sla
+                deadline = None if sla is None else now + sla
+                record = replace(record, paused=False, paused_at=None, resumed_at=now, deadline_at=deadline)
+                self._schedules[key] = record
             return record
 
     def _firing(self) -> list[ScheduleRecord]:
@@ -429,10 +472,96 @@ class MemoryStore(Store):
                     continue
                 job = self._jobs.get(record.in_flight)
                 if job is None or job.state.is_final:
-                    state = job.state if job is not None else JobState.CANCELLED
-                    self._schedules[record.key] = finish_run(record, state, now, None)
+                    state, started = (JobState.CANCELLED, None) if job is None else (job.state, job.started_at)
+                    self._apply_end(rules.finish_run(record, state, started, now, None), now)
                     repaired.append(record.key)
             return repaired
+
+    # -- SLA and the decision log -------------------------------------------------------
+
+    def _late(self, now: float) -> list[ScheduleRecord]:
+        return [
+            r
+            for r in self._schedules.values()
+            if r.spec.sla is not None and not r.paused and r.deadline_at is not None and r.deadline_at < now
+        ]
+
+    async def sla_check(self, *, now: float, limit: int = 1000) -> list[Breach]:
+        with self._lock:
+            late = sorted((r for r in self._late(now) if r.breach_since is None), key=lambda r: (r.deadline_at, r.key))
+            opened = []
+            for record in late[:limit]:
+                assert record.deadline_at is not None and record.spec.sla is not None
+                breach = Breach(
+                    key=record.key,
+                    sla=record.spec.sla,
+                    base_at=record.deadline_at - record.spec.sla,
+                    started_at=record.deadline_at,
+                )
+                self._breaches.append(breach)
+                self._schedules[record.key] = replace(record, breach_since=record.deadline_at)
+                opened.append(breach)
+            return opened
+
+    async def sla_ended(self, *, limit: int = 1000) -> list[Breach]:
+        with self._lock:
+            ended = [
+                b for b in self._breaches if b.ended_at is not None and (b.key, b.started_at) not in self._announced
+            ]
+            ended.sort(key=lambda b: (b.ended_at, b.key))
+            self._announced.update((b.key, b.started_at) for b in ended[:limit])
+            return ended[:limit]
+
+    async def sla_breaches(self, *, key: str | None, since: float, limit: int = 1000) -> list[Breach]:
+        with self._lock:
+            found = [
+                b
+                for b in self._breaches
+                if (key is None or b.key == key) and (b.ended_at is None or b.ended_at >= since)
+            ]
+        found.sort(key=lambda b: (b.started_at, b.key), reverse=True)
+        return found[:limit]
+
+    async def sla_list(self, *, limit: int) -> list[ScheduleRecord]:
+        with self._lock:
+            found = [r for r in self._schedules.values() if r.spec.sla is not None]
+        found.sort(key=lambda r: (r.paused, r.deadline_at if r.deadline_at is not None else math.inf, r.key))
+        return found[:limit]
+
+    async def sla_stats(self, *, now: float, since: float) -> SlaStats:
+        with self._lock:
+            with_sla = [r for r in self._schedules.values() if r.spec.sla is not None]
+            seconds = sum(
+                max(0.0, min(now, b.ended_at if b.ended_at is not None else now) - max(b.started_at, since))
+                for b in self._breaches
+            )
+            return SlaStats(
+                schedules=len(with_sla),
+                paused=sum(1 for r in with_sla if r.paused),
+                breached=len(self._late(now)),
+                breach_seconds=seconds,
+            )
+
+    async def decision_append(self, decisions: Sequence[Decision]) -> None:
+        with self._lock:
+            self._decisions.extend(decisions)
+
+    async def decision_list(self, key: str, *, before: float | None = None, limit: int = 100) -> list[Decision]:
+        with self._lock:
+            found = [d for d in self._decisions if d.key == key and (before is None or d.at < before)]
+        found.sort(key=lambda d: d.at, reverse=True)
+        return found[:limit]
+
+    async def history_prune(self, *, before: float, limit: int = 10_000) -> int:
+        with self._lock:
+            old = [i for i, d in enumerate(self._decisions) if d.at < before][:limit]
+            for i in reversed(old):
+                del self._decisions[i]
+            closed = [i for i, b in enumerate(self._breaches) if b.ended_at is not None and b.ended_at < before]
+            for i in reversed(closed[:limit]):
+                breach = self._breaches.pop(i)
+                self._announced.discard((breach.key, breach.started_at))
+            return len(old) + len(closed[:limit])
 
     # -- queues ------------------------------------------------------------------------
 
@@ -532,26 +661,8 @@ def _new_record(new: NewJob, now: float) -> JobRecord:
         dedup_key=new.dedup_key,
         schedule_key=new.schedule_key,
         fire_at=new.fire_at,
+        deadline=new.deadline,
     )
-
-
-def finish_run(record: ScheduleRecord, state: JobState, now: float, next_in: float | None) -> ScheduleRecord:
-    """A schedule after its in-flight run ended in ``state`` (the protocol's "Finishing a run")."""
-    spec = record.spec
-    finished = replace(
-        record,
-        in_flight=None,
-        last_finished_at=now,
-        last_state=state,
-        last_success_at=now if state is JobState.SUCCEEDED else record.last_success_at,
-    )
-    if spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY:
-        assert spec.every is not None
-        tick = now + (spec.every if next_in is None else next_in)
-        return replace(finished, next_tick=tick, next_at=tick + record.pending_jitter)
-    if next_in is not None:
-        return replace(finished, next_tick=now + next_in, next_at=now + next_in)
-    return finished
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -570,7 +681,7 @@ def _acked(job: JobRecord, outcome: JobOutcome, now: float) -> JobRecord:
                 done,
                 state=JobState.SCHEDULED,
                 run_at=outcome.retry_at,
-                order_at=outcome.retry_at,
+                order_at=outcome.retry_at if job.deadline is None else job.order_at,
                 error=outcome.error,
                 traceback=outcome.traceback,
             )
@@ -578,8 +689,9 @@ def _acked(job: JobRecord, outcome: JobOutcome, now: float) -> JobRecord:
             return replace(done, state=JobState.DEAD, error=outcome.error, traceback=outcome.traceback, finished_at=now)
         case Outcome.SNOOZED:
             retry_at = now if outcome.retry_at is None else outcome.retry_at
+            order_at = retry_at if job.deadline is None else job.order_at
             return replace(
-                done, state=JobState.SCHEDULED, run_at=retry_at, order_at=retry_at, attempts=job.attempts - 1
+                done, state=JobState.SCHEDULED, run_at=retry_at, order_at=order_at, attempts=job.attempts - 1
             )
         case Outcome.RELEASED:
             return replace(done, state=JobState.QUEUED, attempts=job.attempts - 1)

@@ -1,4 +1,5 @@
-"""The SQLite store's schedule statements (table ``backbeat_schedules``, migration 0003).
+"""The SQLite store's schedule statements: ``backbeat_schedules`` (migrations 0003, 0004),
+``backbeat_breaches`` and ``backbeat_decisions``.
 
 Run on the store's connection thread (or inline), inside the caller's write transaction
 where they change several rows. Invariants:
@@ -6,19 +7,28 @@ where they change several rows. Invariants:
   paused = 0``, and inserts the job only if no job has the same (schedule_key, fire_at)
   (a unique index backs the check). A SAVEPOINT per fire keeps a batch's fires
   independent: one that loses its race leaves no trace.
-* ``finish_run`` matches ``in_flight = job id``: a run ends once, and only the run the
-  schedule is waiting for (a removed and re-added schedule ignores an old job).
+* ``finish_run`` acts only when ``in_flight`` is the job that ended: a run ends once, and
+  only the run the schedule waits for (a removed and re-added schedule ignores an old
+  job). Its rules are ``store.rules`` (shared with the reference store): read the row,
+  compute, write the run state back, in the same transaction.
+* A breach row is open while ``ended_at IS NULL``; at most one per schedule, mirrored by
+  the schedule's ``breach_since``.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+from backbeat.store import rules
 from backbeat.store.sqlite.connection import write_tx
 from backbeat.types import (
+    Breach,
     Change,
+    Decision,
+    DecisionKind,
     Fire,
     JobState,
     Misfire,
@@ -29,82 +39,72 @@ from backbeat.types import (
     ScheduleOrigin,
     ScheduleRecord,
     ScheduleSpec,
+    SlaStats,
     Upserted,
 )
 
-SPEC_COLUMNS = (
-    "key, task, queue, payload, kind, every, cron, tz, mode, jitter, sla, misfire, catch_up_limit, priority, "
-    "max_attempts, timeout, description, origin"
+SPEC_FIELDS = (
+    "key",
+    "task",
+    "queue",
+    "payload",
+    "kind",
+    "every",
+    "cron",
+    "tz",
+    "mode",
+    "jitter",
+    "sla",
+    "misfire",
+    "catch_up_limit",
+    "priority",
+    "max_attempts",
+    "timeout",
+    "description",
+    "origin",
 )
-STATE_COLUMNS = (
-    "created_at, updated_at, next_tick, next_at, paused, paused_at, pending_jitter, in_flight, last_fire_at, "
-    "last_job_id, last_finished_at, last_state, last_success_at"
+STATE_FIELDS = (
+    "created_at",
+    "updated_at",
+    "next_tick",
+    "next_at",
+    "paused",
+    "paused_at",
+    "pending_jitter",
+    "in_flight",
+    "last_fire_at",
+    "last_job_id",
+    "last_finished_at",
+    "last_state",
+    "last_success_at",
+    "resumed_at",
+    "deadline_at",
+    "breach_since",
+    "run_time",
 )
-COLUMNS = f"{SPEC_COLUMNS}, {STATE_COLUMNS}"
-_N_SPEC = 18
+COLUMNS = ", ".join(SPEC_FIELDS + STATE_FIELDS)
+_ENUMS = {"kind": ScheduleKind, "mode": ScheduleMode, "misfire": Misfire, "origin": ScheduleOrigin}
 
 
-def _spec_values(spec: ScheduleSpec) -> tuple[Any, ...]:
-    return (
-        spec.key,
-        spec.task,
-        spec.queue,
-        spec.payload,
-        spec.kind.value,
-        spec.every,
-        spec.cron,
-        spec.tz,
-        spec.mode.value,
-        spec.jitter,
-        spec.sla,
-        spec.misfire.value,
-        spec.catch_up_limit,
-        spec.priority,
-        spec.max_attempts,
-        spec.timeout,
-        spec.description,
-        spec.origin.value,
-    )
+def _spec_values(spec: ScheduleSpec) -> list[Any]:
+    return [getattr(spec, f).value if f in _ENUMS else getattr(spec, f) for f in SPEC_FIELDS]
+
+
+def _state_values(r: ScheduleRecord) -> list[Any]:
+    values = [getattr(r, f) for f in STATE_FIELDS]
+    values[STATE_FIELDS.index("paused")] = int(r.paused)
+    values[STATE_FIELDS.index("last_state")] = None if r.last_state is None else r.last_state.value
+    return values
 
 
 def record(row: Sequence[Any]) -> ScheduleRecord:
-    spec = ScheduleSpec(
-        key=row[0],
-        task=row[1],
-        queue=row[2],
-        payload=row[3],
-        kind=ScheduleKind(row[4]),
-        every=row[5],
-        cron=row[6],
-        tz=row[7],
-        mode=ScheduleMode(row[8]),
-        jitter=row[9],
-        sla=row[10],
-        misfire=Misfire(row[11]),
-        catch_up_limit=row[12],
-        priority=row[13],
-        max_attempts=row[14],
-        timeout=row[15],
-        description=row[16],
-        origin=ScheduleOrigin(row[17]),
-    )
-    s = row[_N_SPEC:]
-    return ScheduleRecord(
-        spec=spec,
-        created_at=s[0],
-        updated_at=s[1],
-        next_tick=s[2],
-        next_at=s[3],
-        paused=bool(s[4]),
-        paused_at=s[5],
-        pending_jitter=s[6],
-        in_flight=s[7],
-        last_fire_at=s[8],
-        last_job_id=s[9],
-        last_finished_at=s[10],
-        last_state=None if s[11] is None else JobState(s[11]),
-        last_success_at=s[12],
-    )
+    spec_values = dict(zip(SPEC_FIELDS, row[: len(SPEC_FIELDS)], strict=True))
+    for name, enum in _ENUMS.items():
+        spec_values[name] = enum(spec_values[name])
+    state = dict(zip(STATE_FIELDS, row[len(SPEC_FIELDS) :], strict=True))
+    state["paused"] = bool(state["paused"])
+    state["last_state"] = None if state["last_state"] is None else JobState(state["last_state"])
+    return ScheduleRecord(spec=ScheduleSpec(**spec_values), **state)
 
 
 def get(conn: sqlite3.Connection, key: str) -> ScheduleRecord | None:
@@ -112,34 +112,70 @@ def get(conn: sqlite3.Connection, key: str) -> ScheduleRecord | None:
     return None if row is None else record(row)
 
 
+def put(conn: sqlite3.Connection, r: ScheduleRecord) -> None:
+    """Write the whole row (insert or replace)."""
+    marks = ", ".join("?" * (len(SPEC_FIELDS) + len(STATE_FIELDS)))
+    conn.execute(
+        f"INSERT OR REPLACE INTO backbeat_schedules ({COLUMNS}) VALUES ({marks})",
+        (*_spec_values(r.spec), *_state_values(r)),
+    )
+
+
 def upsert(
     conn: sqlite3.Connection, spec: ScheduleSpec, next_tick: float | None, next_at: float | None, now: float
 ) -> Upserted:
     with write_tx(conn):
         old = get(conn, spec.key)
-        if old is None:
-            conn.execute(
-                f"INSERT INTO backbeat_schedules ({SPEC_COLUMNS}, created_at, updated_at, next_tick, next_at) "
-                f"VALUES ({', '.join('?' * (_N_SPEC + 4))})",
-                (*_spec_values(spec), now, now, next_tick, next_at),
-            )
-            change = Change.ADDED
-        elif old.spec == spec:
+        if old is not None and old.spec == spec:
             return Upserted(record=old, change=Change.UNCHANGED)
-        else:
-            delay = spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY
-            waiting = old.in_flight is not None and delay
-            assignments = ", ".join(f"{c.strip()} = ?" for c in SPEC_COLUMNS.split(",")[1:])
-            timing = (None, None) if waiting else (next_tick, next_at)
-            conn.execute(
-                f"UPDATE backbeat_schedules SET {assignments}, updated_at = ?, next_tick = ?, next_at = ? "
-                "WHERE key = ?",
-                (*_spec_values(spec)[1:], now, *timing, spec.key),
+        if old is None:
+            new = ScheduleRecord(
+                spec=spec,
+                created_at=now,
+                updated_at=now,
+                next_tick=next_tick,
+                next_at=next_at,
+                deadline_at=None if spec.sla is None else now + spec.sla,
             )
-            change = Change.CHANGED
-        current = get(conn, spec.key)
-    assert current is not None
-    return Upserted(record=current, change=change)
+        else:
+            waiting = old.in_flight is not None and spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY
+            deadline, ends = rules.changed_deadline(old, spec.sla, now)
+            if ends:
+                _end_breach(conn, spec.key, now)
+            new = replace(
+                old,
+                spec=spec,
+                updated_at=now,
+                next_tick=None if waiting else next_tick,
+                next_at=None if waiting else next_at,
+                deadline_at=deadline,
+                breach_since=None if ends else old.breach_since,
+            )
+        put(conn, new)
+    return Upserted(record=new, change=Change.ADDED if old is None else Change.CHANGED)
+
+
+def pause(conn: sqlite3.Connection, key: str, now: float) -> ScheduleRecord | None:
+    with write_tx(conn):
+        old = get(conn, key)
+        if old is None or old.paused:
+            return old
+        if old.breach_since is not None:
+            _end_breach(conn, key, now)
+        new = replace(old, paused=True, paused_at=now, breach_since=None)
+        put(conn, new)
+    return new
+
+
+def resume(conn: sqlite3.Connection, key: str, now: float) -> ScheduleRecord | None:
+    with write_tx(conn):
+        old = get(conn, key)
+        if old is None or not old.paused:
+            return old
+        sla = old.spec.sla
+        new = replace(old, paused=False, paused_at=None, resumed_at=now, deadline_at=None if sla is None else now + sla)
+        put(conn, new)
+    return new
 
 
 def listing(conn: sqlite3.Connection, flt: ScheduleFilter) -> list[ScheduleRecord]:
@@ -209,32 +245,150 @@ def _fire_one(conn: sqlite3.Connection, f: Fire, now: float, insert_job: Any) ->
     return True
 
 
-_FINISH = (
-    "UPDATE backbeat_schedules SET in_flight = NULL, last_finished_at = :now, last_state = :state, "
-    "last_success_at = CASE WHEN :state = 'succeeded' THEN :now ELSE last_success_at END, "
-    "next_tick = CASE WHEN kind = 'every' AND mode = 'delay' THEN :now + COALESCE(:next_in, every) "
-    "  WHEN :next_in IS NOT NULL THEN :now + :next_in ELSE next_tick END, "
-    "next_at = CASE WHEN kind = 'every' AND mode = 'delay' THEN :now + COALESCE(:next_in, every) + pending_jitter "
-    "  WHEN :next_in IS NOT NULL THEN :now + :next_in ELSE next_at END "
-    "WHERE key = :key AND in_flight = :job"
-)
-
-
 def finish_run(
-    conn: sqlite3.Connection, key: str, job_id: str, state: JobState, now: float, next_in: float | None = None
+    conn: sqlite3.Connection,
+    key: str,
+    job_id: str,
+    state: JobState,
+    started_at: float | None,
+    now: float,
+    next_in: float | None = None,
 ) -> bool:
     """End the schedule's run if ``job_id`` is the run in flight (call within a write tx)."""
-    params = {"now": now, "state": state.value, "next_in": next_in, "key": key, "job": job_id}
-    return conn.execute(_FINISH, params).rowcount == 1
+    current = get(conn, key)
+    if current is None or current.in_flight != job_id:
+        return False
+    end = rules.finish_run(current, state, started_at, now, next_in)
+    if end.end_open_breach:
+        _end_breach(conn, key, now)
+    if end.missed_breach is not None:
+        _insert_breach(conn, end.missed_breach)
+    put(conn, end.record)
+    return True
 
 
 def repair(conn: sqlite3.Connection, now: float) -> list[str]:
     with write_tx(conn):
         rows = conn.execute(
-            "SELECT s.key, s.in_flight, j.state FROM backbeat_schedules s "
+            "SELECT s.key, s.in_flight, j.state, j.started_at FROM backbeat_schedules s "
             "LEFT JOIN backbeat_jobs j ON j.id = s.in_flight WHERE s.in_flight IS NOT NULL "
             "AND (j.id IS NULL OR j.state IN ('succeeded', 'dead', 'cancelled'))"
         ).fetchall()
-        for key, job_id, state in rows:
-            finish_run(conn, key, job_id, JobState(state) if state else JobState.CANCELLED, now)
+        for key, job_id, state, started_at in rows:
+            finish_run(conn, key, job_id, JobState(state) if state else JobState.CANCELLED, started_at, now)
     return [r[0] for r in rows]
+
+
+# -- SLA ---------------------------------------------------------------------------------
+
+BREACH_COLUMNS = "key, sla, base_at, started_at, ended_at"
+
+
+def _breach(row: Sequence[Any]) -> Breach:
+    return Breach(key=row[0], sla=row[1], base_at=row[2], started_at=row[3], ended_at=row[4])
+
+
+def _insert_breach(conn: sqlite3.Connection, b: Breach) -> None:
+    conn.execute(
+        f"INSERT INTO backbeat_breaches ({BREACH_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+        (b.key, b.sla, b.base_at, b.started_at, b.ended_at),
+    )
+
+
+def _end_breach(conn: sqlite3.Connection, key: str, now: float) -> None:
+    conn.execute("UPDATE backbeat_breaches SET ended_at = ? WHERE key = ? AND ended_at IS NULL", (now, key))
+
+
+def sla_check(conn: sqlite3.Connection, now: float, limit: int) -> list[Breach]:
+    with write_tx(conn):
+        rows = conn.execute(
+            "SELECT key, sla, deadline_at FROM backbeat_schedules WHERE sla IS NOT NULL AND paused = 0 "
+            "AND breach_since IS NULL AND deadline_at < ? ORDER BY deadline_at, key LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        opened = [Breach(key=k, sla=sla, base_at=deadline - sla, started_at=deadline) for k, sla, deadline in rows]
+        for breach in opened:
+            conn.execute(
+                "UPDATE backbeat_schedules SET breach_since = ? WHERE key = ?", (breach.started_at, breach.key)
+            )
+            _insert_breach(conn, breach)
+    return opened
+
+
+def sla_ended(conn: sqlite3.Connection, limit: int) -> list[Breach]:
+    with write_tx(conn):
+        rows = conn.execute(
+            f"SELECT id, {BREACH_COLUMNS} FROM backbeat_breaches WHERE ended_at IS NOT NULL AND announced = 0 "
+            "ORDER BY ended_at, id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        conn.executemany("UPDATE backbeat_breaches SET announced = 1 WHERE id = ?", [(r[0],) for r in rows])
+    return [_breach(r[1:]) for r in rows]
+
+
+def sla_breaches(conn: sqlite3.Connection, key: str | None, since: float, limit: int) -> list[Breach]:
+    where = "(ended_at IS NULL OR ended_at >= ?)" + ("" if key is None else " AND key = ?")
+    params: tuple[Any, ...] = (since,) if key is None else (since, key)
+    rows = conn.execute(
+        f"SELECT {BREACH_COLUMNS} FROM backbeat_breaches WHERE {where} ORDER BY started_at DESC, key DESC LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return [_breach(r) for r in rows]
+
+
+def sla_list(conn: sqlite3.Connection, limit: int) -> list[ScheduleRecord]:
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM backbeat_schedules WHERE sla IS NOT NULL ORDER BY paused, deadline_at, key LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [record(r) for r in rows]
+
+
+def sla_stats(conn: sqlite3.Connection, now: float, since: float) -> SlaStats:
+    count, paused, breached = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(paused), 0), COALESCE(SUM(paused = 0 AND deadline_at < ?), 0) "
+        "FROM backbeat_schedules WHERE sla IS NOT NULL",
+        (now,),
+    ).fetchone()
+    seconds = conn.execute(
+        "SELECT COALESCE(SUM(MAX(0, MIN(?, COALESCE(ended_at, ?)) - MAX(started_at, ?))), 0) FROM backbeat_breaches "
+        "WHERE ended_at IS NULL OR ended_at >= ?",
+        (now, now, since, since),
+    ).fetchone()[0]
+    return SlaStats(schedules=count, paused=paused, breached=breached, breach_seconds=float(seconds))
+
+
+# -- the decision log --------------------------------------------------------------------
+
+
+def decision_append(conn: sqlite3.Connection, decisions: Sequence[Decision]) -> None:
+    with write_tx(conn):
+        conn.executemany(
+            "INSERT INTO backbeat_decisions (key, at, kind, detail, job_id) VALUES (?, ?, ?, ?, ?)",
+            [(d.key, d.at, d.kind.value, d.detail, d.job_id) for d in decisions],
+        )
+
+
+def decision_list(conn: sqlite3.Connection, key: str, before: float | None, limit: int) -> list[Decision]:
+    rows = conn.execute(
+        "SELECT key, at, kind, detail, job_id FROM backbeat_decisions WHERE key = ? AND at < ? "
+        "ORDER BY at DESC, id DESC LIMIT ?",
+        (key, float("inf") if before is None else before, limit),
+    ).fetchall()
+    return [
+        Decision(key=k, at=at, kind=DecisionKind(kind), detail=detail, job_id=job) for k, at, kind, detail, job in rows
+    ]
+
+
+def history_prune(conn: sqlite3.Connection, before: float, limit: int) -> int:
+    with write_tx(conn):
+        decisions = conn.execute(
+            "DELETE FROM backbeat_decisions WHERE id IN (SELECT id FROM backbeat_decisions WHERE at < ? LIMIT ?)",
+            (before, limit),
+        ).rowcount
+        breaches = conn.execute(
+            "DELETE FROM backbeat_breaches WHERE id IN "
+            "(SELECT id FROM backbeat_breaches WHERE ended_at IS NOT NULL AND ended_at < ? LIMIT ?)",
+            (before, limit),
+        ).rowcount
+    return int(decisions) + int(breaches)

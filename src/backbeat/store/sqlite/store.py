@@ -39,8 +39,10 @@ from backbeat.store.sqlite.connection import (
     write_tx,
 )
 from backbeat.types import (
+    Breach,
     Capability,
     ClaimRequest,
+    Decision,
     Enqueued,
     Fire,
     HeartbeatResult,
@@ -56,6 +58,7 @@ from backbeat.types import (
     ScheduleFilter,
     ScheduleRecord,
     ScheduleSpec,
+    SlaStats,
     TaskInfo,
     Upserted,
     WorkerInfo,
@@ -64,7 +67,7 @@ from backbeat.types import (
 COLUMNS = (
     "id, task, queue, state, payload, priority, run_at, order_at, attempts, max_attempts, created_at, "
     "timeout, dedup_key, started_at, finished_at, worker_id, lease_token, lease_expires_at, "
-    "cancel_requested, result, error, traceback, schedule_key, fire_at"
+    "cancel_requested, result, error, traceback, schedule_key, fire_at, deadline"
 )
 LIVE = "('scheduled', 'queued', 'running')"
 _FINAL = frozenset({"succeeded", "dead", "cancelled"})
@@ -74,6 +77,12 @@ T = TypeVar("T")
 
 def _nothing(conn: sqlite3.Connection) -> None:
     return None
+
+
+def _found(key: str, record: ScheduleRecord | None) -> ScheduleRecord:
+    if record is None:
+        raise ScheduleNotFound(f"no schedule {key!r}")
+    return record
 
 
 def _job(row: Sequence[Any]) -> JobRecord:
@@ -102,6 +111,7 @@ def _job(row: Sequence[Any]) -> JobRecord:
         traceback=row[21],
         schedule_key=row[22],
         fire_at=row[23],
+        deadline=row[24],
     )
 
 
@@ -239,7 +249,13 @@ class SQLiteStore(Store):
 
     async def job_list(self, filter: JobFilter) -> list[JobRecord]:
         clauses, params = [], []
-        for column, value in (("state", filter.state), ("queue", filter.queue), ("task", filter.task)):
+        filters = (
+            ("state", filter.state),
+            ("queue", filter.queue),
+            ("task", filter.task),
+            ("schedule_key", filter.schedule_key),
+        )
+        for column, value in filters:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(str(value))
@@ -295,10 +311,7 @@ class SQLiteStore(Store):
         return await self._run(lambda conn: schedules.upsert(conn, spec, next_tick, next_at, now))
 
     async def schedule_get(self, key: str) -> ScheduleRecord:
-        record = await self._run(lambda conn: schedules.get(conn, key))
-        if record is None:
-            raise ScheduleNotFound(f"no schedule {key!r}")
-        return record
+        return _found(key, await self._run(lambda conn: schedules.get(conn, key)))
 
     async def schedule_list(self, filter: ScheduleFilter) -> list[ScheduleRecord]:
         return await self._run(lambda conn: schedules.listing(conn, filter))
@@ -308,14 +321,39 @@ class SQLiteStore(Store):
         return bool(await self._run(lambda conn: conn.execute(sql, (key,)).rowcount))
 
     async def schedule_pause(self, key: str, *, now: float) -> ScheduleRecord:
-        sql = "UPDATE backbeat_schedules SET paused = 1, paused_at = COALESCE(paused_at, ?) WHERE key = ?"
-        await self._run(lambda conn: conn.execute(sql, (now, key)))
-        return await self.schedule_get(key)
+        return _found(key, await self._run(lambda conn: schedules.pause(conn, key, now)))
 
-    async def schedule_resume(self, key: str) -> ScheduleRecord:
-        sql = "UPDATE backbeat_schedules SET paused = 0, paused_at = NULL WHERE key = ?"
-        await self._run(lambda conn: conn.execute(sql, (key,)))
-        return await self.schedule_get(key)
+    async def schedule_resume(self, key: str, *, now: float) -> ScheduleRecord:
+        record = _found(key, await self._run(lambda conn: schedules.resume(conn, key, now)))
+        self._watcher.poke()
+        return record
+
+    # -- SLA and the decision log -------------------------------------------------------
+
+    async def sla_check(self, *, now: float, limit: int = 1000) -> list[Breach]:
+        return await self._run(lambda conn: schedules.sla_check(conn, now, limit))
+
+    async def sla_ended(self, *, limit: int = 1000) -> list[Breach]:
+        return await self._run(lambda conn: schedules.sla_ended(conn, limit))
+
+    async def sla_breaches(self, *, key: str | None, since: float, limit: int = 1000) -> list[Breach]:
+        return await self._run(lambda conn: schedules.sla_breaches(conn, key, since, limit))
+
+    async def sla_list(self, *, limit: int) -> list[ScheduleRecord]:
+        return await self._run(lambda conn: schedules.sla_list(conn, limit))
+
+    async def sla_stats(self, *, now: float, since: float) -> SlaStats:
+        return await self._run(lambda conn: schedules.sla_stats(conn, now, since))
+
+    async def decision_append(self, decisions: Sequence[Decision]) -> None:
+        if decisions:
+            await self._run(lambda conn: schedules.decision_append(conn, decisions))
+
+    async def decision_list(self, key: str, *, before: float | None = None, limit: int = 100) -> list[Decision]:
+        return await self._run(lambda conn: schedules.decision_list(conn, key, before, limit))
+
+    async def history_prune(self, *, before: float, limit: int = 10_000) -> int:
+        return await self._run(lambda conn: schedules.history_prune(conn, before, limit))
 
     async def schedule_due(self, *, now: float, limit: int) -> list[ScheduleRecord]:
         return await self._run(lambda conn: schedules.due(conn, now, limit))
@@ -392,8 +430,8 @@ class SQLiteStore(Store):
 
 _INSERT = (
     "INSERT INTO backbeat_jobs (id, task, queue, state, payload, priority, run_at, order_at, attempts, "
-    "max_attempts, created_at, timeout, dedup_key, schedule_key, fire_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?) "
+    "max_attempts, created_at, timeout, dedup_key, schedule_key, fire_at, deadline) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?) "
     f"ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND state IN {LIVE} DO NOTHING"
 )
 
@@ -438,6 +476,7 @@ def _insert_job(conn: sqlite3.Connection, new: NewJob, now: float) -> JobRecord 
         new.dedup_key,
         new.schedule_key,
         new.fire_at,
+        new.deadline,
     )
     if conn.execute(_INSERT, values).rowcount != 1:
         return None
@@ -457,6 +496,7 @@ def _insert_job(conn: sqlite3.Connection, new: NewJob, now: float) -> JobRecord 
         dedup_key=new.dedup_key,
         schedule_key=new.schedule_key,
         fire_at=new.fire_at,
+        deadline=new.deadline,
     )
 
 
@@ -502,17 +542,18 @@ def _heartbeat(conn: sqlite3.Connection, leases: Sequence[Lease], expires: float
     return HeartbeatResult(lost=frozenset(lost), cancel_requested=frozenset(cancel))
 
 
-_HELD = "WHERE id = ? AND lease_token = ? AND state = 'running' RETURNING schedule_key, state"
+_HELD = "WHERE id = ? AND lease_token = ? AND state = 'running' RETURNING schedule_key, state, started_at"
+_RETRY_ORDER = "order_at = CASE WHEN deadline IS NULL THEN COALESCE(?, order_at) ELSE order_at END"
 _FREE = "lease_token = NULL, lease_expires_at = NULL"
 _ACK_SQL = {
     Outcome.SUCCEEDED: f"UPDATE backbeat_jobs SET state = 'succeeded', result = ?, finished_at = ?, {_FREE} {_HELD}",
     Outcome.FAILED: (
         "UPDATE backbeat_jobs SET state = CASE WHEN ? IS NULL THEN 'dead' ELSE 'scheduled' END, "
-        "run_at = COALESCE(?, run_at), order_at = COALESCE(?, order_at), error = ?, traceback = ?, "
+        f"run_at = COALESCE(?, run_at), {_RETRY_ORDER}, error = ?, traceback = ?, "
         f"finished_at = CASE WHEN ? IS NULL THEN ? END, {_FREE} {_HELD}"
     ),
     Outcome.SNOOZED: (
-        "UPDATE backbeat_jobs SET state = 'scheduled', run_at = ?, order_at = ?, attempts = attempts - 1, "
+        f"UPDATE backbeat_jobs SET state = 'scheduled', run_at = ?, {_RETRY_ORDER}, attempts = attempts - 1, "
         f"{_FREE} {_HELD}"
     ),
     Outcome.RELEASED: f"UPDATE backbeat_jobs SET state = 'queued', attempts = attempts - 1, {_FREE} {_HELD}",
@@ -546,7 +587,7 @@ def _ack(conn: sqlite3.Connection, outcomes: Sequence[JobOutcome], now: float) -
             if row is None:
                 refused.append(outcome.lease.job_id)
             elif row[0] is not None and row[1] in _FINAL:
-                schedules.finish_run(conn, row[0], outcome.lease.job_id, JobState(row[1]), now, outcome.next_in)
+                schedules.finish_run(conn, row[0], outcome.lease.job_id, JobState(row[1]), row[2], now, outcome.next_in)
     return refused
 
 
@@ -563,7 +604,7 @@ def _cancel(conn: sqlite3.Connection, job_id: str, now: float) -> JobRecord:
         if job.state in (JobState.SCHEDULED, JobState.QUEUED):
             conn.execute("UPDATE backbeat_jobs SET state = 'cancelled', finished_at = ? WHERE id = ?", (now, job_id))
             if job.schedule_key is not None:
-                schedules.finish_run(conn, job.schedule_key, job_id, JobState.CANCELLED, now)
+                schedules.finish_run(conn, job.schedule_key, job_id, JobState.CANCELLED, job.started_at, now)
         elif job.state is JobState.RUNNING:
             conn.execute("UPDATE backbeat_jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
         return _get(conn, job_id)
@@ -604,7 +645,7 @@ def _rescue(conn: sqlite3.Connection, now: float, limit: int) -> list[JobRecord]
         jobs = [_job(r) for r in conn.execute(sql, (now, LEASE_EXPIRED, now, limit)).fetchall()]
         for job in jobs:
             if job.schedule_key is not None and job.state.is_final:
-                schedules.finish_run(conn, job.schedule_key, job.id, job.state, now)
+                schedules.finish_run(conn, job.schedule_key, job.id, job.state, job.started_at, now)
     return jobs
 
 

@@ -115,7 +115,7 @@ class ScheduleTests(Base):
         assert (await store.schedule_get(full.key)).spec == full
 
     async def test_unknown_schedules(self, store: Store) -> None:
-        for call in (store.schedule_get("x"), store.schedule_pause("x", now=T0), store.schedule_resume("x")):
+        for call in (store.schedule_get("x"), store.schedule_pause("x", now=T0), store.schedule_resume("x", now=T0)):
             with pytest.raises(ScheduleNotFound):
                 await call
         assert await store.schedule_remove("x") is False
@@ -146,7 +146,7 @@ class ScheduleTests(Base):
         assert (await store.schedule_pause("a", now=T0 + 9)).paused_at == T0 + 3
         assert [r.key for r in await store.schedule_due(now=T0 + 10, limit=10)] == ["b"]
         assert await store.schedule_next_due() == T0 + 1
-        resumed = await store.schedule_resume("a")
+        resumed = await store.schedule_resume("a", now=T0 + 4)
         assert not resumed.paused and resumed.paused_at is None
         assert [r.key for r in await store.schedule_due(now=T0 + 10, limit=10)] == ["a", "b"]
         assert await store.schedule_remove("a") is True

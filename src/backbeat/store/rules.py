@@ -1,0 +1,74 @@
+"""The protocol's rules for the end of a schedule's run, as plain functions any store can
+use (the memory and SQLite stores do; a server store may do the same or say it in SQL).
+
+``store.base`` states them; these compute them: given the schedule as it was, the job
+that ended and the time, the schedule as it must be, and which breach records change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from backbeat.types import Breach, JobState, ScheduleKind, ScheduleMode, ScheduleRecord
+
+RUN_TIME_WEIGHT = 0.2
+"""How far one run moves a schedule's average run time towards its own duration."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunEnd:
+    record: ScheduleRecord
+    """The schedule after the run."""
+    end_open_breach: bool = False
+    """The open breach of this schedule ends at the run's end."""
+    missed_breach: Breach | None = None
+    """A closed breach to record: the run succeeded after the deadline with no breach open."""
+
+
+def finish_run(
+    record: ScheduleRecord, state: JobState, started_at: float | None, now: float, next_in: float | None
+) -> RunEnd:
+    """The end of the schedule's in-flight run, whose job ended in ``state`` (a job that
+    vanished counts as cancelled) having started at ``started_at`` (if it did)."""
+    spec = record.spec
+    run_time = record.run_time
+    if started_at is not None:
+        took = max(0.0, now - started_at)
+        run_time = took if run_time is None else run_time + RUN_TIME_WEIGHT * (took - run_time)
+    after = replace(record, in_flight=None, last_finished_at=now, last_state=state, run_time=run_time)
+    end_open = False
+    missed = None
+    if state is JobState.SUCCEEDED:
+        if spec.sla is not None:
+            end_open = record.breach_since is not None
+            if not end_open and record.deadline_at is not None and now > record.deadline_at:
+                missed = Breach(
+                    key=record.key,
+                    sla=spec.sla,
+                    base_at=record.deadline_at - spec.sla,
+                    started_at=record.deadline_at,
+                    ended_at=now,
+                )
+        deadline = None if spec.sla is None else now + spec.sla
+        after = replace(after, last_success_at=now, deadline_at=deadline, breach_since=None)
+    return RunEnd(
+        record=rearm(after, record.pending_jitter, now, next_in), end_open_breach=end_open, missed_breach=missed
+    )
+
+
+def rearm(record: ScheduleRecord, pending_jitter: float, now: float, next_in: float | None) -> ScheduleRecord:
+    spec = record.spec
+    if spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY:
+        assert spec.every is not None
+        tick = now + (spec.every if next_in is None else next_in)
+        return replace(record, next_tick=tick, next_at=tick + pending_jitter)
+    if next_in is not None:
+        return replace(record, next_tick=now + next_in, next_at=now + next_in)
+    return record
+
+
+def changed_deadline(old: ScheduleRecord, sla: float | None, now: float) -> tuple[float | None, bool]:
+    """(deadline_at, end the open breach?) when a schedule's SLA is (re)defined at ``now``."""
+    deadline = None if sla is None else old.staleness_base + sla
+    ends = old.breach_since is not None and (deadline is None or now <= deadline)
+    return deadline, ends
