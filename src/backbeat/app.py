@@ -16,6 +16,7 @@ from backbeat.errors import ScheduleError, TaskDefinitionError
 from backbeat.jobs import Job
 from backbeat.schedule_manager import Declared, Duration, Schedules, SyncReport, build_spec
 from backbeat.schedules import parse_duration
+from backbeat.sla import SlaEvent
 from backbeat.tasks import Task
 from backbeat.types import ScheduleKind, ScheduleOrigin, ScheduleRecord
 
@@ -37,6 +38,8 @@ class App:
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules = Schedules(self)
         """Schedules as data: ``update``, ``pause``, ``resume``, ``remove``, ``get``, ``list``."""
+        self.sla_hooks: list[Callable[[SlaEvent], Any]] = []
+        """Called by the scheduler when a breach starts and when it ends (``@app.on_sla_breach``)."""
         self.eager = False
         """Run each job as soon as it is enqueued, in the enqueuing process (see ``backbeat.testing.eager``)."""
         self._draining = False
@@ -271,6 +274,13 @@ class App:
 
     def load_schedules(self, path: str) -> SyncReport:
         return self.client.sync(self.aload_schedules, path)
+
+    def on_sla_breach(self, fn: Callable[[SlaEvent], Any]) -> Callable[[SlaEvent], Any]:
+        """Register ``fn(event)`` (sync or async) to run in the scheduler process when a
+        schedule's SLA breach starts (``event.kind == "started"``) and when it ends. Each
+        event is delivered once, whatever the number of schedulers."""
+        self.sla_hooks.append(fn)
+        return fn
 
     # -- enqueue by name, jobs ---------------------------------------------------------
 

@@ -92,6 +92,8 @@ class SchedulerSettings:
     """Most schedules fired per store round trip."""
     repair_interval: float = 10.0
     """Seconds between checks for runs whose job disappeared."""
+    deadline_dispatch: bool = True
+    """Order the jobs of SLA schedules by deadline (nearest to breach first); off: by due time."""
 
     def __post_init__(self) -> None:
         seconds(self.poll, "scheduler poll", allow_zero=False)

@@ -22,6 +22,8 @@ from backbeat.serialization import decode_payload, encode_payload
 from backbeat.store.base import Store
 from backbeat.types import (
     Change,
+    Decision,
+    DecisionKind,
     Misfire,
     ScheduleFilter,
     ScheduleKind,
@@ -154,6 +156,9 @@ class Schedules:
         else:
             tick, at = retimed(existing, spec, now, self.rng)
         result = await store.schedule_upsert(spec, next_tick=tick, next_at=at, now=now)
+        if result.change is Change.CHANGED and existing is not None:
+            detail = f"definition changed: {differences(existing.spec, spec)}"
+            await store.decision_append([Decision(key=spec.key, at=now, kind=DecisionKind.CHANGED, detail=detail)])
         if result.change is not Change.UNCHANGED:
             log.info("schedule %s %s (%s)", spec.key, result.change.value, describe(spec))
         return result
@@ -201,10 +206,17 @@ class Schedules:
         return (await self.aput(new)).record
 
     async def apause(self, key: str) -> ScheduleRecord:
-        return await (await self._store()).schedule_pause(key, now=self.app.clock.now())
+        store, now = await self._store(), self.app.clock.now()
+        record = await store.schedule_pause(key, now=now)
+        await store.decision_append([Decision(key=key, at=now, kind=DecisionKind.PAUSED, detail="paused")])
+        return record
 
     async def aresume(self, key: str) -> ScheduleRecord:
-        return await (await self._store()).schedule_resume(key, now=self.app.clock.now())
+        store, now = await self._store(), self.app.clock.now()
+        record = await store.schedule_resume(key, now=now)
+        detail = "resumed; occurrences missed while paused follow the misfire policy"
+        await store.decision_append([Decision(key=key, at=now, kind=DecisionKind.RESUMED, detail=detail)])
+        return record
 
     async def aremove(self, key: str) -> bool:
         return await (await self._store()).schedule_remove(key)
@@ -351,6 +363,16 @@ _UPDATABLE = frozenset(
         "description",
     }
 )
+
+
+def differences(old: ScheduleSpec, new: ScheduleSpec) -> str:
+    """``every 20 -> 60; sla None -> 30`` for the fields that changed."""
+    changed = [
+        f"{name} {getattr(old, name)!r} -> {getattr(new, name)!r}"
+        for name in ScheduleSpec.__dataclass_fields__
+        if getattr(old, name) != getattr(new, name)
+    ]
+    return "; ".join(changed) or "no change"
 
 
 def describe(spec: ScheduleSpec) -> str:

@@ -11,6 +11,10 @@ Misfires (occurrences that passed while nothing fired them: downtime, pause, a r
 in flight): ``skip`` fires once for the latest missed occurrence and continues on cadence;
 ``catch_up`` fires the missed ones one after another (runs never overlap), at most
 ``catch_up_limit`` of them, the latest ones.
+
+Deadline dispatch: the job of a schedule with an SLA carries ``deadline`` (when the
+schedule breaches) and ``order_at = deadline - expected run time``, so under overload the
+workers take the runs nearest to breaking their promise first.
 """
 
 from __future__ import annotations
@@ -122,8 +126,9 @@ def retimed(record: ScheduleRecord, spec: ScheduleSpec, now: float, rng: random.
     return tick, tick + _jitter(spec, rng)
 
 
-def plan_fire(record: ScheduleRecord, now: float, rng: random.Random) -> Fire:
-    """The fire for a due schedule (``next_at <= now``, no run in flight)."""
+def plan_fire(record: ScheduleRecord, now: float, rng: random.Random, *, deadline_dispatch: bool = True) -> Fire:
+    """The fire for a due schedule (``next_at <= now``, no run in flight). Without
+    ``deadline_dispatch`` its job is ordered by due time like any other (FIFO)."""
     spec = record.spec
     assert record.next_tick is not None and record.next_at is not None
     if spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY:
@@ -137,6 +142,7 @@ def plan_fire(record: ScheduleRecord, now: float, rng: random.Random) -> Fire:
             next_tick = _after(spec, now)
         next_at = next_tick + _jitter(spec, rng)
         pending = 0.0
+    deadline = record.deadline_at if spec.sla is not None and deadline_dispatch else None
     job = NewJob(
         id=uuid7(),
         task=spec.task,
@@ -148,6 +154,9 @@ def plan_fire(record: ScheduleRecord, now: float, rng: random.Random) -> Fire:
         timeout=spec.timeout,
         schedule_key=spec.key,
         fire_at=fire_at,
+        deadline=deadline,
+        # deadline dispatch: the job runs in order of when its schedule must have run by
+        order_at=None if deadline is None else deadline - (record.run_time or 0.0),
     )
     return Fire(
         key=spec.key,

@@ -202,6 +202,8 @@ class Retention:
     succeeded: float = 24 * 3600.0
     dead: float = 7 * 24 * 3600.0
     cancelled: float = 24 * 3600.0
+    history: float = 7 * 24 * 3600.0
+    """Decision logs and closed SLA breaches."""
 
     def cutoffs(self, now: float) -> dict[JobState, float]:
         return {

@@ -114,3 +114,47 @@ def render_schedules(rows: list[dict[str, Any]]) -> None:
     console.print(table)
     if rows:
         console.print(f"next page: --after {rows[-1]['key']}", style="dim")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def render_sla(data: dict[str, Any]) -> None:
+    s = data["summary"]
+    console.print(
+        f"{s['schedules']} schedules with an SLA, {s['paused']} paused, "
+        f"[{'bold red' if s['in_breach'] else 'green'}]{s['in_breach']} in breach[/]; "
+        f"compliance over {data['window_seconds'] / 3600:g} h: {_pct(s['compliance'])}"
+    )
+    table = Table()
+    table.add_column("key", no_wrap=True)
+    for column in ("task", "sla", "staleness", "status", "compliance", "breaches", "worst", "last success"):
+        table.add_column(column, justify="right" if column in ("sla", "staleness", "breaches", "worst") else "left")
+    styles = {"breach": "bold red", "paused": "yellow", "ok": "green"}
+    for r in data["schedules"]:
+        table.add_row(
+            t(r["key"]),
+            t(r["task"]),
+            f"{r['sla']:g}s",
+            f"{r['staleness']:.1f}s",
+            Text(r["status"], style=styles[r["status"]]),
+            _pct(r["compliance"]),
+            str(r["breaches"]),
+            f"{r['worst_staleness']:.1f}s",
+            r["last_success_at"] or "never",
+        )
+    console.print(table)
+
+
+def render_explain(data: dict[str, Any]) -> None:
+    s = data["schedule"]
+    timing = f"every {s['every']:g}s ({s['mode']})" if s["every"] is not None else f"cron {s['cron']} {s['tz']}"
+    console.print(Text(f"{s['key']}: {s['task']}, {timing}", style="bold"))
+    console.print(f"next at {s['next_at'] or 'the end of the run in flight'}; last state {s['last_state'] or '-'}")
+    table = Table()
+    for column in ("at", "what", "detail", "job"):
+        table.add_column(column, overflow="fold")
+    for e in data["timeline"]:
+        table.add_row(e["at"], e["kind"], t(e["detail"]), t(e["job_id"]))
+    console.print(table)

@@ -4,14 +4,19 @@ fire happens only if the schedule's ``next_at`` is still the one the plan was ma
 and its (key, fire time) has no job yet. A replica that loses a race just re-reads.
 
 Loop: sync the code's declared schedules once; then fire what is due (plans are pure:
-``schedules.plan_fire``), sleep until the earliest ``next_at`` (at most ``poll``), and
-every ``repair_interval`` finish runs whose job vanished (``schedule_repair``) so no chain
-stops silently.
+``schedules.plan_fire``), watch SLAs (open breaches on time, announce ended ones: each
+exactly once across replicas, through the store), sleep until the earliest ``next_at`` (at
+most ``poll``), and every ``repair_interval`` finish runs whose job vanished
+(``schedule_repair``) and prune old history.
+
+Every decision that is not a routine fire goes to the schedule's decision log
+(``backbeat explain``): occurrences skipped and why, breaches started and ended, repairs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 from typing import TYPE_CHECKING
@@ -19,7 +24,9 @@ from typing import TYPE_CHECKING
 from backbeat.config import SchedulerSettings
 from backbeat.errors import StoreError
 from backbeat.schedules import plan_fire
+from backbeat.sla import SlaEvent
 from backbeat.store.base import Store
+from backbeat.types import Breach, Decision, DecisionKind, Fire, ScheduleRecord
 
 if TYPE_CHECKING:
     from backbeat.app import App
@@ -54,6 +61,7 @@ class Scheduler:
             try:
                 if await self.tick(store) >= self.settings.batch:
                     continue
+                await self.watch_sla(store)
                 if self.clock.now() >= repair_at:
                     await self._repair(store)
                     repair_at = self.clock.now() + self.settings.repair_interval
@@ -71,11 +79,17 @@ class Scheduler:
         due = await store.schedule_due(now=now, limit=self.settings.batch)
         if not due:
             return 0
-        fires = [plan_fire(record, now, self.rng) for record in due]
+        fires = [plan_fire(r, now, self.rng, deadline_dispatch=self.settings.deadline_dispatch) for r in due]
         results = await store.schedule_fire(fires, now=now)
-        for fire, ok in zip(fires, results, strict=True):
-            if ok and fire.skipped:
-                log.info("schedule %s: %d missed occurrence(s) skipped (misfire policy)", fire.key, fire.skipped)
+        skipped = [
+            _skipped(record, fire, now)
+            for record, fire, ok in zip(due, fires, results, strict=True)
+            if ok and fire.skipped
+        ]
+        if skipped:
+            await store.decision_append(skipped)
+            for decision in skipped:
+                log.info("schedule %s: %s", decision.key, decision.detail)
         count = sum(results)
         self.fired += count
         return count
@@ -86,6 +100,55 @@ class Scheduler:
             return self.settings.poll
         return max(0.0, min(self.settings.poll, due - self.clock.now()))
 
+    async def watch_sla(self, store: Store) -> None:
+        """Open breaches that are due (alerting on them) and announce breaches that ended."""
+        now = self.clock.now()
+        events = [SlaEvent(kind="started", breach=b, at=now) for b in await store.sla_check(now=now)]
+        events += [SlaEvent(kind="ended", breach=b, at=now) for b in await store.sla_ended()]
+        if not events:
+            return
+        await store.decision_append([_breach_decision(e) for e in events])
+        for event in events:
+            log.log(logging.WARNING if event.kind == "started" else logging.INFO, "%s", event.describe())
+            await self._call_hooks(event)
+
+    async def _call_hooks(self, event: SlaEvent) -> None:
+        for hook in self.app.sla_hooks:
+            try:
+                result = hook(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # a hook's failure is the hook's: log it and go on
+                log.exception("on_sla_breach hook %r failed for schedule %s", hook, event.key)
+
     async def _repair(self, store: Store) -> None:
-        for key in await store.schedule_repair(now=self.clock.now()):
-            log.warning("schedule %s: its run's job disappeared (purged or deleted); the run is ended", key)
+        now = self.clock.now()
+        repaired = await store.schedule_repair(now=now)
+        if repaired:
+            detail = "its run's job disappeared (purged or deleted); the run was ended and the schedule re-armed"
+            await store.decision_append(
+                [Decision(key=k, at=now, kind=DecisionKind.REPAIRED, detail=detail) for k in repaired]
+            )
+            for key in repaired:
+                log.warning("schedule %s: %s", key, detail)
+        await store.history_prune(before=now - self.app.settings.retention.history)
+
+
+def _skipped(record: ScheduleRecord, fire: Fire, now: float) -> Decision:
+    """Why occurrences were passed over, for the decision log."""
+    first = record.next_tick or now
+    if record.resumed_at is not None and record.resumed_at >= first:
+        why = "while the schedule was paused"
+    elif record.last_finished_at is not None and record.last_finished_at > first:
+        why = "while a run was still in flight (runs never overlap)"
+    else:
+        why = "while nothing could fire them (no scheduler running)"
+    detail = f"{fire.skipped} occurrence(s) passed {why}; misfire policy {record.spec.misfire.value}"
+    return Decision(key=record.key, at=now, kind=DecisionKind.SKIPPED, detail=detail, job_id=fire.job.id)
+
+
+def _breach_decision(event: SlaEvent) -> Decision:
+    b: Breach = event.breach
+    kind = DecisionKind.BREACH_STARTED if event.kind == "started" else DecisionKind.BREACH_ENDED
+    at = b.started_at if event.kind == "started" else (b.ended_at or event.at)
+    return Decision(key=b.key, at=at, kind=kind, detail=event.describe())

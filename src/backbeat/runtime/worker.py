@@ -33,7 +33,7 @@ from backbeat.ids import uuid7
 from backbeat.runtime.executor import Attempt, Executor, Interrupt
 from backbeat.runtime.threads import TaskThreads
 from backbeat.store.base import Store
-from backbeat.types import ClaimRequest, JobOutcome, JobRecord, Lease, Outcome, WorkerInfo
+from backbeat.types import ClaimRequest, Decision, DecisionKind, JobOutcome, JobRecord, Lease, Outcome, WorkerInfo
 
 if TYPE_CHECKING:
     from backbeat.app import App
@@ -334,10 +334,26 @@ class Worker:
                 await _quietly(self._prune(store))
 
     async def _rescue(self, store: Store) -> None:
-        for job in await store.job_rescue(now=self.clock.now()):
+        now = self.clock.now()
+        rescued = await store.job_rescue(now=now)
+        for job in rescued:
             log.warning(
                 "job %s (%s): lease expired (its worker stopped heartbeating); now %s", job.id, job.task, job.state
             )
+        await store.decision_append(
+            [
+                Decision(
+                    key=job.schedule_key,
+                    at=now,
+                    kind=DecisionKind.LEASE_LOST,
+                    job_id=job.id,
+                    detail=f"worker {job.worker_id} stopped heartbeating during attempt {job.attempts} of "
+                    f"{job.max_attempts}; the job is now {job.state}",
+                )
+                for job in rescued
+                if job.schedule_key is not None
+            ]
+        )
 
     async def _prune(self, store: Store) -> None:
         now = self.clock.now()

@@ -323,7 +323,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def decision_list(self, key: str, *, before: float | None = None, limit: int = 100) -> list[Decision]:
-        """A schedule's decisions, newest first, only those before ``before`` when given."""
+        """A schedule's decisions, newest first (entries at the same time: last appended
+        first), only those before ``before`` when given."""
 
     @abc.abstractmethod
     async def history_prune(self, *, before: float, limit: int = 10_000) -> int:

@@ -548,8 +548,8 @@ class MemoryStore(Store):
 
     async def decision_list(self, key: str, *, before: float | None = None, limit: int = 100) -> list[Decision]:
         with self._lock:
-            found = [d for d in self._decisions if d.key == key and (before is None or d.at < before)]
-        found.sort(key=lambda d: d.at, reverse=True)
+            found = [d for d in reversed(self._decisions) if d.key == key and (before is None or d.at < before)]
+        found.sort(key=lambda d: d.at, reverse=True)  # stable: entries at the same time, newest first
         return found[:limit]
 
     async def history_prune(self, *, before: float, limit: int = 10_000) -> int:

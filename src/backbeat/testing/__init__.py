@@ -72,6 +72,7 @@ async def arun_for(app: App, seconds: float) -> int:
             total += ran
             if not fired and not ran:
                 break
+        await scheduler.watch_sla(store)  # breaches are opened (and hooks called) at the instants visited
         now = clock.now()
         ahead = [t for t in (await store.job_next_due(queues), await store.schedule_next_due()) if t and t > now]
         if not ahead or min(ahead) > end:

@@ -148,9 +148,13 @@ class SlaTests(Base):
             key="a", at=T0 + 3, kind=DecisionKind.RATE_LIMITED, detail="bucket twitter:x", job_id="j1"
         )
         assert [d.at for d in await store.decision_list("a", before=T0 + 3, limit=1)] == [T0 + 2]
+        await store.decision_append(
+            [Decision(key="t", at=T0, kind=DecisionKind.PAUSED), Decision(key="t", at=T0, kind=DecisionKind.RESUMED)]
+        )
+        assert [d.kind for d in await store.decision_list("t")] == [DecisionKind.RESUMED, DecisionKind.PAUSED]
         record = await self.with_sla(store, "s")
         await self.run_once(store, record, start=T0 + 100, end=T0 + 110)  # a breach ending at T0+110
-        assert await store.history_prune(before=T0 + 2.5) == 3
+        assert await store.history_prune(before=T0 + 2.5) == 5
         assert [d.at for d in await store.decision_list("a")] == [T0 + 3]
         assert len(await store.sla_breaches(key="s", since=T0, limit=10)) == 1
         assert await store.history_prune(before=T0 + 200) == 2
