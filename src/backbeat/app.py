@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
 
+from backbeat import ratelimits
 from backbeat.client import Client
 from backbeat.clock import Clock, SystemClock
 from backbeat.config import DEFAULT_QUEUE, Settings
@@ -18,7 +19,7 @@ from backbeat.schedule_manager import Declared, Duration, Schedules, SyncReport,
 from backbeat.schedules import parse_duration
 from backbeat.sla import SlaEvent
 from backbeat.tasks import Task
-from backbeat.types import ScheduleKind, ScheduleOrigin, ScheduleRecord
+from backbeat.types import RateLimit, ScheduleKind, ScheduleOrigin, ScheduleRecord
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,6 +39,7 @@ class App:
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules = Schedules(self)
         """Schedules as data: ``update``, ``pause``, ``resume``, ``remove``, ``get``, ``list``."""
+        self.rate_limits: dict[str, RateLimit] = {}
         self.sla_hooks: list[Callable[[SlaEvent], Any]] = []
         """Called by the scheduler when a breach starts and when it ends (``@app.on_sla_breach``)."""
         self.eager = False
@@ -70,6 +72,7 @@ class App:
         retries: int | None = None,
         timeout: float | timedelta | None = None,
         priority: int = 0,
+        rate_limit: str | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -81,11 +84,14 @@ class App:
         retries: int | None = None,
         timeout: float | timedelta | None = None,
         priority: int = 0,
+        rate_limit: str | None = None,
     ) -> Any:
         """Declare a task: ``@app.task`` or ``@app.task(name=..., queue=..., retries=..., timeout=...)``.
 
         The name defaults to ``module.qualname``; ``retries`` to the app's default (3).
-        A parameter named like an enqueue option, or a name already taken, is refused.
+        ``rate_limit="twitter:{token}"`` starts each job under the bucket its arguments name
+        (declare the limit with ``app.rate_limit``). A parameter named like an enqueue
+        option, or a name already taken, is refused.
         """
 
         def declare(func: Callable[..., Any]) -> Task[Any, Any]:
@@ -97,6 +103,7 @@ class App:
                 retries=self.settings.default_retries if retries is None else retries,
                 timeout=timeout,
                 priority=priority,
+                rate_limit=rate_limit,
             )
             if task.name in self.tasks:
                 raise TaskDefinitionError(
@@ -107,6 +114,23 @@ class App:
             return task
 
         return declare(fn) if fn is not None else declare
+
+    def rate_limit(
+        self,
+        name: str,
+        *,
+        limit: int | None = None,
+        per: float | timedelta | None = None,
+        concurrency: int | None = None,
+    ) -> RateLimit:
+        """Declare a limit shared by every worker: at most ``limit`` starts in any window of
+        ``per`` seconds and/or ``concurrency`` running at once, per bucket. Tasks refer to it
+        with ``@app.task(rate_limit="name:{argument}")`` (one bucket per argument value).
+        A job over its limit waits (not a failure, no retry used) without blocking others."""
+        seconds_per = per.total_seconds() if isinstance(per, timedelta) else per
+        declared = ratelimits.declare(name, limit, seconds_per, concurrency)
+        self.rate_limits[name] = declared
+        return declared
 
     # -- schedules ---------------------------------------------------------------------
 

@@ -109,6 +109,9 @@ class Settings:
     """Largest encoded arguments (and result) of one job."""
     default_retries: int = 3
     """Retries of a task that declares none (Celery's default too)."""
+    secret_key: str | None = field(default=None, repr=False)
+    """``BACKBEAT_SECRET_KEY``: keys the hashes that name rate-limit buckets (so a bucket
+    built from a token never stores the token, nor a hash anyone could test guesses against)."""
     retention: Retention = field(default_factory=Retention)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
@@ -129,6 +132,8 @@ class Settings:
         """Settings from keyword arguments, then ``BACKBEAT_*`` environment variables, then defaults."""
         env = os.environ if env is None else env
         url = url or env.get("BACKBEAT_URL") or DEFAULT_URL
+        if "secret_key" not in kwargs and env.get("BACKBEAT_SECRET_KEY"):
+            kwargs["secret_key"] = env["BACKBEAT_SECRET_KEY"]
         if "max_payload_bytes" not in kwargs and env.get("BACKBEAT_MAX_PAYLOAD_BYTES"):
             raw = env["BACKBEAT_MAX_PAYLOAD_BYTES"]
             try:

@@ -12,6 +12,7 @@ from backbeat.client import RESERVED_OPTIONS, build_job
 from backbeat.config import check_queue_name, seconds
 from backbeat.errors import ConfigError, EnqueueError, TaskDefinitionError
 from backbeat.jobs import Job
+from backbeat.ratelimits import bucket_id, template_fields
 from backbeat.types import TaskInfo
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class Task(Generic[P, R]):
         retries: int,
         timeout: float | timedelta | None,
         priority: int,
+        rate_limit: str | None = None,
     ) -> None:
         if not callable(fn):
             raise TaskDefinitionError(f"@app.task decorates a function, got {fn!r}")
@@ -68,6 +70,13 @@ class Task(Generic[P, R]):
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise TaskDefinitionError(f"task {self.name!r}: priority must be an integer, got {priority!r}")
         self.info = TaskInfo(name=self.name, queue=queue, max_attempts=retries + 1, timeout=limit, priority=priority)
+        self.rate_limit = rate_limit
+        """Key template naming the bucket each job starts under (``"twitter:{token}"``)."""
+        self.limit_name: str | None = None
+        if rate_limit is not None:
+            if not isinstance(rate_limit, str) or not rate_limit:
+                raise TaskDefinitionError(f"task {self.name!r}: rate_limit must be a key template, got {rate_limit!r}")
+            self.limit_name = template_fields(rate_limit, self.name, set(self.signature.parameters))
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -82,6 +91,14 @@ class Task(Generic[P, R]):
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise EnqueueError(f"task {self.name!r}: {exc}") from None
+
+    def bucket(self, args: Sequence[Any], kwargs: Mapping[str, Any], secret: str | None) -> str | None:
+        """The rate-limit bucket a job with these arguments starts under, if any."""
+        if self.rate_limit is None:
+            return None
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return bucket_id(self.rate_limit, bound.arguments, secret)
 
     async def aenqueue(self, *args: Any, **kwargs: Any) -> Job:
         """Enqueue a job of this task; see the class docstring for the options."""

@@ -441,3 +441,39 @@ class Decision:
     kind: DecisionKind
     detail: str = ""
     job_id: str | None = None
+
+
+# -- rate limits -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RateLimit:
+    """A named limit (``app.rate_limit("twitter", limit=900, per=900)``): at most ``limit``
+    starts in any window of ``per`` seconds, and at most ``concurrency`` running at once,
+    per bucket (each distinct key a task's template produces is its own bucket)."""
+
+    name: str
+    limit: int | None = None
+    per: float | None = None
+    concurrency: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BucketState:
+    bucket: str
+    blocked_until: float | None
+    starts: int
+    """Starts granted in the window asked about."""
+    running: int
+    """Running jobs holding the bucket."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BucketRequest:
+    """A job asking to start under a bucket's limits."""
+
+    bucket: str
+    job_id: str
+    limit: int | None
+    per: float | None
+    concurrency: int | None

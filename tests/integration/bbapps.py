@@ -77,3 +77,28 @@ if os.environ.get("BB_DECLARE"):
     @app.periodic(every="1h", key="it.declared", first_in="1h")
     def declared_task() -> None:
         record("declared")
+
+
+app.rate_limit("it", limit=10, per=1.0)
+
+
+@app.task(name="it.limited", rate_limit="it:{token}")
+def limited_task(token: str) -> None:
+    record(f"limited {token}")
+
+
+@app.task(name="it.upstream", retries=0)
+def upstream_task() -> None:
+    """Fails while the file ``$BB_LEDGER.down`` exists (the upstream is down)."""
+    if os.path.exists(os.environ["BB_LEDGER"] + ".down"):
+        raise RuntimeError("upstream down")
+    record("upstream ok")
+
+
+@app.on_sla_breach
+def breach_hook(event: object) -> None:
+    fd = os.open(os.environ["BB_LEDGER"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"- - {os.getpid()} hook-{event.kind} {event.key} {time.time()}\n".encode())  # type: ignore[attr-defined]
+    finally:
+        os.close(fd)

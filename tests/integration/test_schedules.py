@@ -77,6 +77,10 @@ def test_a_task_that_outlasts_its_interval_never_overlaps(cluster: Cluster) -> N
     runs = cluster.ledger.ticks()
     for (_, _, _, end), (_, _, start, _) in itertools.pairwise(runs):
         assert start >= end  # each run starts after the previous one ended
+    explained = json.loads(cluster.backbeat("explain", "slow", "--json", "--limit", "200", check=True).stdout)
+    skips = [e["detail"] for e in explained["timeline"] if e["kind"] == "skipped"]
+    assert sum("while a run was still in flight" in d for d in skips) >= 2
+    assert all("in flight" in d or "no scheduler running" in d for d in skips)  # (before the scheduler started)
 
 
 def test_killing_the_worker_mid_run_does_not_end_the_chain(cluster: Cluster) -> None:

@@ -82,6 +82,8 @@ class Attempt:
     runner: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
     began: float = 0.0
+    bucket: str | None = None
+    """The rate-limit bucket this attempt started under."""
 
     @property
     def lease(self) -> Lease:

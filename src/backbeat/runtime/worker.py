@@ -28,12 +28,24 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from backbeat import __version__
-from backbeat.errors import StoreError
+from backbeat.clock import iso
+from backbeat.errors import ConfigError, StoreError
 from backbeat.ids import uuid7
 from backbeat.runtime.executor import Attempt, Executor, Interrupt
 from backbeat.runtime.threads import TaskThreads
+from backbeat.serialization import decode_payload
 from backbeat.store.base import Store
-from backbeat.types import ClaimRequest, Decision, DecisionKind, JobOutcome, JobRecord, Lease, Outcome, WorkerInfo
+from backbeat.types import (
+    BucketRequest,
+    ClaimRequest,
+    Decision,
+    DecisionKind,
+    JobOutcome,
+    JobRecord,
+    Lease,
+    Outcome,
+    WorkerInfo,
+)
 
 if TYPE_CHECKING:
     from backbeat.app import App
@@ -42,6 +54,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("backbeat.worker")
 PRUNE_EVERY = 12
 """Maintenance rounds between prunes (a minute at the default interval)."""
+START_SLACK = 0.1
+"""Seconds added to a rate limit's window: a grant comes a few milliseconds before the task's
+first instruction, so windows are counted a little long to keep the starts the upstream
+sees within the limit too."""
 ACK_LINGER = 0.002
 """Seconds an outcome waits for others to share its write, while other jobs run."""
 
@@ -71,6 +87,10 @@ class Worker:
         """EWMA of run time, seconds; starts pessimistic so the first claim is small."""
         self.acks: list[JobOutcome] = []
         self.started = 0
+        self.rate_limited = 0
+        """Starts held back by a rate limit (a bucket at its limit, or a task's RateLimited)."""
+        self.blocks: list[tuple[str, float]] = []
+        self.decisions: list[Decision] = []
         """Attempts started by this worker."""
         self.recycle_requested = False
         self._wake = asyncio.Event()
@@ -113,6 +133,12 @@ class Worker:
 
     async def run(self) -> None:
         """Run until ``stop()`` (or, in burst mode, until idle), then drain."""
+        missing = sorted({t.limit_name for t in self.app.tasks.values() if t.limit_name} - set(self.app.rate_limits))
+        if missing:
+            raise ConfigError(
+                f"tasks refer to rate limits nobody declared: {', '.join(missing)} "
+                "(declare each with app.rate_limit(name, limit=..., per=...))"
+            )
         store = self._store = await self.app.client.astore()
         if not self._tasks:
             log.warning("worker %s knows no tasks: declare them with @app.task in the app it loads", self.id)
@@ -163,7 +189,7 @@ class Worker:
         s = self.settings
         while not self.stopping:
             self._wake.clear()  # before claiming: a write during the claim leaves it set
-            self._start_ready()
+            await self._start_ready(store)
             target = s.concurrency + self._prefetch()
             room = target - len(self.attempts) - len(self.ready)
             timeout = s.idle_poll
@@ -171,7 +197,7 @@ class Worker:
                 want = min(room, s.claim_batch)
                 jobs = await self._claim(store, want)
                 self.ready.extend(jobs)
-                self._start_ready()
+                await self._start_ready(store)
                 if len(jobs) == want:
                     self._starved.clear()
                     continue
@@ -215,19 +241,75 @@ class Worker:
             return self.settings.idle_poll
         return max(0.0, min(self.settings.idle_poll, due - self.clock.now()))
 
-    def _start_ready(self) -> None:
+    async def _start_ready(self, store: Store) -> None:
         """Start claimed jobs while slots are free: async ones on this loop, sync ones on
-        the task threads. (Handing sync jobs to the threads' queue beyond the free slots was
-        measured slower: more threads contend for the GIL at once.)"""
-        while self.ready and len(self.attempts) < self.settings.concurrency:
-            job = self.ready.popleft()
-            attempt = Attempt(job=job, task=self.app.tasks[job.task], began=self.clock.now())
+        the task threads; a job under a rate limit starts only if its bucket grants it now
+        (else it waits, as scheduled, for the time the bucket names). (Handing sync jobs to
+        the threads' queue beyond the free slots was measured slower: more threads contend
+        for the GIL at once.)"""
+        starting: list[JobRecord] = []
+        while self.ready and len(self.attempts) + len(starting) < self.settings.concurrency:
+            starting.append(self.ready.popleft())
+        if not starting:
+            return
+        buckets = await self._admit(store, starting)
+        for job in starting:
+            if job.id in buckets and buckets[job.id] is None:
+                continue  # denied: already handed back to wait for its bucket
+            attempt = Attempt(
+                job=job, task=self.app.tasks[job.task], began=self.clock.now(), bucket=buckets.get(job.id)
+            )
             self.attempts[job.id] = attempt
             self.started += 1
             if attempt.task.is_async:
                 attempt.runner = asyncio.create_task(self._execute(attempt), name=f"job-{job.id}")
             else:
                 self.threads.submit(attempt)
+
+    async def _admit(self, store: Store, jobs: list[JobRecord]) -> dict[str, str | None]:
+        """Ask the buckets of rate-limited jobs; job id -> its bucket if granted, ``None``
+        if denied (that job was snoozed until its bucket allows it)."""
+        asking: list[tuple[JobRecord, BucketRequest]] = []
+        for job in jobs:
+            task = self.app.tasks[job.task]
+            if task.limit_name is None:
+                continue
+            try:
+                args, kwargs = decode_payload(job.payload)
+                bucket = task.bucket(args, kwargs, self.app.settings.secret_key)
+            except (ValueError, TypeError):
+                continue  # the executor reports bad arguments
+            assert bucket is not None
+            limit = self.app.rate_limits[task.limit_name]
+            per = None if limit.per is None else limit.per + START_SLACK
+            request = BucketRequest(
+                bucket=bucket, job_id=job.id, limit=limit.limit, per=per, concurrency=limit.concurrency
+            )
+            asking.append((job, request))
+        if not asking:
+            return {}
+        now = self.clock.now()
+        answers = await store.bucket_acquire([r for _, r in asking], now=now)
+        granted: dict[str, str | None] = {}
+        for (job, request), retry_at in zip(asking, answers, strict=True):
+            granted[job.id] = request.bucket if retry_at is None else None
+            if retry_at is not None:
+                self.rate_limited += 1
+                self._ack(JobOutcome(lease=self.held[job.id], outcome=Outcome.SNOOZED, retry_at=retry_at))
+                self._note_wait(job, request.bucket, now, retry_at, "at its limit")
+        return granted
+
+    def _note_wait(self, job: JobRecord, bucket: str, now: float, until: float, why: str) -> None:
+        if job.schedule_key is not None:
+            self.decisions.append(
+                Decision(
+                    key=job.schedule_key,
+                    at=now,
+                    kind=DecisionKind.RATE_LIMITED,
+                    job_id=job.id,
+                    detail=f"rate limit {bucket} {why}: the run waits until {iso(until)} (not a failure)",
+                )
+            )
 
     async def _execute(self, attempt: Attempt) -> None:
         outcome: JobOutcome | None
@@ -243,8 +325,20 @@ class Worker:
         self._finish(attempt, outcome)
 
     def _finish(self, attempt: Attempt, outcome: JobOutcome | None) -> None:
-        """An attempt ended: free its slot, queue its outcome (none if its lease was lost)."""
+        """An attempt ended: free its slot, queue its outcome (none if its lease was lost).
+        A task that raised ``RateLimited`` blocks its bucket for everyone until its retry."""
         attempt.finished = True
+        if outcome is not None and outcome.outcome is Outcome.SNOOZED and outcome.retry_at is not None:
+            self.rate_limited += 1
+            if attempt.bucket is not None:
+                self.blocks.append((attempt.bucket, outcome.retry_at))
+                self._note_wait(
+                    attempt.job,
+                    attempt.bucket,
+                    self.clock.now(),
+                    outcome.retry_at,
+                    "blocked: the upstream said so (RateLimited)",
+                )
         self.attempts.pop(attempt.job.id, None)
         self._mean_run += 0.05 * (max(0.0, self.clock.now() - attempt.began) - self._mean_run)
         self._wake.set()
@@ -272,7 +366,19 @@ class Worker:
                 self._ack_needed.set()
 
     async def _flush_acks(self, store: Store) -> bool:
-        """Write the pending outcomes; False (and keep them) if the store failed."""
+        """Write bucket blocks, then the pending outcomes, then decisions; False (and keep
+        them) if the store failed."""
+        try:
+            while self.blocks:
+                bucket, until = self.blocks[0]
+                await store.bucket_block(bucket, until=until)
+                self.blocks.pop(0)
+            if self.decisions:
+                await store.decision_append(self.decisions)
+                self.decisions = []
+        except StoreError as exc:
+            log.warning("writing rate-limit blocks or decisions failed (%s); retrying", exc)
+            return False
         batch, self.acks = self.acks, []
         if not batch:
             return True

@@ -42,7 +42,12 @@ schedule cannot breach: pausing ends an open breach; resuming restarts the count
 Breaches are recorded exactly by the store (``sla_check`` opens them on time for alerts;
 a success closes them or records a missed one).
 
-Slots for what follows (not part of the protocol yet): rate-limit buckets and events.
+**Rate limits** live in the store so every worker shares them: a bucket grants a start
+only if it is not blocked, fewer than ``limit`` starts were granted in the last ``per``
+seconds, and fewer than ``concurrency`` jobs hold it while running. Buckets are named by
+an opaque id (a keyed hash of the key the task's template produced, never a secret).
+
+Slots for what follows (not part of the protocol yet): events.
 
 Internal module: the protocol may change between minor versions.
 """
@@ -55,6 +60,8 @@ from collections.abc import Mapping, Sequence
 
 from backbeat.types import (
     Breach,
+    BucketRequest,
+    BucketState,
     Capability,
     ClaimRequest,
     Decision,
@@ -330,6 +337,31 @@ class Store(abc.ABC):
     async def history_prune(self, *, before: float, limit: int = 10_000) -> int:
         """Delete up to ``limit`` decisions and closed breaches older than ``before``
         (retention); return how many."""
+
+    # -- rate-limit buckets -----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def bucket_acquire(self, requests: Sequence[BucketRequest], *, now: float) -> list[float | None]:
+        """Decide, in order, whether each job may start now under its bucket; ``None``
+        where granted, else the time to ask again.
+
+        A request is granted if the bucket is not blocked (``blocked_until <= now``), fewer
+        than ``limit`` starts were granted in ``(now - per, now]`` (when ``limit`` is set),
+        and fewer than ``concurrency`` running jobs hold the bucket (when set). A grant
+        records a start at ``now`` and makes the job hold the bucket until it leaves
+        ``running`` (so a crashed worker's job cannot leak a slot). Denied: ``blocked_until``,
+        or when the oldest start in the window leaves it, or ``now + 1`` for concurrency.
+        Atomic per request; a batch's grants count against its later requests.
+        """
+
+    @abc.abstractmethod
+    async def bucket_block(self, bucket: str, *, until: float) -> None:
+        """Grant nothing under ``bucket`` before ``until`` (an upstream said 429); a later
+        ``until`` extends the block, an earlier one does not shorten it."""
+
+    @abc.abstractmethod
+    async def bucket_state(self, bucket: str, *, now: float, per: float | None) -> BucketState:
+        """The bucket's block and how many starts it granted in the last ``per`` seconds."""
 
     # -- queues ------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import ClassVar
@@ -27,6 +28,8 @@ from backbeat.store.base import LEASE_EXPIRED, Store
 from backbeat.types import (
     LIVE_STATES,
     Breach,
+    BucketRequest,
+    BucketState,
     Change,
     ClaimRequest,
     Decision,
@@ -75,6 +78,10 @@ class MemoryStore(Store):
         self._announced: set[tuple[str, float]] = set()
         """(key, started_at) of closed breaches already returned by ``sla_ended``."""
         self._decisions: list[Decision] = []
+        self._blocked: dict[str, float] = {}
+        self._starts: dict[str, deque[float]] = {}
+        self._holders: dict[str, str] = {}
+        """job id -> the bucket it holds while running."""
         self._version = 0
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
@@ -99,6 +106,8 @@ class MemoryStore(Store):
 
     def _put(self, job: JobRecord, *, next_in: float | None = None) -> None:
         old = self._jobs.get(job.id)
+        if job.state is not JobState.RUNNING:
+            self._holders.pop(job.id, None)
         if old is not None and old.dedup_key and old.state in LIVE_STATES:
             self._live_dedup.pop(old.dedup_key, None)
         self._jobs[job.id] = job
@@ -562,6 +571,51 @@ class MemoryStore(Store):
                 breach = self._breaches.pop(i)
                 self._announced.discard((breach.key, breach.started_at))
             return len(old) + len(closed[:limit])
+
+    # -- rate-limit buckets -----------------------------------------------------------
+
+    async def bucket_acquire(self, requests: Sequence[BucketRequest], *, now: float) -> list[float | None]:
+        with self._lock:
+            return [self._acquire(request, now) for request in requests]
+
+    def _acquire(self, r: BucketRequest, now: float) -> float | None:
+        blocked = self._blocked.get(r.bucket)
+        if blocked is not None and blocked > now:
+            return blocked
+        starts = self._starts.setdefault(r.bucket, deque())
+        if r.limit is not None and r.per is not None:
+            while starts and starts[0] <= now - r.per:
+                starts.popleft()
+            if len(starts) >= r.limit:
+                return starts[0] + r.per
+        if r.concurrency is not None and self._holding(r.bucket) >= r.concurrency:
+            return now + 1.0
+        if r.limit is not None:
+            starts.append(now)
+        self._holders[r.job_id] = r.bucket
+        return None
+
+    def _holding(self, bucket: str) -> int:
+        return sum(
+            1
+            for job_id, held in self._holders.items()
+            if held == bucket and (job := self._jobs.get(job_id)) is not None and job.state is JobState.RUNNING
+        )
+
+    async def bucket_block(self, bucket: str, *, until: float) -> None:
+        with self._lock:
+            self._blocked[bucket] = max(until, self._blocked.get(bucket, until))
+
+    async def bucket_state(self, bucket: str, *, now: float, per: float | None) -> BucketState:
+        with self._lock:
+            starts = self._starts.get(bucket, deque())
+            in_window = len(starts) if per is None else sum(1 for t in starts if t > now - per)
+            return BucketState(
+                bucket=bucket,
+                blocked_until=self._blocked.get(bucket),
+                starts=in_window,
+                running=self._holding(bucket),
+            )
 
     # -- queues ------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from backbeat.errors import InvalidTransition, JobNotFound, ScheduleNotFound
 from backbeat.ids import token as new_token
 from backbeat.store.base import BLOCKING_OK, LEASE_EXPIRED, Store
-from backbeat.store.sqlite import schedules
+from backbeat.store.sqlite import buckets, schedules
 from backbeat.store.sqlite.connection import (
     ChangeWatcher,
     ConnectionThread,
@@ -40,6 +40,8 @@ from backbeat.store.sqlite.connection import (
 )
 from backbeat.types import (
     Breach,
+    BucketRequest,
+    BucketState,
     Capability,
     ClaimRequest,
     Decision,
@@ -370,6 +372,17 @@ class SQLiteStore(Store):
     async def schedule_repair(self, *, now: float) -> list[str]:
         return await self._run(lambda conn: schedules.repair(conn, now))
 
+    # -- rate-limit buckets -----------------------------------------------------------
+
+    async def bucket_acquire(self, requests: Sequence[BucketRequest], *, now: float) -> list[float | None]:
+        return await self._run(lambda conn: buckets.acquire(conn, requests, now))
+
+    async def bucket_block(self, bucket: str, *, until: float) -> None:
+        await self._run(lambda conn: buckets.block(conn, bucket, until))
+
+    async def bucket_state(self, bucket: str, *, now: float, per: float | None) -> BucketState:
+        return await self._run(lambda conn: buckets.state(conn, bucket, now, per))
+
     # -- queues ------------------------------------------------------------------------
 
     async def queue_pause(self, queue: str, *, now: float) -> None:
@@ -544,7 +557,7 @@ def _heartbeat(conn: sqlite3.Connection, leases: Sequence[Lease], expires: float
 
 _HELD = "WHERE id = ? AND lease_token = ? AND state = 'running' RETURNING schedule_key, state, started_at"
 _RETRY_ORDER = "order_at = CASE WHEN deadline IS NULL THEN COALESCE(?, order_at) ELSE order_at END"
-_FREE = "lease_token = NULL, lease_expires_at = NULL"
+_FREE = "lease_token = NULL, lease_expires_at = NULL, bucket = NULL"
 _ACK_SQL = {
     Outcome.SUCCEEDED: f"UPDATE backbeat_jobs SET state = 'succeeded', result = ?, finished_at = ?, {_FREE} {_HELD}",
     Outcome.FAILED: (
