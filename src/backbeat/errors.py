@@ -41,6 +41,14 @@ class JobNotFound(BackbeatError, LookupError):
     """No job with that id (it may have been pruned after its retention)."""
 
 
+class EventNotFound(BackbeatError, LookupError):
+    """No event with that id (it may have been pruned after its retention)."""
+
+
+class EventError(BackbeatError, ValueError):
+    """An event that cannot be accepted as given (bad envelope, bad name, too large...)."""
+
+
 class ScheduleNotFound(BackbeatError, LookupError):
     """No schedule with that key."""
 

@@ -477,3 +477,67 @@ class BucketRequest:
     limit: int | None
     per: float | None
     concurrency: int | None
+
+
+# -- events ------------------------------------------------------------------------------
+
+
+class EventState(StrEnum):
+    PENDING = "pending"
+    """Accepted into the store (``Client.emit`` on a store URL); not yet dispatched to handlers."""
+    HANDLED = "handled"
+    """One job per matching handler was enqueued."""
+    UNHANDLED = "unhandled"
+    """No handler matched: recorded, not an error."""
+    DEAD = "dead"
+    """Refused (malformed, over the size limit, failed a handler's contract): kept with the reason."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NewEvent:
+    """An event as it arrives: the wire envelope, validated, plus where it came from."""
+
+    id: str
+    name: str
+    occurred_at: float
+    payload: str
+    """JSON text of the payload object (for a malformed message: ``{"raw": ...}``)."""
+    key: str | None = None
+    source: str = "store"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EventRecord:
+    id: str
+    name: str
+    occurred_at: float
+    payload: str
+    received_at: float
+    state: EventState
+    key: str | None = None
+    source: str = "store"
+    reason: str | None = None
+    """Why it is dead."""
+    jobs: int = 0
+    """Handler jobs it created."""
+    settled_at: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EventSettlement:
+    """What a consumer decided for one event: its state, and its handlers' jobs."""
+
+    event: NewEvent
+    state: EventState
+    reason: str | None = None
+    jobs: tuple[NewJob, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EventFilter:
+    """Newest first (by id); pass the last id seen as ``before``."""
+
+    state: EventState | None = None
+    name: str | None = None
+    before: str | None = None
+    limit: int = 50

@@ -47,7 +47,10 @@ only if it is not blocked, fewer than ``limit`` starts were granted in the last 
 seconds, and fewer than ``concurrency`` jobs hold it while running. Buckets are named by
 an opaque id (a keyed hash of the key the task's template produced, never a secret).
 
-Slots for what follows (not part of the protocol yet): events.
+**Events** are deduplicated by id: an id is recorded once, whatever its source and however
+often it arrives. An event is settled (handled, unhandled or dead) exactly once, together
+with its handlers' jobs, so a consumer killed at any point never loses an acknowledged
+event nor doubles its jobs.
 
 Internal module: the protocol may change between minor versions.
 """
@@ -66,6 +69,9 @@ from backbeat.types import (
     ClaimRequest,
     Decision,
     Enqueued,
+    EventFilter,
+    EventRecord,
+    EventSettlement,
     Fire,
     HeartbeatResult,
     JobCount,
@@ -74,6 +80,7 @@ from backbeat.types import (
     JobRecord,
     JobState,
     Lease,
+    NewEvent,
     NewJob,
     QueueInfo,
     ScheduleFilter,
@@ -335,8 +342,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def history_prune(self, *, before: float, limit: int = 10_000) -> int:
-        """Delete up to ``limit`` decisions and closed breaches older than ``before``
-        (retention); return how many."""
+        """Delete up to ``limit`` each of decisions, closed breaches and settled events
+        older than ``before`` (retention; events by ``received_at``); return how many."""
 
     # -- rate-limit buckets -----------------------------------------------------------
 
@@ -362,6 +369,41 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def bucket_state(self, bucket: str, *, now: float, per: float | None) -> BucketState:
         """The bucket's block and how many starts it granted in the last ``per`` seconds."""
+
+    # -- events ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def event_append(self, events: Sequence[NewEvent], *, now: float) -> list[bool]:
+        """Accept events as ``pending`` (``received_at = now``), atomically together; False
+        for an id already recorded (nothing changes for it)."""
+
+    @abc.abstractmethod
+    async def event_settle(self, settlements: Sequence[EventSettlement], *, now: float) -> list[bool]:
+        """Settle each event on its own, atomically with its jobs; True where settled now.
+
+        An id not recorded yet is recorded with the settlement's state and reason
+        (``received_at = settled_at = now``) and its jobs enqueued (as by ``job_enqueue``).
+        A ``pending`` event moves to that state the same way. An event already settled is
+        a duplicate: nothing changes, False.
+        """
+
+    @abc.abstractmethod
+    async def event_pending(self, *, limit: int) -> list[EventRecord]:
+        """Up to ``limit`` pending events, oldest received first."""
+
+    @abc.abstractmethod
+    async def event_get(self, event_id: str) -> EventRecord:
+        """The event, or ``EventNotFound``."""
+
+    @abc.abstractmethod
+    async def event_list(self, filter: EventFilter) -> list[EventRecord]:
+        """Events matching ``filter``, highest id first, only ids below ``before``."""
+
+    @abc.abstractmethod
+    async def event_replay(self, event_id: str) -> EventRecord:
+        """Send a ``dead`` or ``unhandled`` event back to ``pending`` (reason cleared) so the
+        consumers dispatch it again with today's handlers and contracts. Raises
+        ``EventNotFound``, or ``InvalidTransition`` for an event in any other state."""
 
     # -- queues ------------------------------------------------------------------------
 

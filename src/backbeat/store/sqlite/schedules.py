@@ -24,6 +24,7 @@ from typing import Any
 
 from backbeat.store import rules
 from backbeat.store.sqlite.connection import write_tx
+from backbeat.store.sqlite.events import prune as prune_events
 from backbeat.types import (
     Breach,
     Change,
@@ -391,4 +392,5 @@ def history_prune(conn: sqlite3.Connection, before: float, limit: int) -> int:
             "(SELECT id FROM backbeat_breaches WHERE ended_at IS NOT NULL AND ended_at < ? LIMIT ?)",
             (before, limit),
         ).rowcount
-    return int(decisions) + int(breaches)
+        events = prune_events(conn, before, limit)
+    return int(decisions) + int(breaches) + events

@@ -29,6 +29,7 @@ from backbeat.errors import InvalidTransition, JobNotFound, ScheduleNotFound
 from backbeat.ids import token as new_token
 from backbeat.store.base import BLOCKING_OK, LEASE_EXPIRED, Store
 from backbeat.store.sqlite import buckets, schedules
+from backbeat.store.sqlite import events as sqlite_events
 from backbeat.store.sqlite.connection import (
     ChangeWatcher,
     ConnectionThread,
@@ -46,6 +47,9 @@ from backbeat.types import (
     ClaimRequest,
     Decision,
     Enqueued,
+    EventFilter,
+    EventRecord,
+    EventSettlement,
     Fire,
     HeartbeatResult,
     JobCount,
@@ -54,6 +58,7 @@ from backbeat.types import (
     JobRecord,
     JobState,
     Lease,
+    NewEvent,
     NewJob,
     Outcome,
     QueueInfo,
@@ -382,6 +387,32 @@ class SQLiteStore(Store):
 
     async def bucket_state(self, bucket: str, *, now: float, per: float | None) -> BucketState:
         return await self._run(lambda conn: buckets.state(conn, bucket, now, per))
+
+    # -- events ------------------------------------------------------------------------
+
+    async def event_append(self, events: Sequence[NewEvent], *, now: float) -> list[bool]:
+        appended: list[bool] = await self._run(lambda conn: sqlite_events.append(conn, events, now))
+        self._watcher.poke()
+        return appended
+
+    async def event_settle(self, settlements: Sequence[EventSettlement], *, now: float) -> list[bool]:
+        settled: list[bool] = await self._run(lambda conn: sqlite_events.settle(conn, settlements, now, _fire_job))
+        self._watcher.poke()
+        return settled
+
+    async def event_pending(self, *, limit: int) -> list[EventRecord]:
+        return await self._run(lambda conn: sqlite_events.pending(conn, limit))
+
+    async def event_get(self, event_id: str) -> EventRecord:
+        return await self._run(lambda conn: sqlite_events.get(conn, event_id))
+
+    async def event_list(self, filter: EventFilter) -> list[EventRecord]:
+        return await self._run(lambda conn: sqlite_events.listing(conn, filter))
+
+    async def event_replay(self, event_id: str) -> EventRecord:
+        replayed: EventRecord = await self._run(lambda conn: sqlite_events.replay(conn, event_id))
+        self._watcher.poke()
+        return replayed
 
     # -- queues ------------------------------------------------------------------------
 

@@ -1,0 +1,179 @@
+"""The reference store's state: its maps, the lock, and the helpers every method shares."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from dataclasses import replace
+
+from backbeat.store import rules
+from backbeat.store.base import LEASE_EXPIRED
+from backbeat.types import (
+    LIVE_STATES,
+    Breach,
+    Decision,
+    EventRecord,
+    JobOutcome,
+    JobRecord,
+    JobState,
+    Lease,
+    NewJob,
+    Outcome,
+    QueueInfo,
+    ScheduleRecord,
+    TaskInfo,
+    WorkerInfo,
+)
+
+
+def dispatch_key(job: JobRecord) -> tuple[int, float, str]:
+    return (-job.priority, job.order_at, job.id)
+
+
+class MemoryState:
+    """The reference store's data and the helpers its methods share (call with the lock held)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, JobRecord] = {}
+        self._live_dedup: dict[str, str] = {}
+        self._workers: dict[str, WorkerInfo] = {}
+        self._tasks: dict[str, TaskInfo] = {}
+        self._queues: dict[str, QueueInfo] = {}
+        self._schedules: dict[str, ScheduleRecord] = {}
+        self._fires: dict[tuple[str, float], str] = {}
+        self._breaches: list[Breach] = []
+        self._announced: set[tuple[str, float]] = set()
+        """(key, started_at) of closed breaches already returned by ``sla_ended``."""
+        self._decisions: list[Decision] = []
+        self._events: dict[str, EventRecord] = {}
+        self._blocked: dict[str, float] = {}
+        self._starts: dict[str, deque[float]] = {}
+        self._holders: dict[str, str] = {}
+        """job id -> the bucket it holds while running."""
+        self._version = 0
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    # -- helpers (call with the lock held) ---------------------------------------------
+
+    def _put(self, job: JobRecord, *, next_in: float | None = None) -> None:
+        old = self._jobs.get(job.id)
+        if job.state is not JobState.RUNNING:
+            self._holders.pop(job.id, None)
+        if old is not None and old.dedup_key and old.state in LIVE_STATES:
+            self._live_dedup.pop(old.dedup_key, None)
+        self._jobs[job.id] = job
+        if job.dedup_key and job.state in LIVE_STATES:
+            self._live_dedup[job.dedup_key] = job.id
+        if job.schedule_key is not None and job.fire_at is not None:
+            self._fires[(job.schedule_key, job.fire_at)] = job.id
+        if job.state.is_final and (old is None or not old.state.is_final):
+            self._finish_run(job, next_in)
+        self._version += 1
+
+    def _delete(self, job_id: str) -> None:
+        job = self._jobs.pop(job_id)
+        if job.dedup_key and self._live_dedup.get(job.dedup_key) == job_id:
+            del self._live_dedup[job.dedup_key]
+        if job.schedule_key is not None and job.fire_at is not None:
+            self._fires.pop((job.schedule_key, job.fire_at), None)
+
+    def _finish_run(self, job: JobRecord, next_in: float | None) -> None:
+        """The run of ``job``'s schedule ended (see "Finishing a run" in ``store.base``)."""
+        record = self._schedules.get(job.schedule_key or "")
+        if record is None or record.in_flight != job.id:
+            return
+        assert job.finished_at is not None
+        end = rules.finish_run(record, job.state, job.started_at, job.finished_at, next_in)
+        self._apply_end(end, job.finished_at)
+
+    def _apply_end(self, end: rules.RunEnd, now: float) -> None:
+        if end.end_open_breach:
+            self._end_breach(end.record.key, now)
+        if end.missed_breach is not None:
+            self._breaches.append(end.missed_breach)
+        self._schedules[end.record.key] = end.record
+
+    def _end_breach(self, key: str, now: float) -> None:
+        for i, breach in enumerate(self._breaches):
+            if breach.key == key and breach.ended_at is None:
+                self._breaches[i] = replace(breach, ended_at=now)
+
+    def _notify(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(resolve, fut)
+
+    def _held(self, lease: Lease) -> JobRecord | None:
+        job = self._jobs.get(lease.job_id)
+        if job is None or job.state is not JobState.RUNNING or job.lease_token != lease.token:
+            return None
+        return job
+
+
+def new_record(new: NewJob, now: float) -> JobRecord:
+    return JobRecord(
+        id=new.id,
+        task=new.task,
+        queue=new.queue,
+        state=JobState.QUEUED if new.run_at <= now else JobState.SCHEDULED,
+        payload=new.payload,
+        priority=new.priority,
+        run_at=new.run_at,
+        order_at=new.run_at if new.order_at is None else new.order_at,
+        attempts=0,
+        max_attempts=new.max_attempts,
+        created_at=now,
+        timeout=new.timeout,
+        dedup_key=new.dedup_key,
+        schedule_key=new.schedule_key,
+        fire_at=new.fire_at,
+        deadline=new.deadline,
+    )
+
+
+def resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def after_ack(job: JobRecord, outcome: JobOutcome, now: float) -> JobRecord:
+    """The job after an accepted outcome (the semantics of ``Store.job_ack``)."""
+    done = replace(job, lease_token=None, lease_expires_at=None)
+    match outcome.outcome:
+        case Outcome.SUCCEEDED:
+            return replace(done, state=JobState.SUCCEEDED, result=outcome.result, finished_at=now)
+        case Outcome.FAILED if outcome.retry_at is not None:
+            return replace(
+                done,
+                state=JobState.SCHEDULED,
+                run_at=outcome.retry_at,
+                order_at=outcome.retry_at if job.deadline is None else job.order_at,
+                error=outcome.error,
+                traceback=outcome.traceback,
+            )
+        case Outcome.FAILED:
+            return replace(done, state=JobState.DEAD, error=outcome.error, traceback=outcome.traceback, finished_at=now)
+        case Outcome.SNOOZED:
+            retry_at = now if outcome.retry_at is None else outcome.retry_at
+            order_at = retry_at if job.deadline is None else job.order_at
+            return replace(
+                done, state=JobState.SCHEDULED, run_at=retry_at, order_at=order_at, attempts=job.attempts - 1
+            )
+        case Outcome.RELEASED:
+            return replace(done, state=JobState.QUEUED, attempts=job.attempts - 1)
+        case Outcome.CANCELLED:
+            return replace(done, state=JobState.CANCELLED, finished_at=now)
+    raise AssertionError(outcome.outcome)
+
+
+def after_rescue(job: JobRecord, now: float) -> JobRecord:
+    """The job after its lease expired (the semantics of ``Store.job_rescue``)."""
+    base = replace(job, lease_token=None, lease_expires_at=None, error=LEASE_EXPIRED, traceback=None)
+    if job.cancel_requested:
+        return replace(base, state=JobState.CANCELLED, finished_at=now)
+    if job.attempts >= job.max_attempts:
+        return replace(base, state=JobState.DEAD, finished_at=now)
+    return replace(base, state=JobState.QUEUED)
