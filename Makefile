@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test lint typecheck pytest clean
+.PHONY: demo test lint typecheck pytest browser screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "backbeat needs Python >= 3.11"'
@@ -25,8 +25,14 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(PY) -m mypy
 
-pytest: $(VENV)/.installed
+browser:
+	bash scripts/chromium.sh
+
+pytest: $(VENV)/.installed browser
 	$(PY) scripts/run_tests.py
+
+screenshots: $(VENV)/.installed browser  # docs/screenshots/*.png, shown by the README
+	$(PY) scripts/run_tests.py tests/web/test_browser.py
 
 test: lint typecheck pytest
 

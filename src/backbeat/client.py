@@ -20,6 +20,7 @@ from backbeat.config import DEFAULT_QUEUE, Settings, check_queue_name
 from backbeat.errors import EnqueueError
 from backbeat.ids import uuid7
 from backbeat.jobs import Job
+from backbeat.metrics import job_metrics
 from backbeat.portal import Portal
 from backbeat.serialization import encode_payload
 from backbeat.store import open_store, store_is_loop_bound
@@ -219,6 +220,8 @@ class Client:
         """Write one validated job; the handle of the live job if its dedup key was taken."""
         store = await self.astore()
         [enqueued] = await store.job_enqueue([new], now=self.clock.now())
+        if enqueued.created:
+            job_metrics().enqueued(new.queue, new.task)
         return Job(self, enqueued.job.id, created=enqueued.created)
 
     def job(self, job_id: str) -> Job:

@@ -1,5 +1,7 @@
 """The JSON shapes of what backbeat shows: one function per thing, used by the CLI's
-``--json`` and (later) the HTTP API, so both always agree. Timestamps are ISO 8601 UTC."""
+``--json`` and the HTTP API (``backbeat.web``), so both always agree. Timestamps are
+ISO 8601 UTC. The OpenAPI document (``backbeat/web/openapi.py``) describes each shape;
+change both together."""
 
 from __future__ import annotations
 
@@ -152,3 +154,59 @@ def schedule(record: ScheduleRecord) -> dict[str, Any]:
         "created_at": iso(record.created_at),
         "updated_at": iso(record.updated_at),
     }
+
+
+def job_action(job_id: str, state: JobState) -> dict[str, Any]:
+    """What a retry or cancel left the job as (``jobs retry|cancel --json``, ``POST /api/jobs/{id}/...``)."""
+    return {"id": job_id, "state": state.value}
+
+
+def queue_paused(name: str, paused: bool) -> dict[str, Any]:
+    """The result of ``queues pause|resume`` (one element of the CLI's list)."""
+    return {"queue": name, "paused": paused}
+
+
+def queue_purged(name: str, deleted: int) -> dict[str, Any]:
+    """The result of ``queues purge``: how many pending jobs were deleted."""
+    return {"queue": name, "purged": deleted}
+
+
+def health(workers: Sequence[WorkerInfo], *, now: float, stale_after: float) -> dict[str, Any]:
+    """Whether any worker heartbeated within ``stale_after`` seconds (``status --check``,
+    ``/healthz``), with a one-line ``message`` that says why not."""
+    live = [w for w in workers if w.heartbeat_at >= now - stale_after]
+    last = max((w.heartbeat_at for w in workers), default=None)
+    if live:
+        message = f"{len(live)} live worker(s) of {len(workers)} registered"
+    elif not workers:
+        message = "no worker is registered: start one with `backbeat worker APP` or `backbeat run APP`"
+    else:
+        assert last is not None
+        message = (
+            f"no worker heartbeat within the last {stale_after:g} s "
+            f"({len(workers)} registered, last heartbeat {now - last:.0f} s ago at {iso(last)})"
+        )
+    return {
+        "ok": bool(live),
+        "now": iso(now),
+        "live_workers": len(live),
+        "registered_workers": len(workers),
+        "stale_after_seconds": stale_after,
+        "last_heartbeat_at": iso(last),
+        "message": message,
+    }
+
+
+def throughput(
+    finished_since: Sequence[dict[JobState, int]], *, starts: Sequence[float], now: float, bucket_seconds: float
+) -> dict[str, Any]:
+    """Jobs finished per time bucket, from cumulative counts: ``finished_since[i]`` counts
+    what finished at or after ``starts[i]`` (ascending); bucket ``i`` runs from
+    ``starts[i]`` to ``starts[i + 1]``, the last one to ``now``."""
+    buckets = []
+    for i, start in enumerate(starts):
+        later = finished_since[i + 1] if i + 1 < len(starts) else {}
+        counts = {s.value: max(0, finished_since[i].get(s, 0) - later.get(s, 0)) for s in sorted(FINAL_STATES)}
+        end = starts[i + 1] if i + 1 < len(starts) else now
+        buckets.append({"start": iso(start), "end": iso(end), **counts})
+    return {"now": iso(now), "bucket_seconds": bucket_seconds, "buckets": buckets}

@@ -42,12 +42,12 @@ def _queue_action(action: str, names: tuple[str, ...], url: str | None, as_json:
         for name in names:
             if action == "pause":
                 await store.queue_pause(name, now=client.clock.now())
-                out.append({"queue": name, "paused": True})
+                out.append(shapes.queue_paused(name, True))
             elif action == "resume":
                 await store.queue_resume(name)
-                out.append({"queue": name, "paused": False})
+                out.append(shapes.queue_paused(name, False))
             else:
-                out.append({"queue": name, "purged": await store.queue_purge(name)})
+                out.append(shapes.queue_purged(name, await store.queue_purge(name)))
         return out
 
     results = run(apply, url)

@@ -105,16 +105,24 @@ async def _enqueue_checked(
 
 
 @cli.command()
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Only check health: exit 1 with one line when no worker heartbeated within the staleness window.",
+)
 @url_option
 @json_option
-def status(url: str | None, as_json: bool) -> None:
+def status(check: bool, url: str | None, as_json: bool) -> None:
     """Queues, job counts by state, workers, throughput, and tasks no live worker knows."""
     settings = settings_for(url)
     window = 60.0
+    stale_after = 2 * settings.worker.lease
 
     async def gather(client: Client) -> dict[str, Any]:
         store = await client.astore()
         now = client.clock.now()
+        if check:
+            return shapes.health(await store.worker_list(), now=now, stale_after=stale_after)
         return shapes.status(
             await store.job_counts(),
             await store.worker_list(),
@@ -122,11 +130,18 @@ def status(url: str | None, as_json: bool) -> None:
             await store.job_finished_since(now - window),
             now=now,
             window=window,
-            stale_after=2 * settings.worker.lease,
+            stale_after=stale_after,
         )
 
     data = run(gather, url)
-    if as_json:
+    if check:
+        if as_json:
+            print_json(data)
+        if not data["ok"]:
+            fail(data["message"])
+        if not as_json:
+            click.echo(f"ok: {data['message']}")
+    elif as_json:
         print_json(data)
     else:
         from backbeat.cli.render import render_status
@@ -197,7 +212,7 @@ def _act(action: str, job_ids: tuple[str, ...], url: str | None, as_json: bool) 
         for job_id in job_ids:
             job = client.job(job_id)
             state = await (job.aretry() if action == "retry" else job.acancel())
-            out.append({"id": job_id, "state": state.value})
+            out.append(shapes.job_action(job_id, state))
         return out
 
     results = run(apply, url)

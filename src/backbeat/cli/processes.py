@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -14,6 +17,7 @@ import click
 
 from backbeat.app import App
 from backbeat.cli.loader import load_app
+from backbeat.cli.logs import log_options, setup_logging
 from backbeat.cli.main import cli, url_option
 from backbeat.config import WorkerSettings
 from backbeat.errors import ConfigError
@@ -21,53 +25,81 @@ from backbeat.runtime.scheduler import Scheduler
 from backbeat.runtime.supervisor import Supervisor
 from backbeat.runtime.worker import Worker
 
-LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"])
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-        stream=sys.stderr,
-    )
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def worker_options(fn: Any) -> Any:
-    for option in reversed(
-        [
-            click.option(
-                "--queues",
-                "-q",
-                multiple=True,
-                metavar="NAMES",
-                help="Queues to take jobs from, comma-separated or repeated (default: every queue "
-                "the app's tasks name, and 'default').",
-            ),
-            click.option(
-                "--concurrency",
-                "-c",
-                type=click.IntRange(min=1),
-                default=None,
-                help="Job slots per process: async tasks on the loop, sync tasks in threads (default 10).",
-            ),
-            click.option(
-                "--lease",
-                type=click.FloatRange(min=0.1),
-                default=None,
-                help="Seconds a job stays claimed without a heartbeat (default 30).",
-            ),
-            click.option(
-                "--shutdown-grace",
-                type=click.FloatRange(min=0),
-                default=None,
-                help="On SIGTERM, seconds running jobs get to finish (default 30).",
-            ),
-            click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True),
-            url_option,
-        ]
-    ):
+    options: list[Callable[[Any], Any]] = [
+        click.option(
+            "--queues",
+            "-q",
+            multiple=True,
+            metavar="NAMES",
+            help="Queues to take jobs from, comma-separated or repeated (default: every queue "
+            "the app's tasks name, and 'default').",
+        ),
+        click.option(
+            "--concurrency",
+            "-c",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Job slots per process: async tasks on the loop, sync tasks in threads (default 10).",
+        ),
+        click.option(
+            "--lease",
+            type=click.FloatRange(min=0.1),
+            default=None,
+            help="Seconds a job stays claimed without a heartbeat (default 30).",
+        ),
+        click.option(
+            "--shutdown-grace",
+            type=click.FloatRange(min=0),
+            default=None,
+            help="On SIGTERM, seconds running jobs get to finish (default 30).",
+        ),
+        click.option(
+            "--metrics-port",
+            type=click.IntRange(1, 65535),
+            default=None,
+            help="Serve Prometheus metrics (job counters, run time) on this port.",
+        ),
+        click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port."),
+        log_options,
+        url_option,
+    ]
+    for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def start_metrics(port: int | None, host: str, *, multiprocess_dir: str | None = None) -> None:
+    if port is None:
+        return
+    try:
+        from backbeat.metrics import serve
+    except ImportError:  # pragma: no cover - prometheus-client is part of backbeat[web]
+        raise ConfigError("--metrics-port needs prometheus-client: pip install 'backbeat[web]'") from None
+    try:
+        serve(port, host, multiprocess_dir=multiprocess_dir)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+    logging.getLogger("backbeat.metrics").info("Prometheus metrics on http://%s:%d/metrics", host, port)
+
+
+def multiprocess_metrics_dir() -> tuple[str, bool]:
+    """The directory ``backbeat run``'s workers write their metrics to, and whether it is
+    ours to delete. A directory given in $PROMETHEUS_MULTIPROC_DIR (so a dashboard on this
+    machine can read it too) is emptied of old files first, as prometheus-client requires."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):
+            if name.endswith(".db"):
+                os.remove(os.path.join(given, name))
+        return given, False
+    path = tempfile.mkdtemp(prefix="backbeat-metrics-")
+    os.environ[MULTIPROC_ENV] = path  # before any worker starts: they inherit it
+    return path, True
 
 
 def worker_settings(
@@ -103,13 +135,17 @@ def worker(
     concurrency: int | None,
     lease: float | None,
     shutdown_grace: float | None,
+    metrics_port: int | None,
+    metrics_host: str,
     log_level: str,
+    log_format: str,
     url: str | None,
     burst: bool,
 ) -> None:
     """Run one worker process for APP (module:attribute)."""
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     app = load_app(app_ref, url)
+    start_metrics(metrics_port, metrics_host)
     runner = Worker(app, worker_settings(app, queues, concurrency, lease, shutdown_grace), burst=burst)
     asyncio.run(_serve(app, runner))
     if runner.recycle_requested:
@@ -144,14 +180,17 @@ def run_cmd(
     concurrency: int | None,
     lease: float | None,
     shutdown_grace: float | None,
+    metrics_port: int | None,
+    metrics_host: str,
     log_level: str,
+    log_format: str,
     url: str | None,
 ) -> None:
     """Run everything for APP in one command: worker processes (kept alive) and a scheduler."""
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     app = load_app(app_ref, url)  # fail here, once, if APP does not load
     worker_settings(app, queues, concurrency, lease, shutdown_grace)
-    argv = [sys.executable, "-m", "backbeat", "worker", app_ref, "--log-level", log_level]
+    argv = [sys.executable, "-m", "backbeat", "worker", app_ref, "--log-level", log_level, "--log-format", log_format]
     for flag, value in (
         ("--url", url),
         ("--concurrency", concurrency),
@@ -162,8 +201,17 @@ def run_cmd(
             argv += [flag, str(value)]
     for group in queues:
         argv += ["--queues", group]
-    logging.getLogger("backbeat.run").info("running %s with %d worker process(es) and a scheduler", app_ref, workers)
-    sys.exit(asyncio.run(_run_all(app, Supervisor(argv, workers))))
+    metrics_dir, owned = multiprocess_metrics_dir() if metrics_port is not None else (None, False)
+    try:
+        start_metrics(metrics_port, metrics_host, multiprocess_dir=metrics_dir)
+        logging.getLogger("backbeat.run").info(
+            "running %s with %d worker process(es) and a scheduler", app_ref, workers
+        )
+        code = asyncio.run(_run_all(app, Supervisor(argv, workers)))
+    finally:
+        if owned and metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    sys.exit(code)
 
 
 async def _run_all(app: App, supervisor: Supervisor) -> int:
@@ -189,12 +237,12 @@ async def _run_all(app: App, supervisor: Supervisor) -> int:
 
 @cli.command()
 @click.argument("app_ref", metavar="APP")
-@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+@log_options
 @url_option
-def scheduler(app_ref: str, log_level: str, url: str | None) -> None:
+def scheduler(app_ref: str, log_level: str, log_format: str, url: str | None) -> None:
     """Run a scheduler for APP: sync its declared schedules, fire due ones. Run as many as
     you like (on several machines): each occurrence fires once."""
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     app = load_app(app_ref, url)
     asyncio.run(_schedule(app, Scheduler(app)))
 

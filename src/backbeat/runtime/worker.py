@@ -31,6 +31,7 @@ from backbeat import __version__
 from backbeat.clock import iso
 from backbeat.errors import ConfigError, StoreError
 from backbeat.ids import uuid7
+from backbeat.metrics import job_metrics
 from backbeat.runtime.executor import Attempt, Executor, Interrupt
 from backbeat.runtime.threads import TaskThreads
 from backbeat.serialization import decode_payload
@@ -105,6 +106,8 @@ class Worker:
         )
         self._store: Store | None = None
         self._tasks = frozenset(app.tasks)
+        self.metrics = job_metrics()
+        """Counters and histograms per attempt (``backbeat.metrics``): the one metrics hook."""
 
     # -- control -----------------------------------------------------------------------
 
@@ -341,6 +344,7 @@ class Worker:
                 )
         self.attempts.pop(attempt.job.id, None)
         self._mean_run += 0.05 * (max(0.0, self.clock.now() - attempt.began) - self._mean_run)
+        self.metrics.attempt_ended(attempt.job, outcome, began=attempt.began, ended=self.clock.now())
         self._wake.set()
         if outcome is None:
             self.held.pop(attempt.job.id, None)

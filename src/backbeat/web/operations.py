@@ -1,0 +1,125 @@
+"""What the pages and the API do, once: each returns a shape from ``backbeat.shapes``, so
+a page, the API and the CLI's ``--json`` show the same data.
+
+Every list is bounded: jobs are read a keyset page at a time (``JobFilter.before``),
+bulk retries take at most ``MAX_BULK`` jobs a call, and the throughput series is at most
+``MAX_BUCKETS`` cheap counts over the store's finished-time index.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backbeat import shapes
+from backbeat.errors import InvalidTransition, JobNotFound
+from backbeat.types import JobFilter, JobState
+from backbeat.web.context import Dashboard
+
+STATUS_WINDOW = 60.0
+"""Seconds of throughput in ``status`` (as ``backbeat status``)."""
+MAX_BUCKETS = 120
+MAX_MINUTES = 24 * 60
+BULK_PAGE = 200
+
+
+async def list_jobs(d: Dashboard, flt: JobFilter) -> list[dict[str, Any]]:
+    store = await d.store()
+    return [shapes.job(j) for j in await store.job_list(flt)]
+
+
+async def get_job(d: Dashboard, job_id: str) -> dict[str, Any]:
+    store = await d.store()
+    return shapes.job(await store.job_get(job_id), detail=True)
+
+
+async def retry_job(d: Dashboard, job_id: str) -> dict[str, Any]:
+    store = await d.store()
+    return shapes.job_action(job_id, (await store.job_retry(job_id, now=d.now())).state)
+
+
+async def cancel_job(d: Dashboard, job_id: str) -> dict[str, Any]:
+    store = await d.store()
+    return shapes.job_action(job_id, (await store.job_cancel(job_id, now=d.now())).state)
+
+
+async def retry_dead(d: Dashboard, *, queue: str | None, task: str | None, limit: int) -> list[dict[str, Any]]:
+    """Requeue up to ``limit`` dead jobs (newest first) of ``queue``/``task``. A job that
+    another client retried or pruned meanwhile is skipped; call again for more."""
+    store = await d.store()
+    done: list[dict[str, Any]] = []
+    before: str | None = None
+    while len(done) < limit:
+        page = await store.job_list(
+            JobFilter(state=JobState.DEAD, queue=queue, task=task, before=before, limit=min(BULK_PAGE, limit))
+        )
+        for record in page[: limit - len(done)]:
+            try:
+                done.append(shapes.job_action(record.id, (await store.job_retry(record.id, now=d.now())).state))
+            except (InvalidTransition, JobNotFound):
+                continue
+        if len(page) < min(BULK_PAGE, limit):
+            break
+        before = page[-1].id
+    return done
+
+
+async def queues(d: Dashboard) -> list[dict[str, Any]]:
+    store = await d.store()
+    return shapes.queues(await store.queue_list(), await store.job_counts())
+
+
+async def pause_queue(d: Dashboard, name: str) -> dict[str, Any]:
+    store = await d.store()
+    await store.queue_pause(name, now=d.now())
+    return shapes.queue_paused(name, True)
+
+
+async def resume_queue(d: Dashboard, name: str) -> dict[str, Any]:
+    store = await d.store()
+    await store.queue_resume(name)
+    return shapes.queue_paused(name, False)
+
+
+async def purge_queue(d: Dashboard, name: str) -> dict[str, Any]:
+    store = await d.store()
+    return shapes.queue_purged(name, await store.queue_purge(name))
+
+
+async def workers(d: Dashboard) -> list[dict[str, Any]]:
+    store = await d.store()
+    now = d.now()
+    return [shapes.worker(w, now=now, stale_after=d.stale_after) for w in await store.worker_list()]
+
+
+async def status(d: Dashboard) -> dict[str, Any]:
+    store = await d.store()
+    now = d.now()
+    return shapes.status(
+        await store.job_counts(),
+        await store.worker_list(),
+        await store.task_list(),
+        await store.job_finished_since(now - STATUS_WINDOW),
+        now=now,
+        window=STATUS_WINDOW,
+        stale_after=d.stale_after,
+    )
+
+
+async def throughput(d: Dashboard, *, minutes: int, buckets: int) -> dict[str, Any]:
+    """Jobs finished per bucket over the last ``minutes``: one count per bucket boundary."""
+    store = await d.store()
+    now = d.now()
+    step = minutes * 60.0 / buckets
+    starts = [now - minutes * 60.0 + i * step for i in range(buckets)]
+    counts = [await store.job_finished_since(start) for start in starts]
+    return shapes.throughput(counts, starts=starts, now=now, bucket_seconds=step)
+
+
+async def health(d: Dashboard) -> dict[str, Any]:
+    store = await d.store()
+    return shapes.health(await store.worker_list(), now=d.now(), stale_after=d.stale_after)
+
+
+async def task_names(d: Dashboard) -> list[str]:
+    store = await d.store()
+    return [t.name for t in await store.task_list()]

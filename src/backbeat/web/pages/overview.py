@@ -1,0 +1,39 @@
+"""``/``: throughput over the last hour, queue depths, workers, and the SLA panel."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from backbeat.shapes import STATES
+from backbeat.web import chart
+from backbeat.web import operations as ops
+from backbeat.web.context import Dashboard
+from backbeat.web.pages.common import page, render
+
+CHART_MINUTES = 60
+CHART_BUCKETS = 30
+
+
+@page
+async def overview(request: Request, d: Dashboard) -> Response:
+    status = await ops.status(d)
+    queues = await ops.queues(d)
+    series = await ops.throughput(d, minutes=CHART_MINUTES, buckets=CHART_BUCKETS)
+    totals = {s: sum(q["counts"][s] for q in queues) for s in STATES}
+    return render(
+        request,
+        "overview.html",
+        page="overview",
+        status=status,
+        queues=queues,
+        totals=totals,
+        alive=sum(1 for w in status["workers"] if w["alive"]),
+        chart=chart.bars(series),
+        chart_minutes=CHART_MINUTES,
+        chart_buckets=CHART_BUCKETS,
+    )
+
+
+ROUTES = [Route("/", overview, methods=["GET"], name="overview")]

@@ -1,0 +1,178 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright), against a
+``backbeat dashboard`` process over a populated SQLite store: the overview shows queue
+depths and refreshes live, a dead job is retried from the jobs page, a queue is paused
+from the queues page (both checked in the store), a script in a job's arguments stays
+text. It saves the screenshots the README shows (``docs/screenshots``, or
+``$BACKBEAT_SCREENSHOTS_DIR``). It waits for selectors, never for time."""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from backbeat import App, Client, JobState, ManualClock
+from backbeat.testing import run_until_idle
+from tests.integration.conftest import eventually
+from tests.web.conftest import TOKEN, XSS, Store
+from tests.web.processes import ROOT, free_port, spawn, stop
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",  # needed as root (CI)
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHOTS = Path(os.environ.get("BACKBEAT_SCREENSHOTS_DIR") or ROOT / "docs" / "screenshots")
+
+
+def need_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    message = f"{CHROMIUM} is missing: scripts/chromium.sh (run by `make test`) installs it with apt-get as root"
+    if os.geteuid() == 0:
+        pytest.fail(message)  # CI runs as root and installs it: missing there is a failure, not a skip
+    pytest.skip(message)
+
+
+def add_history(url: str) -> None:
+    """An hour of finished jobs, so the throughput chart has something to show."""
+    start = datetime.now(UTC) - timedelta(minutes=58)
+    app = App(url, clock=ManualClock(start))
+
+    @app.task(name="report.build", queue="reports")
+    def build(n: int) -> int:
+        return n
+
+    @app.task(name="report.send", queue="email", retries=0)
+    def send(n: int) -> None:
+        if n % 7 == 0:
+            raise ConnectionError(f"mail server refused message {n}")
+
+    for minute in range(0, 56, 2):
+        for n in range(3 + (minute * 7) % 11):
+            build.enqueue(n)
+            send.enqueue(minute + n)
+        run_until_idle(app)
+        app.clock.advance(120)  # type: ignore[attr-defined]
+    app.close()
+
+
+def store_state(url: str, job_id: str) -> JobState:
+    client = Client(url)
+    try:
+        return client.job(job_id).status()
+    finally:
+        client.close()
+
+
+def paused_queues(url: str) -> set[str]:
+    async def read(client: Client) -> set[str]:
+        return {q.name for q in await (await client.astore()).queue_list() if q.paused}
+
+    client = Client(url)
+    try:
+        return client.sync(read, client)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def dashboard(store: Store, tmp_path: Path) -> Iterator[str]:
+    add_history(store.url)
+    port = free_port()
+    server = spawn(store.url, tmp_path / "dashboard.log", "dashboard", "--port", str(port), "--poll", "1",
+                   BACKBEAT_TOKEN=TOKEN)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(base + "/api/openapi.json", timeout=5):
+                return True
+        except OSError:
+            return False
+
+    try:
+        eventually(up, timeout=30, what="the dashboard to answer")
+        yield base
+    finally:
+        stop(server)
+
+
+def test_dashboard_in_headless_chromium(dashboard: str, store: Store) -> None:
+    need_chromium()
+    from playwright.sync_api import Dialog, Error, expect, sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+        def on_dialog(dialog: Dialog) -> None:  # an alert() would mean a script from job data ran
+            problems.append(f"dialog: {dialog.message}")
+            dialog.dismiss()
+
+        def on_error(error: Error) -> None:
+            problems.append(f"page error: {error}")
+
+        page.on("dialog", on_dialog)
+        page.on("pageerror", on_error)
+
+        # a token is configured: the overview sends us to log in first
+        page.goto(dashboard + "/")
+        page.fill("input[name=token]", TOKEN)
+        page.click("button[type=submit]")
+
+        # the overview shows queue depths, and refreshes them live
+        default = page.locator('tr[data-queue="default"]')
+        expect(default.locator('td[data-state="dead"]')).to_have_text("1")
+        expect(default.locator('td[data-state="queued"]')).to_have_text("1")
+        expect(page.locator('tr[data-queue="reports"] td[data-state="running"]')).to_have_text("1")
+        expect(page.locator('tr[data-queue="mail"] [data-paused]')).to_be_visible()
+        expect(page.locator('tr[data-queue="reports"] [data-paused]')).to_be_hidden()
+        expect(page.locator("[data-sla]")).to_contain_text("Schedules are not configured yet")
+        Client(store.url).enqueue("demo.ok", kwargs={"n": 7})  # another client writes...
+        expect(default.locator('td[data-state="queued"]')).to_have_text("2")  # ...and the page follows
+        page.screenshot(path=str(SHOTS / "overview.png"), full_page=True)
+
+        # the jobs page: filter by state, retry the dead job, see it in the store
+        page.click("header nav >> text=Jobs")
+        page.select_option("select[name=state]", "dead")
+        page.click("form.filters button[type=submit]")
+        dead = page.locator(f'tr[data-job="{store.ids["dead"]}"]')
+        expect(dead.locator("[data-state-badge]")).to_have_text("dead")
+        page.screenshot(path=str(SHOTS / "jobs.png"))  # the first screenful: the list is long
+        dead.locator("button", has_text="Retry").click()
+        expect(page.locator("[data-flash]")).to_contain_text(f"Job {store.ids['dead']} is queued again.")
+        assert store_state(store.url, store.ids["dead"]) is JobState.QUEUED
+
+        # a job's arguments are user data: the script is shown as text, never run
+        page.goto(f"{dashboard}/jobs/{store.ids['xss']}")
+        expect(page.locator("[data-args]")).to_contain_text(f'"text": "{XSS}"')
+        page.screenshot(path=str(SHOTS / "job.png"), full_page=True)
+
+        # the queues page: pause a queue, see it in the store
+        page.click("header nav >> text=Queues")
+        row = page.locator('tr[data-queue="default"]')
+        row.locator("button", has_text="Pause").click()
+        expect(page.locator("[data-flash]")).to_contain_text("Queue default is paused")
+        expect(row.locator("[data-paused]")).to_be_visible()
+        assert "default" in paused_queues(store.url)
+        page.screenshot(path=str(SHOTS / "queues.png"), full_page=True)
+
+        page.click("header nav >> text=Workers")
+        expect(page.locator("tbody[data-workers-full] tr").first).to_contain_text("testhost")
+        page.screenshot(path=str(SHOTS / "workers.png"), full_page=True)
+        browser.close()
+    assert problems == []
+    for name in ("overview", "jobs", "job", "queues", "workers"):
+        assert (SHOTS / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
