@@ -32,7 +32,7 @@ pytest: $(VENV)/.installed browser
 	$(PY) scripts/run_tests.py
 
 screenshots: $(VENV)/.installed browser  # docs/screenshots/*.png, shown by the README
-	$(PY) scripts/run_tests.py tests/web/test_browser.py
+	BACKBEAT_SCREENSHOTS_DIR=docs/screenshots $(PY) scripts/run_tests.py tests/web/test_browser.py
 
 test: lint typecheck pytest
 
