@@ -12,7 +12,10 @@ from backbeat.context import JobContext, Next, current_job
 from backbeat.errors import (
     BackbeatError,
     ConfigError,
+    EmitError,
     EnqueueError,
+    EventError,
+    EventNotFound,
     JobCancelled,
     JobFailed,
     JobNotFound,
@@ -25,6 +28,7 @@ from backbeat.errors import (
     TaskDefinitionError,
     TaskNotFound,
 )
+from backbeat.events import Event
 from backbeat.jobs import Job
 from backbeat.tasks import Task
 from backbeat.types import JobState
@@ -35,7 +39,11 @@ __all__ = [
     "Client",
     "Clock",
     "ConfigError",
+    "EmitError",
     "EnqueueError",
+    "Event",
+    "EventError",
+    "EventNotFound",
     "Job",
     "JobCancelled",
     "JobContext",

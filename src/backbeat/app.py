@@ -13,12 +13,13 @@ from backbeat import ratelimits
 from backbeat.client import Client
 from backbeat.clock import Clock, SystemClock
 from backbeat.config import DEFAULT_QUEUE, Settings
-from backbeat.errors import ScheduleError, TaskDefinitionError
+from backbeat.errors import ConfigError, ScheduleError, TaskDefinitionError
+from backbeat.events import NAME, Event, Handler, check_pattern, check_schema, handler_wrapper
 from backbeat.jobs import Job
 from backbeat.schedule_manager import Declared, Duration, Schedules, SyncReport, build_spec
 from backbeat.schedules import parse_duration
 from backbeat.sla import SlaEvent
-from backbeat.tasks import Task
+from backbeat.tasks import Task, default_name
 from backbeat.types import RateLimit, ScheduleKind, ScheduleOrigin, ScheduleRecord
 
 P = ParamSpec("P")
@@ -32,7 +33,14 @@ class App:
     the store is opened on first use. Keyword arguments are ``Settings`` fields.
     """
 
-    def __init__(self, url: str | None = None, *, clock: Clock | None = None, **settings: Any) -> None:
+    def __init__(
+        self, url: str | None = None, *, name: str = "default", clock: Clock | None = None, **settings: Any
+    ) -> None:
+        if not isinstance(name, str) or not NAME.match(name):
+            raise ConfigError(f"app name must be letters, digits, '_', '-' or '.', got {name!r}")
+        self.name = name
+        """Names this app's broker consumers (the RabbitMQ queue ``backbeat.events.<name>``, the
+        NATS consumer ``backbeat-<name>``): two jobs apps on one broker need different names."""
         self.settings = Settings.build(url, **settings)
         self.clock: Clock = clock or SystemClock()
         self.client = Client(settings=self.settings, clock=self.clock)
@@ -40,6 +48,8 @@ class App:
         self.schedules = Schedules(self)
         """Schedules as data: ``update``, ``pause``, ``resume``, ``remove``, ``get``, ``list``."""
         self.rate_limits: dict[str, RateLimit] = {}
+        self.handlers: list[Handler] = []
+        """Event handlers (``@app.on``), in declaration order."""
         self.sla_hooks: list[Callable[[SlaEvent], Any]] = []
         """Called by the scheduler when a breach starts and when it ends (``@app.on_sla_breach``)."""
         self.eager = False
@@ -299,6 +309,40 @@ class App:
     def load_schedules(self, path: str) -> SyncReport:
         return self.client.sync(self.aload_schedules, path)
 
+    def on(
+        self,
+        pattern: str,
+        *,
+        schema: Any = None,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        retries: int | None = None,
+        timeout: float | timedelta | None = None,
+        priority: int = 0,
+    ) -> Callable[[Callable[[Event], Any]], Task[Any, Any]]:
+        """Handle events named like ``pattern`` (``"account.linked"``, ``"account.*"``): each
+        matching event becomes one durable job of this handler, retried on its own.
+
+        ``schema`` (a pydantic model) is the event's contract: a payload it refuses is
+        dead-lettered with the reason, and ``event.data`` holds the validated object. The
+        handler takes one argument, the ``Event``; it is a task (``name``, ``queue``,
+        ``retries``, ``timeout``, ``priority`` as for ``@app.task``).
+        """
+        check_pattern(pattern)
+        check_schema(schema, pattern)
+
+        def declare(fn: Callable[[Event], Any]) -> Task[Any, Any]:
+            wrapper = handler_wrapper(fn, schema)
+            wrapper.__name__, wrapper.__qualname__ = fn.__name__, fn.__qualname__
+            wrapper.__module__, wrapper.__doc__ = fn.__module__, fn.__doc__
+            task = self.task(
+                name=name or default_name(fn), queue=queue, retries=retries, timeout=timeout, priority=priority
+            )(wrapper)
+            self.handlers.append(Handler(pattern=pattern, task=task, schema=schema))
+            return task
+
+        return declare
+
     def on_sla_breach(self, fn: Callable[[SlaEvent], Any]) -> Callable[[SlaEvent], Any]:
         """Register ``fn(event)`` (sync or async) to run in the scheduler process when a
         schedule's SLA breach starts (``event.kind == "started"``) and when it ends. Each
@@ -358,28 +402,69 @@ class App:
             queue=queue,
         )
 
+    async def aemit(
+        self,
+        name: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        key: str | None = None,
+        occurred_at: datetime | None = None,
+        connection: object | None = None,
+    ) -> str:
+        """Emit an event into this app's store (see ``Client.aemit``); return its id."""
+        event_id = await self.client.aemit(
+            name, payload, id=id, key=key, occurred_at=occurred_at, connection=connection
+        )
+        if self.eager:
+            await self.arun_until_idle()
+        return event_id
+
+    def emit(
+        self,
+        name: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        key: str | None = None,
+        occurred_at: datetime | None = None,
+        connection: object | None = None,
+    ) -> str:
+        return self.client.sync(
+            self.aemit, name, payload, id=id, key=key, occurred_at=occurred_at, connection=connection
+        )
+
     def job(self, job_id: str) -> Job:
         return self.client.job(job_id)
 
     # -- running in-process ------------------------------------------------------------
 
     async def arun_until_idle(self) -> int:
-        """Run every due job of this app's tasks in this process; return how many attempts ran.
+        """Dispatch pending events and run every due job of this app's tasks in this process;
+        return how many attempts ran.
 
         Not re-entrant: a job that enqueues while an outer call drains is picked up by it.
         """
         if self._draining:
             return 0
+        from backbeat.runtime.consumer import Consumer
         from backbeat.runtime.worker import Worker
 
         queues = tuple(sorted({t.info.queue for t in self.tasks.values()} | set(self.settings.worker.queues)))
-        worker = Worker(self, replace(self.settings.worker, queues=queues), burst=True, background=False)
+        consumer = Consumer(self)
+        store = await self.client.astore()
+        started = 0
         self._draining = True
         try:
-            await worker.run()
+            while True:  # pending events make jobs, and jobs may emit events
+                await consumer.drain(store)
+                worker = Worker(self, replace(self.settings.worker, queues=queues), burst=True, background=False)
+                await worker.run()
+                started += worker.started
+                if not worker.started:
+                    return started
         finally:
             self._draining = False
-        return worker.started
 
     def run_until_idle(self) -> int:
         return self.client.sync(self.arun_until_idle)

@@ -1,111 +1,80 @@
 """The client: what a main app needs to hand work to backbeat, with no job code imported.
 
-``Client(url).enqueue("task.name", kwargs=...)`` writes a job by task name; job handles
-read its state and result. ``App`` uses a ``Client`` for all of its store access, so the
-two behave the same. Sync methods go through the portal to the async ones; there is one
-implementation of each operation.
+``Client(url).emit("account.linked", {...})`` sends an event; ``enqueue("task.name",
+kwargs=...)`` a job by task name. ``url`` is the jobs app's store (``sqlite://``,
+``postgresql://``, ...: events and jobs are written straight into it, and job handles read
+state and results), or a broker the jobs app consumes (``amqp://``, ``nats://``,
+``http(s)://`` for its ``/api/events``): events are published there, and an enqueue travels
+as the reserved event ``backbeat.enqueue``. Delivery is retried for ``send_timeout``
+seconds, then ``EmitError``: nothing is dropped silently.
+
+``App`` uses a ``Client`` for all of its store access, so the two behave the same. Sync
+methods go through the portal to the async ones; there is one implementation of each
+operation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
-from backbeat.clock import Clock, SystemClock
+from backbeat.brokers import Publisher, is_broker_url, open_publisher, redact
+from backbeat.clock import Clock, SystemClock, iso
 from backbeat.config import DEFAULT_QUEUE, Settings, check_queue_name
-from backbeat.errors import EnqueueError
+from backbeat.errors import ConfigError, EmitError, EnqueueError, EventError, SchemaTooNew, StoreError
+from backbeat.events import ENQUEUE_EVENT, from_envelope
 from backbeat.ids import uuid7
-from backbeat.jobs import Job
+from backbeat.jobs import Job, build_job, resolve_run_at
 from backbeat.metrics import job_metrics
 from backbeat.portal import Portal
 from backbeat.serialization import encode_payload
 from backbeat.store import open_store, store_is_loop_bound
 from backbeat.store.base import Store
-from backbeat.types import NewJob, TaskInfo
+from backbeat.types import NewEvent, NewJob, TaskInfo
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-RESERVED_OPTIONS = ("delay", "at", "dedup_key", "priority", "queue")
-"""Keywords of ``enqueue`` itself: a task may not name a parameter after one of them."""
-
-
-def resolve_run_at(now: float, delay: float | timedelta | None, at: datetime | None) -> float:
-    """The due time from ``delay``/``at``, validated (negative delays and naive datetimes refused)."""
-    if delay is not None and at is not None:
-        raise EnqueueError("pass either delay= or at=, not both")
-    if delay is not None:
-        if isinstance(delay, timedelta):
-            seconds = delay.total_seconds()
-        elif isinstance(delay, int | float) and not isinstance(delay, bool):
-            seconds = float(delay)
-        else:
-            raise EnqueueError(f"delay must be seconds or a timedelta, got {delay!r}")
-        if not seconds >= 0:
-            raise EnqueueError(f"delay cannot be negative, got {seconds} s")
-        return now + seconds
-    if at is not None:
-        if not isinstance(at, datetime):
-            raise EnqueueError(f"at must be a timezone-aware datetime, got {at!r}")
-        if at.tzinfo is None or at.utcoffset() is None:
-            raise EnqueueError(
-                f"at={at.isoformat()} is naive: pass a timezone-aware datetime (e.g. datetime.now(UTC) + ...)"
-            )
-        return at.timestamp()
-    return now
-
-
-def build_job(
-    task: TaskInfo,
-    args: Sequence[Any],
-    kwargs: Mapping[str, Any],
-    *,
-    settings: Settings,
-    now: float,
-    delay: float | timedelta | None = None,
-    at: datetime | None = None,
-    dedup_key: str | None = None,
-    priority: int | None = None,
-    queue: str | None = None,
-) -> NewJob:
-    """A validated ``NewJob``; raises ``EnqueueError`` (nothing written) on bad input."""
-    if dedup_key is not None and (not isinstance(dedup_key, str) or not dedup_key):
-        raise EnqueueError(f"dedup_key must be a non-empty string, got {dedup_key!r}")
-    if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
-        raise EnqueueError(f"priority must be an integer, got {priority!r}")
-    run_at = resolve_run_at(now, delay, at)
-    return NewJob(
-        id=uuid7(),
-        task=task.name,
-        queue=check_queue_name(queue) if queue is not None else task.queue,
-        payload=encode_payload(args, kwargs, limit=settings.max_payload_bytes),
-        run_at=run_at,
-        priority=task.priority if priority is None else priority,
-        max_attempts=task.max_attempts,
-        timeout=task.timeout,
-        dedup_key=dedup_key,
-    )
+log = logging.getLogger("backbeat.client")
 
 
 class Client:
-    """Enqueue by task name and follow jobs, against a store URL (default ``BACKBEAT_URL``)."""
+    """Emit events and enqueue by task name, against a store URL (default ``BACKBEAT_URL``)
+    or a broker URL (``amqp://``, ``nats://``, ``http(s)://``); follow jobs on a store URL.
 
-    def __init__(self, url: str | None = None, *, settings: Settings | None = None, clock: Clock | None = None) -> None:
-        self.settings = settings if settings is not None else Settings.build(url)
+    ``token`` (default ``BACKBEAT_TOKEN``) authenticates to an ``http(s)://`` endpoint.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.broker_url = url if is_broker_url(url) else None
+        self.settings = settings if settings is not None else Settings.build(None if self.broker_url else url)
         self.clock: Clock = clock or SystemClock()
-        self._portal = Portal(inline=not store_is_loop_bound(self.settings.url))
+        self._token = token if token is not None else os.environ.get("BACKBEAT_TOKEN") or None
+        if self.broker_url is not None:
+            open_publisher(self.broker_url, token=self._token)  # validates the URL and the driver now
+        self._portal = Portal(inline=self.broker_url is None and not store_is_loop_bound(self.settings.url))
         self._lock = threading.Lock()
         self._shared: Store | None = None
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Store] = weakref.WeakKeyDictionary()
+        self._publishers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Publisher] = weakref.WeakKeyDictionary()
         self._registry: dict[str, TaskInfo] | None = None
 
     @property
     def url(self) -> str:
-        return self.settings.url
+        return redact(self.broker_url) if self.broker_url else self.settings.url
 
     def sync(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run an async method to completion from sync code (the sync facade's one path)."""
@@ -115,6 +84,11 @@ class Client:
 
     async def astore(self) -> Store:
         """The opened store for the running event loop (one per loop if the store needs it)."""
+        if self.broker_url is not None:
+            raise ConfigError(
+                f"Client({self.url!r}) sends to a broker and cannot read the store: follow jobs and "
+                "events with a Client on the jobs app's store URL"
+            )
         loop = asyncio.get_running_loop()
         with self._lock:
             store = self._shared if self._shared is not None else self._per_loop.get(loop)
@@ -138,10 +112,14 @@ class Client:
     async def aclose(self) -> None:
         """Close the store used from this loop (and the shared one)."""
         with self._lock:
-            stores = [s for s in (self._shared, self._per_loop.pop(asyncio.get_running_loop(), None)) if s]
+            loop = asyncio.get_running_loop()
+            stores = [s for s in (self._shared, self._per_loop.pop(loop, None)) if s]
             self._shared = None
+            publisher = self._publishers.pop(loop, None)
         for store in stores:
             await store.close()
+        if publisher is not None:
+            await publisher.close()
 
     def close(self) -> None:
         """Close the shared store and the portal's; stop the portal thread."""
@@ -177,6 +155,11 @@ class Client:
         what workers registered for that name. Raises ``EnqueueError`` on bad input."""
         if not isinstance(task, str) or not task:
             raise EnqueueError(f"task must be a task name, got {task!r}")
+        if self.broker_url is not None:
+            run_at = resolve_run_at(self.clock.now(), delay, at) if delay is not None or at is not None else None
+            return await self._send_enqueue(
+                task, args, kwargs or {}, run_at=run_at, dedup_key=dedup_key, priority=priority, queue=queue
+            )
         info = await self.atask_info(task)
         new = build_job(
             info,
@@ -227,3 +210,121 @@ class Client:
     def job(self, job_id: str) -> Job:
         """A handle on an existing job."""
         return Job(self, job_id)
+
+    # -- events ------------------------------------------------------------------------
+
+    async def aemit(
+        self,
+        name: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        key: str | None = None,
+        occurred_at: datetime | None = None,
+        connection: object | None = None,
+    ) -> str:
+        """Send the event ``name`` with ``payload`` (a JSON object); return its id.
+
+        ``id`` makes it idempotent (an id is processed once, however often sent; default a
+        new UUIDv7). With ``connection`` (your open transaction on the store's own
+        database) the event is written in that transaction: it exists once you commit,
+        never if you roll back. Raises ``EventError`` on a bad event, ``EmitError`` when
+        the broker or store stayed unreachable for ``send_timeout`` seconds.
+        """
+        event = self._event(name, payload, id, key, occurred_at)
+        await self._deliver([event], connection)
+        return event.id
+
+    def emit(
+        self,
+        name: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        key: str | None = None,
+        occurred_at: datetime | None = None,
+        connection: object | None = None,
+    ) -> str:
+        return self.sync(self.aemit, name, payload, id=id, key=key, occurred_at=occurred_at, connection=connection)
+
+    def _event(
+        self, name: str, payload: Mapping[str, Any] | None, id: str | None, key: str | None, at: datetime | None
+    ) -> NewEvent:
+        if at is not None and (not isinstance(at, datetime) or at.tzinfo is None):
+            raise EventError(f"occurred_at must be a timezone-aware datetime, got {at!r}")
+        envelope: dict[str, Any] = {"name": name, "payload": {} if payload is None else payload}
+        if not isinstance(envelope["payload"], Mapping):
+            raise EventError(f"event {name}: payload must be a mapping (a JSON object), got {type(payload).__name__}")
+        envelope["payload"] = dict(envelope["payload"])
+        for field, value in (("id", id), ("key", key), ("occurred_at", at)):
+            if value is not None:
+                envelope[field] = value
+        event = from_envelope(envelope, source="store", received=self.clock.now())
+        size = len(event.payload.encode())
+        if size > self.settings.max_payload_bytes:
+            raise EventError(
+                f"event {name}: payload is {size:,} bytes, over the limit of {self.settings.max_payload_bytes:,}"
+            )
+        return event
+
+    async def _send_enqueue(
+        self,
+        task: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        run_at: float | None,
+        dedup_key: str | None,
+        priority: int | None,
+        queue: str | None,
+    ) -> Job:
+        """An enqueue as the reserved event, for a jobs app reached only over a broker."""
+        encode_payload(args, kwargs, limit=self.settings.max_payload_bytes)  # refuse what could not travel
+        job_id = uuid7()
+        body: dict[str, Any] = {"task": task, "args": list(args), "kwargs": dict(kwargs), "job_id": job_id}
+        for field, value in (("at", None if run_at is None else iso(run_at)), ("dedup_key", dedup_key)):
+            if value is not None:
+                body[field] = value
+        if priority is not None:
+            body["priority"] = priority
+        if queue is not None:
+            body["queue"] = check_queue_name(queue)
+        await self._deliver([self._event(ENQUEUE_EVENT, body, job_id, None, None)], None)
+        return Job(self, job_id)
+
+    async def _deliver(self, events: Sequence[NewEvent], connection: object | None) -> None:
+        if connection is not None:
+            if self.broker_url is not None:
+                raise EventError(
+                    f"connection= joins your database transaction: it needs the store's URL, not {self.url}"
+                )
+            await (await self.astore()).event_append_on(connection, events, now=self.clock.now())
+            return
+        limit = self.settings.send_timeout
+        deadline = time.monotonic() + limit
+        backoff = 0.1
+        while True:
+            try:
+                if self.broker_url is not None:
+                    await (await self._publisher()).publish(events)
+                else:
+                    await (await self.astore()).event_append(events, now=self.clock.now())
+                return
+            except (OSError, TimeoutError, StoreError) as exc:
+                if isinstance(exc, SchemaTooNew) or time.monotonic() + backoff > deadline:
+                    raise EmitError(
+                        f"could not deliver event {events[0].name} ({events[0].id}) to {self.url} "
+                        f"within {limit:g} s: {exc}; it was not sent"
+                    ) from exc
+                log.warning("cannot reach %s (%s); retrying in %.1f s", self.url, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def _publisher(self) -> Publisher:
+        assert self.broker_url is not None
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            publisher = self._publishers.get(loop)
+            if publisher is None:
+                publisher = self._publishers[loop] = open_publisher(self.broker_url, token=self._token)
+        return publisher

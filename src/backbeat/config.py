@@ -109,6 +109,9 @@ class Settings:
     """Largest encoded arguments (and result) of one job."""
     default_retries: int = 3
     """Retries of a task that declares none (Celery's default too)."""
+    send_timeout: float = 30.0
+    """Seconds ``emit`` (and ``enqueue`` over a broker) keeps retrying an unreachable broker
+    or store before raising ``EmitError``."""
     secret_key: str | None = field(default=None, repr=False)
     """``BACKBEAT_SECRET_KEY``: keys the hashes that name rate-limit buckets (so a bucket
     built from a token never stores the token, nor a hash anyone could test guesses against)."""
@@ -123,6 +126,7 @@ class Settings:
             raise ConfigError(f"max_payload_bytes must be a positive integer, got {self.max_payload_bytes!r}")
         if not isinstance(self.default_retries, int) or self.default_retries < 0:
             raise ConfigError(f"default_retries must be an integer >= 0, got {self.default_retries!r}")
+        seconds(self.send_timeout, "send_timeout")
 
     def with_worker(self, **changes: Any) -> Settings:
         return replace(self, worker=replace(self.worker, **changes))

@@ -49,6 +49,11 @@ class EventError(BackbeatError, ValueError):
     """An event that cannot be accepted as given (bad envelope, bad name, too large...)."""
 
 
+class EmitError(BackbeatError):
+    """An event (or an enqueue sent over a broker) could not be delivered: the broker or
+    store stayed unreachable for the client's ``send_timeout``. It was not sent."""
+
+
 class ScheduleNotFound(BackbeatError, LookupError):
     """No schedule with that key."""
 

@@ -1,17 +1,84 @@
-"""``Job``: the handle ``enqueue`` returns (``job.id``, ``job.status()``, ``job.result()``)."""
+"""Jobs from the caller's side: ``build_job`` validates an enqueue into a ``NewJob`` (the
+one place every enqueue path goes through), and ``Job`` is the handle ``enqueue`` returns
+(``job.id``, ``job.status()``, ``job.result()``)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from backbeat.errors import JobCancelled, JobFailed
-from backbeat.serialization import decode_result
-from backbeat.types import JobRecord, JobState
+from backbeat.config import Settings, check_queue_name
+from backbeat.errors import EnqueueError, JobCancelled, JobFailed
+from backbeat.ids import uuid7
+from backbeat.serialization import decode_result, encode_payload
+from backbeat.types import JobRecord, JobState, NewJob, TaskInfo
 
 if TYPE_CHECKING:
     from backbeat.client import Client
+
+
+RESERVED_OPTIONS = ("delay", "at", "dedup_key", "priority", "queue")
+"""Keywords of ``enqueue`` itself: a task may not name a parameter after one of them."""
+
+
+def resolve_run_at(now: float, delay: float | timedelta | None, at: datetime | None) -> float:
+    """The due time from ``delay``/``at``, validated (negative delays and naive datetimes refused)."""
+    if delay is not None and at is not None:
+        raise EnqueueError("pass either delay= or at=, not both")
+    if delay is not None:
+        if isinstance(delay, timedelta):
+            seconds = delay.total_seconds()
+        elif isinstance(delay, int | float) and not isinstance(delay, bool):
+            seconds = float(delay)
+        else:
+            raise EnqueueError(f"delay must be seconds or a timedelta, got {delay!r}")
+        if not seconds >= 0:
+            raise EnqueueError(f"delay cannot be negative, got {seconds} s")
+        return now + seconds
+    if at is not None:
+        if not isinstance(at, datetime):
+            raise EnqueueError(f"at must be a timezone-aware datetime, got {at!r}")
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise EnqueueError(
+                f"at={at.isoformat()} is naive: pass a timezone-aware datetime (e.g. datetime.now(UTC) + ...)"
+            )
+        return at.timestamp()
+    return now
+
+
+def build_job(
+    task: TaskInfo,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    settings: Settings,
+    now: float,
+    delay: float | timedelta | None = None,
+    at: datetime | None = None,
+    dedup_key: str | None = None,
+    priority: int | None = None,
+    queue: str | None = None,
+) -> NewJob:
+    """A validated ``NewJob``; raises ``EnqueueError`` (nothing written) on bad input."""
+    if dedup_key is not None and (not isinstance(dedup_key, str) or not dedup_key):
+        raise EnqueueError(f"dedup_key must be a non-empty string, got {dedup_key!r}")
+    if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
+        raise EnqueueError(f"priority must be an integer, got {priority!r}")
+    run_at = resolve_run_at(now, delay, at)
+    return NewJob(
+        id=uuid7(),
+        task=task.name,
+        queue=check_queue_name(queue) if queue is not None else task.queue,
+        payload=encode_payload(args, kwargs, limit=settings.max_payload_bytes),
+        run_at=run_at,
+        priority=task.priority if priority is None else priority,
+        max_attempts=task.max_attempts,
+        timeout=task.timeout,
+        dedup_key=dedup_key,
+    )
 
 
 class Job:

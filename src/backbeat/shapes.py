@@ -12,6 +12,7 @@ from typing import Any
 from backbeat.clock import iso
 from backbeat.types import (
     FINAL_STATES,
+    EventRecord,
     JobCount,
     JobRecord,
     JobState,
@@ -54,6 +55,31 @@ def job(record: JobRecord, *, detail: bool = False) -> dict[str, Any]:
         shape["result"] = None if record.result is None else json.loads(record.result)
         shape["traceback"] = record.traceback
     return shape
+
+
+def event(record: EventRecord) -> dict[str, Any]:
+    try:
+        payload = json.loads(record.payload)
+    except ValueError:
+        payload = {"undecodable": record.payload}
+    return {
+        "id": record.id,
+        "name": record.name,
+        "key": record.key,
+        "state": record.state.value,
+        "reason": record.reason,
+        "source": record.source,
+        "jobs": record.jobs,
+        "occurred_at": iso(record.occurred_at),
+        "received_at": iso(record.received_at),
+        "settled_at": iso(record.settled_at),
+        "payload": payload,
+    }
+
+
+def event_accepted(ids: Sequence[str], created: Sequence[bool]) -> dict[str, Any]:
+    """What ``emit`` and ``POST /api/events`` answer: each id, and whether it was new."""
+    return {"events": [{"id": i, "duplicate": not c} for i, c in zip(ids, created, strict=True)]}
 
 
 def worker(info: WorkerInfo, *, now: float, stale_after: float) -> dict[str, Any]:

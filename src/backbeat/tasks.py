@@ -8,10 +8,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from backbeat.client import RESERVED_OPTIONS, build_job
 from backbeat.config import check_queue_name, seconds
 from backbeat.errors import ConfigError, EnqueueError, TaskDefinitionError
-from backbeat.jobs import Job
+from backbeat.jobs import RESERVED_OPTIONS, Job, build_job
 from backbeat.ratelimits import bucket_id, template_fields
 from backbeat.types import TaskInfo
 

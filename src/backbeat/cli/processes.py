@@ -21,11 +21,20 @@ from backbeat.cli.logs import log_options, setup_logging
 from backbeat.cli.main import cli, url_option
 from backbeat.config import WorkerSettings
 from backbeat.errors import ConfigError
+from backbeat.runtime.consumer import Consumer
 from backbeat.runtime.scheduler import Scheduler
 from backbeat.runtime.supervisor import Supervisor
 from backbeat.runtime.worker import Worker
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+source_option = click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="URL",
+    help="Also consume events from this broker: amqp://... (RabbitMQ) or nats://... (NATS JetStream); "
+    "repeatable. The store's own events are always consumed.",
+)
 
 
 def worker_options(fn: Any) -> Any:
@@ -172,10 +181,12 @@ async def _serve(app: App, runner: Worker) -> None:
 @cli.command("run")
 @click.argument("app_ref", metavar="APP")
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@source_option
 @worker_options
 def run_cmd(
     app_ref: str,
     workers: int,
+    sources: tuple[str, ...],
     queues: tuple[str, ...],
     concurrency: int | None,
     lease: float | None,
@@ -186,10 +197,12 @@ def run_cmd(
     log_format: str,
     url: str | None,
 ) -> None:
-    """Run everything for APP in one command: worker processes (kept alive) and a scheduler."""
+    """Run everything for APP in one command: worker processes (kept alive), a scheduler and
+    the event consumers."""
     setup_logging(log_level, log_format)
     app = load_app(app_ref, url)  # fail here, once, if APP does not load
     worker_settings(app, queues, concurrency, lease, shutdown_grace)
+    consumer = Consumer(app, sources)
     argv = [sys.executable, "-m", "backbeat", "worker", app_ref, "--log-level", log_level, "--log-format", log_format]
     for flag, value in (
         ("--url", url),
@@ -205,31 +218,34 @@ def run_cmd(
     try:
         start_metrics(metrics_port, metrics_host, multiprocess_dir=metrics_dir)
         logging.getLogger("backbeat.run").info(
-            "running %s with %d worker process(es) and a scheduler", app_ref, workers
+            "running %s with %d worker process(es), a scheduler and event consumers", app_ref, workers
         )
-        code = asyncio.run(_run_all(app, Supervisor(argv, workers)))
+        code = asyncio.run(_run_all(app, Supervisor(argv, workers), consumer))
     finally:
         if owned and metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     sys.exit(code)
 
 
-async def _run_all(app: App, supervisor: Supervisor) -> int:
-    """The supervisor of the worker processes and a scheduler, in this process, until a signal."""
+async def _run_all(app: App, supervisor: Supervisor, consumer: Consumer) -> int:
+    """The supervisor of the worker processes, a scheduler and the event consumer, in this
+    process, until a signal."""
     scheduler = Scheduler(app)
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
         supervisor.stop()
         scheduler.stop()
+        consumer.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    firing = asyncio.create_task(scheduler.run())
+    helpers = [asyncio.create_task(scheduler.run()), asyncio.create_task(consumer.run())]
     try:
         code = await supervisor.run()
         scheduler.stop()
-        await firing
+        consumer.stop()
+        await asyncio.gather(*helpers)
     finally:
         await app.aclose()
     return code
@@ -237,21 +253,28 @@ async def _run_all(app: App, supervisor: Supervisor) -> int:
 
 @cli.command()
 @click.argument("app_ref", metavar="APP")
+@source_option
 @log_options
 @url_option
-def scheduler(app_ref: str, log_level: str, log_format: str, url: str | None) -> None:
-    """Run a scheduler for APP: sync its declared schedules, fire due ones. Run as many as
-    you like (on several machines): each occurrence fires once."""
+def scheduler(app_ref: str, sources: tuple[str, ...], log_level: str, log_format: str, url: str | None) -> None:
+    """Run a scheduler and the event consumers for APP: sync its declared schedules, fire
+    due ones, turn events into handler jobs. Run as many as you like (on several
+    machines): each occurrence fires once, each event is handled once."""
     setup_logging(log_level, log_format)
     app = load_app(app_ref, url)
-    asyncio.run(_schedule(app, Scheduler(app)))
+    asyncio.run(_schedule(app, Scheduler(app), Consumer(app, sources)))
 
 
-async def _schedule(app: App, runner: Scheduler) -> None:
+async def _schedule(app: App, runner: Scheduler, consumer: Consumer) -> None:
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        runner.stop()
+        consumer.stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, runner.stop)
+        loop.add_signal_handler(sig, on_signal)
     try:
-        await runner.run()
+        await asyncio.gather(runner.run(), consumer.run())
     finally:
         await app.aclose()

@@ -158,3 +158,23 @@ def render_explain(data: dict[str, Any]) -> None:
     for e in data["timeline"]:
         table.add_row(e["at"], e["kind"], t(e["detail"]), t(e["job_id"]))
     console.print(table)
+
+
+def render_events(rows: list[dict[str, Any]]) -> None:
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    for column in ("name", "state", "jobs", "received", "source", "reason"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            t(r["id"]),
+            t(r["name"]),
+            r["state"],
+            str(r["jobs"]),
+            r["received_at"],
+            t(r["source"]),
+            t((r["reason"] or "")[:120]),
+        )
+    console.print(table)
+    if rows:
+        console.print(f"next page: --before {rows[-1]['id']}", style="dim")

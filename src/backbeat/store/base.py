@@ -61,6 +61,7 @@ import abc
 import contextvars
 from collections.abc import Mapping, Sequence
 
+from backbeat.errors import EventError
 from backbeat.types import (
     Breach,
     BucketRequest,
@@ -376,6 +377,19 @@ class Store(abc.ABC):
     async def event_append(self, events: Sequence[NewEvent], *, now: float) -> list[bool]:
         """Accept events as ``pending`` (``received_at = now``), atomically together; False
         for an id already recorded (nothing changes for it)."""
+
+    async def event_append_on(self, connection: object, events: Sequence[NewEvent], *, now: float) -> list[bool]:
+        """``event_append`` inside the caller's open transaction on ``connection`` (a
+        database connection of the store's own kind: ``sqlite3.Connection`` to the same
+        file, a psycopg connection to the same database). Nothing is committed: the events
+        exist once the caller commits, and a rollback leaves none (a transactional outbox
+        with no relay). Stores that cannot, and a connection of the wrong kind, raise
+        ``EventError`` (nothing written)."""
+        kind = type(connection).__module__ + "." + type(connection).__qualname__
+        raise EventError(
+            f"{type(self).__name__} cannot write events inside your transaction (got connection={kind}): "
+            "pass a connection to the store's own SQL database, or drop connection="
+        )
 
     @abc.abstractmethod
     async def event_settle(self, settlements: Sequence[EventSettlement], *, now: float) -> list[bool]:

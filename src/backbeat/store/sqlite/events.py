@@ -5,11 +5,12 @@ SAVEPOINT per event so one failure leaves the others settled and itself untouche
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from backbeat.errors import EventNotFound, InvalidTransition
+from backbeat.errors import EventError, EventNotFound, InvalidTransition
 from backbeat.store.sqlite.connection import write_tx
 from backbeat.types import EventFilter, EventRecord, EventSettlement, EventState, NewEvent, NewJob
 
@@ -44,7 +45,23 @@ def _insert(conn: sqlite3.Connection, e: NewEvent, state: EventState, now: float
 
 def append(conn: sqlite3.Connection, events: Sequence[NewEvent], now: float) -> list[bool]:
     with write_tx(conn):
-        return [_insert(conn, e, EventState.PENDING, now) for e in events]
+        return append_on(conn, events, now)
+
+
+def append_on(conn: sqlite3.Connection, events: Sequence[NewEvent], now: float) -> list[bool]:
+    """The inserts alone, in whatever transaction ``conn`` (maybe the caller's) has open."""
+    return [_insert(conn, e, EventState.PENDING, now) for e in events]
+
+
+def check_same_file(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse a caller's connection to another database than the store's."""
+    rows = conn.execute("PRAGMA database_list").fetchall()
+    files = {os.path.realpath(row[2]) for row in rows if row[1] == "main" and row[2]}
+    if os.path.realpath(path) not in files:
+        raise EventError(
+            f"connection= is open on {', '.join(sorted(files)) or 'an in-memory database'}, not on the store's "
+            f"file {os.path.realpath(path)}: the event must be written to the store's database"
+        )
 
 
 def settle(

@@ -395,6 +395,12 @@ class SQLiteStore(Store):
         self._watcher.poke()
         return appended
 
+    async def event_append_on(self, connection: object, events: Sequence[NewEvent], *, now: float) -> list[bool]:
+        if not isinstance(connection, sqlite3.Connection):
+            return await super().event_append_on(connection, events, now=now)
+        sqlite_events.check_same_file(connection, self.path)
+        return sqlite_events.append_on(connection, events, now)
+
     async def event_settle(self, settlements: Sequence[EventSettlement], *, now: float) -> list[bool]:
         settled: list[bool] = await self._run(lambda conn: sqlite_events.settle(conn, settlements, now, _fire_job))
         self._watcher.poke()

@@ -1,0 +1,309 @@
+"""Events: the wire envelope, handlers (``@app.on``), typed contracts, and dispatch.
+
+The envelope is the contract between a main app (any language) and the jobs app::
+
+    {"name": "account.linked", "id": "<unique>", "occurred_at": "2026-11-28T10:00:00Z",
+     "payload": {"user_id": 123, "token": "abc"}, "key": "user:123"}
+
+``name`` and ``payload`` (an object) are required; a missing ``id`` is generated (so the
+event cannot be deduplicated) and a missing ``occurred_at`` is the time received.
+``ENVELOPE_SCHEMA`` is its JSON Schema (``backbeat events schema`` prints it with every
+declared contract).
+
+Dispatch (pure, given the app's handlers): an event becomes one job per matching handler,
+or ``unhandled`` (recorded, not an error), or ``dead`` with the reason when a handler's
+contract refuses its payload. The reserved event ``backbeat.enqueue`` carries an enqueue
+by task name from a client that only reaches a broker; its payload is ``{"task": name,
+"args": [...], "kwargs": {...}}`` with optional ``queue``, ``priority``, ``dedup_key``,
+``at`` (ISO 8601) and ``job_id`` (the id the job gets, so the sender knows it).
+
+Patterns: ``*`` matches one dot-separated segment, ``**`` any number (``account.*``
+matches ``account.linked``; ``account.**`` also ``account.linked.twice``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from backbeat.clock import iso
+from backbeat.errors import EnqueueError, EventError, TaskDefinitionError
+from backbeat.ids import uuid7
+from backbeat.jobs import build_job
+from backbeat.serialization import check_json
+from backbeat.types import EventSettlement, EventState, NewEvent, TaskInfo
+
+if TYPE_CHECKING:
+    from backbeat.app import App
+    from backbeat.tasks import Task
+
+ENQUEUE_EVENT = "backbeat.enqueue"
+NAME = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+PATTERN = re.compile(r"^(\*\*|\*|[A-Za-z0-9_\-]+)(\.(\*\*|\*|[A-Za-z0-9_\-]+))*$")
+ENVELOPE_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "backbeat event envelope",
+    "type": "object",
+    "required": ["name", "payload"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": NAME.pattern, "maxLength": 200},
+        "id": {
+            "type": ["string", "null"],
+            "minLength": 1,
+            "maxLength": 200,
+            "description": "unique: a repeat is ignored (missing or null: one is made up, and the event "
+            "cannot be deduplicated)",
+        },
+        "occurred_at": {
+            "type": ["string", "number", "null"],
+            "format": "date-time",
+            "description": "ISO 8601 (or Unix seconds); missing or null: when it was received",
+        },
+        "payload": {"type": "object"},
+        "key": {"type": ["string", "null"], "maxLength": 500},
+    },
+}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Event:
+    """What a handler receives. ``payload`` is the dict as sent; ``data`` the payload as
+    the handler's contract (a pydantic model) validated it, else ``None``."""
+
+    id: str
+    name: str
+    occurred_at: datetime
+    payload: dict[str, Any]
+    key: str | None = None
+    data: Any = None
+
+
+def envelope(event: NewEvent) -> dict[str, Any]:
+    return {
+        "name": event.name,
+        "id": event.id,
+        "occurred_at": iso(event.occurred_at),
+        "payload": json.loads(event.payload),
+        "key": event.key,
+    }
+
+
+def parse(raw: bytes | str, *, source: str, received: float, limit: int, default_id: str | None = None) -> NewEvent:
+    """The event a wire message carries; ``EventError`` naming what is wrong.
+    ``default_id`` (the broker's id of the message) stands in for a missing ``id``."""
+    size = len(raw)
+    if size > limit:
+        raise EventError(f"message is {size:,} bytes, over the limit of {limit:,} bytes")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventError(f"message is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise EventError(f"message must be a JSON object (the envelope), got {type(data).__name__}")
+    return from_envelope(data, source=source, received=received, default_id=default_id)
+
+
+def from_envelope(data: Mapping[str, Any], *, source: str, received: float, default_id: str | None = None) -> NewEvent:
+    unknown = sorted(set(data) - set(ENVELOPE_SCHEMA["properties"]))
+    if unknown:
+        raise EventError(
+            f"envelope has unknown field(s) {', '.join(unknown)}; allowed: name, id, occurred_at, payload, key"
+        )
+    name = data.get("name")
+    if not isinstance(name, str) or not NAME.match(name) or len(name) > 200:
+        raise EventError(f"event name must be dot-separated words (e.g. account.linked), got {name!r}")
+    payload = data.get("payload")
+    if not isinstance(payload, dict):
+        raise EventError(f"event {name}: payload must be a JSON object, got {type(payload).__name__}")
+    check_json(payload, "payload")
+    event_id = data.get("id")
+    if event_id is None:
+        event_id = default_id or uuid7()
+    key = data.get("key")
+    if not isinstance(event_id, str) or (key is not None and not isinstance(key, str)):
+        raise EventError(f"event {name}: id and key must be strings")
+    if not 0 < len(event_id) <= 200 or (key is not None and len(key) > 500):
+        raise EventError(f"event {name}: id must be 1 to 200 characters and key at most 500")
+    return NewEvent(
+        id=event_id,
+        name=name,
+        occurred_at=_time(data.get("occurred_at"), received),
+        payload=json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+        key=key,
+        source=source,
+    )
+
+
+def _time(value: Any, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise EventError(f"occurred_at {value!r} is not an ISO 8601 time") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def dead(raw: bytes | str, reason: str, *, source: str, received: float, event_id: str | None = None) -> NewEvent:
+    """A message that is not an acceptable event, kept as it came (a dead letter; the
+    first 100,000 characters of it)."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return NewEvent(
+        id=event_id or uuid7(),
+        name="backbeat.malformed",
+        occurred_at=received,
+        payload=json.dumps({"raw": text[:100_000], "reason": reason}),
+        source=source,
+    )
+
+
+@lru_cache(maxsize=1024)
+def _regex(pattern: str) -> re.Pattern[str]:
+    parts = [r"[^.]+(\.[^.]+)*" if p == "**" else r"[^.]+" if p == "*" else re.escape(p) for p in pattern.split(".")]
+    return re.compile(r"^" + r"\.".join(parts) + r"$")
+
+
+def matches(pattern: str, name: str) -> bool:
+    return bool(_regex(pattern).match(name))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Handler:
+    pattern: str
+    task: Task[Any, Any]
+    schema: Any = None
+    """A pydantic model class (anything with ``model_validate``/``model_json_schema``)."""
+
+
+def check_pattern(pattern: str) -> str:
+    if not isinstance(pattern, str) or not PATTERN.match(pattern):
+        raise TaskDefinitionError(f"event pattern must be dot-separated words, '*' or '**', got {pattern!r}")
+    return pattern
+
+
+def check_schema(schema: Any, pattern: str) -> Any:
+    if schema is not None and not (hasattr(schema, "model_validate") and hasattr(schema, "model_json_schema")):
+        raise TaskDefinitionError(
+            f"@app.on({pattern!r}): schema must be a pydantic model class (with model_validate), got {schema!r}"
+        )
+    return schema
+
+
+def handler_wrapper(fn: Callable[..., Any], schema: Any) -> Callable[..., Any]:
+    """The task function of a handler: rebuilds the ``Event`` from the job's envelope."""
+
+    def to_event(event: dict[str, Any]) -> Event:
+        payload = event["payload"]
+        return Event(
+            id=event["id"],
+            name=event["name"],
+            occurred_at=datetime.fromisoformat(event["occurred_at"]),
+            payload=payload,
+            key=event.get("key"),
+            data=None if schema is None else schema.model_validate(payload),
+        )
+
+    if inspect.iscoroutinefunction(fn):
+
+        async def run_async(event: dict[str, Any]) -> Any:
+            return await fn(to_event(event))
+
+        return run_async
+
+    def run(event: dict[str, Any]) -> Any:
+        return fn(to_event(event))
+
+    return run
+
+
+class Dispatcher:
+    """Turns events into settlements with the app's handlers (and its tasks, for
+    ``backbeat.enqueue``)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def settle(self, event: NewEvent, registry: Mapping[str, TaskInfo], now: float) -> EventSettlement:
+        if event.name == ENQUEUE_EVENT:
+            return self._enqueue(event, registry, now)
+        handlers = [h for h in self.app.handlers if matches(h.pattern, event.name)]
+        if not handlers:
+            return EventSettlement(event=event, state=EventState.UNHANDLED)
+        body = envelope(event)
+        refusals = [f"{h.task.name}: {_first_lines(exc)}" for h in handlers if (exc := _refusal(h, body["payload"]))]
+        if refusals:
+            return EventSettlement(
+                event=event, state=EventState.DEAD, reason="payload breaks the contract of " + "; ".join(refusals)
+            )
+        try:
+            jobs = tuple(
+                build_job(h.task.info, (), {"event": body}, settings=self.app.settings, now=now) for h in handlers
+            )
+        except EnqueueError as exc:
+            return EventSettlement(event=event, state=EventState.DEAD, reason=f"cannot make its jobs: {exc}")
+        return EventSettlement(event=event, state=EventState.HANDLED, jobs=jobs)
+
+    def _enqueue(self, event: NewEvent, registry: Mapping[str, TaskInfo], now: float) -> EventSettlement:
+        body = json.loads(event.payload)
+        try:
+            task = body.get("task")
+            if not isinstance(task, str) or not task:
+                raise EnqueueError("backbeat.enqueue needs a task name in payload.task")
+            local = self.app.tasks.get(task)
+            args, kwargs = list(body.get("args") or []), dict(body.get("kwargs") or {})
+            if local is not None:
+                local.check_arguments(args, kwargs)
+            info = (
+                local.info
+                if local is not None
+                else registry.get(task)
+                or TaskInfo(name=task, queue="default", max_attempts=1 + self.app.settings.default_retries)
+            )
+            options = {k: body[k] for k in ("queue", "priority", "dedup_key") if body.get(k) is not None}
+            at = datetime.fromisoformat(body["at"]) if body.get("at") is not None else None
+            job = build_job(info, args, kwargs, settings=self.app.settings, now=now, at=at, **options)
+            job_id = body.get("job_id")
+            if job_id is not None:
+                if not isinstance(job_id, str) or not 0 < len(job_id) <= 100:
+                    raise EnqueueError(f"payload.job_id must be a short string, got {job_id!r}")
+                job = replace(job, id=job_id)
+        except (EnqueueError, TypeError, ValueError, AttributeError) as exc:
+            return EventSettlement(event=event, state=EventState.DEAD, reason=f"enqueue refused: {exc}")
+        return EventSettlement(event=event, state=EventState.HANDLED, jobs=(job,))
+
+
+def _refusal(handler: Handler, payload: dict[str, Any]) -> Exception | None:
+    if handler.schema is None:
+        return None
+    try:
+        handler.schema.model_validate(payload)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError: its message is the reason
+        return exc
+    return None
+
+
+def _first_lines(exc: Exception) -> str:
+    """The validation errors in one line: ``user_id: Input should be a valid integer; ...``."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        parts = [f"{'.'.join(map(str, e.get('loc', ()))) or 'payload'}: {e.get('msg')}" for e in errors()]
+        return "; ".join(parts)[:500]
+    return " ".join(str(exc).split())[:500]
+
+
+def contracts(app: App) -> dict[str, Any]:
+    """The JSON Schema of the envelope and of every declared contract, by event pattern."""
+    declared: dict[str, Any] = {}
+    for h in app.handlers:
+        if h.schema is not None:
+            declared.setdefault(h.pattern, h.schema.model_json_schema())
+    return {"envelope": ENVELOPE_SCHEMA, "events": declared}
