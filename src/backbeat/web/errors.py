@@ -33,6 +33,12 @@ class Forbidden(WebError):
     status = 403
 
 
+class TooLarge(WebError):
+    """A body over the size limit (the message names the limit)."""
+
+    status = 413
+
+
 def status_of(exc: BackbeatError) -> int:
     if isinstance(exc, WebError):
         return exc.status

@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from backbeat import __version__
-from backbeat.types import FINAL_STATES, JobState
+from backbeat.events import ENVELOPE_SCHEMA
+from backbeat.types import FINAL_STATES, EventState, JobState
+from backbeat.web.api.events import MAX_BATCH
 from backbeat.web.operations import MAX_BUCKETS, MAX_MINUTES
 from backbeat.web.params import DEFAULT_PAGE
 from backbeat.web.settings import MAX_BULK, MAX_PAGE
@@ -77,6 +79,21 @@ WORKER = {
     "version": STR,
 }
 
+EVENT = {
+    "id": STR,
+    "name": STR,
+    "key": MAYBE_STR,
+    "state": _ref("EventState"),
+    "reason": {**MAYBE_STR, "description": "why it is dead"},
+    "source": STR,
+    "jobs": {**COUNT, "description": "handler jobs it made"},
+    "occurred_at": TIME,
+    "received_at": TIME,
+    "settled_at": MAYBE_TIME,
+    "payload": {"type": "object"},
+}
+_ENVELOPE = {k: v for k, v in ENVELOPE_SCHEMA.items() if not k.startswith("$")}
+
 SCHEMAS: dict[str, Any] = {
     "JobState": {"type": "string", "enum": STATES},
     "Counts": _obj(dict.fromkeys(STATES, COUNT)),
@@ -127,6 +144,10 @@ SCHEMAS: dict[str, Any] = {
         },
         "additionalProperties": False,
     },
+    "EventState": {"type": "string", "enum": [s.value for s in EventState]},
+    "Event": _obj(EVENT),
+    "Envelope": _ENVELOPE,
+    "EventsAccepted": _obj({"events": _array(_obj({"id": STR, "duplicate": BOOL}))}),
     "Error": _obj({"error": STR}),
 }
 
@@ -135,7 +156,8 @@ ERRORS = {
     "401": "BACKBEAT_TOKEN is configured and the request carries no valid bearer token.",
     "403": "Refused: read-only mode, writes without a configured token, or reads from off-host without one.",
     "404": "No such job (it may have been pruned after its retention).",
-    "409": "The job is not in a state that allows this (e.g. retrying a running job).",
+    "409": "The job or event is not in a state that allows this (e.g. retrying a running job).",
+    "413": "The body is over the size limit (the message names it).",
     "503": "The store cannot be reached.",
 }
 
@@ -147,8 +169,10 @@ def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | No
     return response
 
 
-def _op(summary: str, ok: dict[str, Any], errors: str, *, write: bool = False, **extra: Any) -> dict[str, Any]:
-    responses = {"200": ok} | {code: _json(_ref("Error"), ERRORS[code]) for code in errors.split()}
+def _op(
+    summary: str, ok: dict[str, Any], errors: str, *, write: bool = False, status: str = "200", **extra: Any
+) -> dict[str, Any]:
+    responses = {status: ok} | {code: _json(_ref("Error"), ERRORS[code]) for code in errors.split()}
     operation: dict[str, Any] = {"summary": summary, "responses": responses, **extra}
     if write:
         operation["security"] = [{"bearer": []}]
@@ -178,6 +202,13 @@ JOB_LIST_PARAMS = [
     _query("task", TEXT, "only jobs of this task"),
     _query("before", TEXT, "keyset pagination: the last id of the previous page"),
     _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}, "jobs per page"),
+]
+EVENT_ID = _path("event_id", STR, "the event's id")
+EVENT_LIST_PARAMS = [
+    _query("state", _ref("EventState"), "only events in this state"),
+    _query("name", TEXT, "only events of this name"),
+    _query("before", TEXT, "keyset pagination: the last id of the previous page"),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}, "events per page"),
 ]
 NEXT_LINK = {
     "Link": {
@@ -290,6 +321,51 @@ def _paths() -> dict[str, Any]:
                 WRITE_ERRORS,
                 write=True,
                 parameters=[QUEUE],
+            )
+        },
+        "/api/events": {
+            "get": _op(
+                "Events, newest first (= `backbeat events list --json`)",
+                _json(_array(_ref("Event")), "a page of events", NEXT_LINK),
+                "400 " + READ_ERRORS,
+                parameters=EVENT_LIST_PARAMS,
+            ),
+            "post": _op(
+                f"Store events for the jobs app's handlers: one envelope or an array of up to {MAX_BATCH}",
+                _json(_ref("EventsAccepted"), "stored (a repeated id is a duplicate, processed once)"),
+                "400 401 403 413 503",
+                write=True,
+                status="202",
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    _ref("Envelope"),
+                                    {**_array(_ref("Envelope")), "minItems": 1, "maxItems": MAX_BATCH},
+                                ]
+                            }
+                        }
+                    },
+                },
+            ),
+        },
+        "/api/events/{event_id}": {
+            "get": _op(
+                "One event (= `backbeat events show ID --json`)",
+                _json(_ref("Event"), "the event"),
+                "404 " + READ_ERRORS,
+                parameters=[EVENT_ID],
+            )
+        },
+        "/api/events/{event_id}/replay": {
+            "post": _op(
+                "Dispatch a dead or unhandled event again (= `backbeat events replay ID`)",
+                _json(_ref("Event"), "the event, pending again"),
+                WRITE_ERRORS + " 409",
+                write=True,
+                parameters=[EVENT_ID],
             )
         },
         "/api/workers": {

@@ -9,7 +9,7 @@ from typing import Any
 
 from backbeat.config import check_queue_name
 from backbeat.errors import ConfigError
-from backbeat.types import JobFilter, JobState
+from backbeat.types import EventFilter, EventState, JobFilter, JobState
 from backbeat.web.errors import BadRequest
 from backbeat.web.settings import MAX_BULK, MAX_PAGE
 
@@ -58,6 +58,21 @@ def job_filter(params: Mapping[str, str]) -> JobFilter:
         state=state(params),
         queue=text(params, "queue"),
         task=text(params, "task"),
+        before=text(params, "before"),
+        limit=integer(params, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE),
+    )
+
+
+def event_filter(params: Mapping[str, str]) -> EventFilter:
+    raw = params.get("state")
+    try:
+        chosen = EventState(raw) if raw is not None else None
+    except ValueError:
+        names = ", ".join(s.value for s in EventState)
+        raise BadRequest(f"state must be one of {names}, got {raw!r}") from None
+    return EventFilter(
+        state=chosen,
+        name=text(params, "name"),
         before=text(params, "before"),
         limit=integer(params, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE),
     )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from backbeat.web.api import jobs, queues, status, workers
+from backbeat.web.api import events, jobs, queues, status, workers
 
 
 def routes() -> list[BaseRoute]:
-    return [*status.ROUTES, *jobs.ROUTES, *queues.ROUTES, *workers.ROUTES]
+    return [*status.ROUTES, *jobs.ROUTES, *queues.ROUTES, *workers.ROUTES, *events.ROUTES]
