@@ -203,7 +203,7 @@ class Retention:
     dead: float = 7 * 24 * 3600.0
     cancelled: float = 24 * 3600.0
     history: float = 7 * 24 * 3600.0
-    """Decision logs and closed SLA breaches."""
+    """Decision logs, closed SLA breaches and settled events."""
 
     def cutoffs(self, now: float) -> dict[JobState, float]:
         return {
