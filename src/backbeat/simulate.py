@@ -116,8 +116,12 @@ async def simulate(
     warmup: float = 0.0,
     seed: int = 1,
     deadline_dispatch: bool = True,
+    resolution: float = 0.05,
 ) -> Result:
-    """Run the workload for ``duration`` simulated seconds on ``workers`` job slots."""
+    """Run the workload for ``duration`` simulated seconds on ``workers`` job slots.
+
+    Time advances to the next thing that happens, rounded up to ``resolution`` seconds (a
+    scheduler's and a worker's reaction time), so simultaneous work is done in batches."""
     rng = random.Random(seed)
     clock = ManualClock(START)
     app = App(
@@ -166,7 +170,8 @@ async def simulate(
             for t in (next_sample, await store.schedule_next_due(), running[0][0] if running else None)
             if t is not None and t > now
         ]
-        clock.set(min([*upcoming, end + 1]))
+        step = min([*upcoming, end + 1])
+        clock.set(max(step, math.ceil((step - START) / resolution) * resolution + START))
     await app.aclose()
     return result
 

@@ -9,8 +9,9 @@ Internal module: the public names are re-exported by ``backbeat``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
+from typing import Any, TypeVar
 
 
 class JobState(StrEnum):
@@ -541,3 +542,33 @@ class EventFilter:
     name: str | None = None
     before: str | None = None
     limit: int = 50
+
+
+R = TypeVar("R")
+_EVOLVERS: dict[type, Any] = {}
+
+
+def evolve(record: R, **changes: Any) -> R:
+    """``dataclasses.replace`` for these records (none has a ``__post_init__``), several
+    times faster: the stores and the simulation make millions of them. The per-class
+    function is generated once, as ``dataclasses`` generates ``__init__``."""
+    cls = type(record)
+    fn = _EVOLVERS.get(cls)
+    if fn is None:
+        fn = _EVOLVERS[cls] = _evolver(cls)
+    return fn(record, changes)  # type: ignore[no-any-return]
+
+
+def _evolver(cls: type) -> Any:
+    names = [f.name for f in fields(cls)]
+    lines = [
+        "def evolve(r, c):",
+        "    if not known.issuperset(c):",
+        "        raise TypeError(f'{cls.__name__} has no field(s) {sorted(set(c) - known)}')",
+        "    n = new(cls)",
+        *(f"    put(n, {n!r}, c[{n!r}] if {n!r} in c else r.{n})" for n in names),
+        "    return n",
+    ]
+    scope: dict[str, Any] = {"known": frozenset(names), "cls": cls, "new": object.__new__, "put": object.__setattr__}
+    exec("\n".join(lines), scope)
+    return scope["evolve"]

@@ -7,9 +7,9 @@ that ended and the time, the schedule as it must be, and which breach records ch
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from backbeat.types import Breach, JobState, ScheduleKind, ScheduleMode, ScheduleRecord
+from backbeat.types import Breach, JobState, ScheduleKind, ScheduleMode, ScheduleRecord, evolve
 
 RUN_TIME_WEIGHT = 0.2
 """How far one run moves a schedule's average run time towards its own duration."""
@@ -35,7 +35,7 @@ def finish_run(
     if started_at is not None:
         took = max(0.0, now - started_at)
         run_time = took if run_time is None else run_time + RUN_TIME_WEIGHT * (took - run_time)
-    after = replace(record, in_flight=None, last_finished_at=now, last_state=state, run_time=run_time)
+    after = evolve(record, in_flight=None, last_finished_at=now, last_state=state, run_time=run_time)
     end_open = False
     missed = None
     if state is JobState.SUCCEEDED:
@@ -50,7 +50,7 @@ def finish_run(
                     ended_at=now,
                 )
         deadline = None if spec.sla is None else now + spec.sla
-        after = replace(after, last_success_at=now, deadline_at=deadline, breach_since=None)
+        after = evolve(after, last_success_at=now, deadline_at=deadline, breach_since=None)
     return RunEnd(
         record=rearm(after, record.pending_jitter, now, next_in), end_open_breach=end_open, missed_breach=missed
     )
@@ -61,9 +61,9 @@ def rearm(record: ScheduleRecord, pending_jitter: float, now: float, next_in: fl
     if spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY:
         assert spec.every is not None
         tick = now + (spec.every if next_in is None else next_in)
-        return replace(record, next_tick=tick, next_at=tick + pending_jitter)
+        return evolve(record, next_tick=tick, next_at=tick + pending_jitter)
     if next_in is not None:
-        return replace(record, next_tick=now + next_in, next_at=now + next_in)
+        return evolve(record, next_tick=now + next_in, next_at=now + next_in)
     return record
 
 

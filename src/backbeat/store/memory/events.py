@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from backbeat.errors import EventNotFound, InvalidTransition, StoreError
 from backbeat.store.memory.state import MemoryState, new_record
-from backbeat.types import EventFilter, EventRecord, EventSettlement, EventState, NewEvent
+from backbeat.types import EventFilter, EventRecord, EventSettlement, EventState, NewEvent, evolve
 
 
 class EventMethods(MemoryState):
@@ -33,7 +32,7 @@ class EventMethods(MemoryState):
                     out.append(False)
                     continue
                 base = current or _record(s.event, s.state, now)
-                self._events[s.event.id] = replace(
+                self._events[s.event.id] = evolve(
                     base, state=s.state, reason=s.reason, jobs=len(s.jobs), settled_at=now
                 )
                 for job in s.jobs:
@@ -74,7 +73,7 @@ class EventMethods(MemoryState):
                 raise EventNotFound(f"no event {event_id!r}")
             if event.state not in (EventState.DEAD, EventState.UNHANDLED):
                 raise InvalidTransition(f"event {event_id} is {event.state}; only dead or unhandled events replay")
-            event = self._events[event_id] = replace(event, state=EventState.PENDING, reason=None, settled_at=None)
+            event = self._events[event_id] = evolve(event, state=EventState.PENDING, reason=None, settled_at=None)
             self._notify()
             return event
 

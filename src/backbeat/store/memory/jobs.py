@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 from backbeat.errors import InvalidTransition, JobNotFound, StoreError
 from backbeat.ids import token as new_token
@@ -12,7 +11,6 @@ from backbeat.store.memory.state import (
     MemoryState,
     after_ack,
     after_rescue,
-    dispatch_key,
     new_record,
 )
 from backbeat.types import (
@@ -29,6 +27,7 @@ from backbeat.types import (
     QueueInfo,
     TaskInfo,
     WorkerInfo,
+    evolve,
 )
 
 
@@ -55,19 +54,13 @@ class JobMethods(MemoryState):
 
     async def job_claim(self, request: ClaimRequest, *, now: float) -> list[JobRecord]:
         with self._lock:
+            for due in self._waiting.due(self._jobs, now):
+                self._put(evolve(due, state=JobState.QUEUED))
             queues = {q for q in request.queues if not (q in self._queues and self._queues[q].paused)}
-            candidates = [
-                j
-                for j in self._jobs.values()
-                if j.queue in queues
-                and j.task in request.tasks
-                and (j.state is JobState.QUEUED or (j.state is JobState.SCHEDULED and j.run_at <= now))
-            ]
-            candidates.sort(key=dispatch_key)
             claimed: list[JobRecord] = []
             batch = new_token()
-            for job in candidates[: request.limit]:
-                job = replace(
+            for job in self._waiting.heads(self._jobs, sorted(queues), request.tasks, request.limit):
+                job = evolve(
                     job,
                     state=JobState.RUNNING,
                     attempts=job.attempts + 1,
@@ -91,7 +84,7 @@ class JobMethods(MemoryState):
                 if job is None:
                     lost.add(ref.job_id)
                     continue
-                self._put(replace(job, lease_expires_at=now + lease))
+                self._put(evolve(job, lease_expires_at=now + lease))
                 if job.cancel_requested:
                     cancel.add(job.id)
             return HeartbeatResult(lost=frozenset(lost), cancel_requested=frozenset(cancel))
@@ -135,9 +128,9 @@ class JobMethods(MemoryState):
             if job is None:
                 raise JobNotFound(f"no job {job_id!r}")
             if job.state in (JobState.SCHEDULED, JobState.QUEUED):
-                job = replace(job, state=JobState.CANCELLED, finished_at=now)
+                job = evolve(job, state=JobState.CANCELLED, finished_at=now)
             elif job.state is JobState.RUNNING:
-                job = replace(job, cancel_requested=True)
+                job = evolve(job, cancel_requested=True)
             else:
                 return job
             self._put(job)
@@ -155,7 +148,7 @@ class JobMethods(MemoryState):
                     f"job {job_id} cannot be retried: job {self._live_dedup[job.dedup_key]} "
                     f"already holds its dedup key {job.dedup_key!r}"
                 )
-            job = replace(
+            job = evolve(
                 job,
                 state=JobState.QUEUED,
                 run_at=now,
@@ -276,7 +269,7 @@ class JobMethods(MemoryState):
             info = self._workers.get(worker_id)
             if info is None:
                 return False
-            self._workers[worker_id] = replace(info, heartbeat_at=now, in_flight=in_flight)
+            self._workers[worker_id] = evolve(info, heartbeat_at=now, in_flight=in_flight)
             return True
 
     async def worker_unregister(self, worker_id: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
 
 from backbeat.errors import ScheduleNotFound
 from backbeat.store import rules
@@ -26,6 +25,7 @@ from backbeat.types import (
     ScheduleSpec,
     SlaStats,
     Upserted,
+    evolve,
 )
 
 
@@ -56,7 +56,7 @@ class ScheduleMethods(MemoryState):
                 breach_since = None if ends else old.breach_since
                 if ends:
                     self._end_breach(spec.key, now)
-                record = replace(
+                record = evolve(
                     old,
                     spec=spec,
                     updated_at=now,
@@ -99,7 +99,7 @@ class ScheduleMethods(MemoryState):
             if not record.paused:
                 if record.breach_since is not None:
                     self._end_breach(key, now)
-                record = self._schedules[key] = replace(record, paused=True, paused_at=now, breach_since=None)
+                record = self._schedules[key] = evolve(record, paused=True, paused_at=now, breach_since=None)
             return record
 
     async def schedule_resume(self, key: str, *, now: float) -> ScheduleRecord:
@@ -110,23 +110,17 @@ class ScheduleMethods(MemoryState):
             if record.paused:
                 sla = record.spec.sla
                 deadline = None if sla is None else now + sla
-                record = replace(record, paused=False, paused_at=None, resumed_at=now, deadline_at=deadline)
+                record = evolve(record, paused=False, paused_at=None, resumed_at=now, deadline_at=deadline)
                 self._schedules[key] = record
             return record
 
-    def _firing(self) -> list[ScheduleRecord]:
-        return [r for r in self._schedules.values() if not r.paused and r.in_flight is None and r.next_at is not None]
-
     async def schedule_due(self, *, now: float, limit: int) -> list[ScheduleRecord]:
         with self._lock:
-            due = [r for r in self._firing() if r.next_at is not None and r.next_at <= now]
-        due.sort(key=lambda r: (r.next_at, r.key))
-        return due[:limit]
+            return self._schedules.due(now, limit)
 
     async def schedule_next_due(self) -> float | None:
         with self._lock:
-            times = [r.next_at for r in self._firing() if r.next_at is not None]
-            return min(times) if times else None
+            return self._schedules.next_due()
 
     async def schedule_fire(self, fires: Sequence[Fire], *, now: float) -> list[bool]:
         with self._lock:
@@ -145,7 +139,7 @@ class ScheduleMethods(MemoryState):
                     assert record is not None
                     job = new_record(fire.job, now)
                     self._put(job)
-                    self._schedules[fire.key] = replace(
+                    self._schedules[fire.key] = evolve(
                         record,
                         in_flight=job.id,
                         last_fire_at=fire.job.fire_at,
@@ -194,7 +188,7 @@ class ScheduleMethods(MemoryState):
                     started_at=record.deadline_at,
                 )
                 self._breaches.append(breach)
-                self._schedules[record.key] = replace(record, breach_since=record.deadline_at)
+                self._schedules[record.key] = evolve(record, breach_since=record.deadline_at)
                 opened.append(breach)
             return opened
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import threading
 from collections import deque
-from dataclasses import replace
+from collections.abc import Collection, Iterable
 
 from backbeat.store import rules
 from backbeat.store.base import LEASE_EXPIRED
@@ -24,11 +25,107 @@ from backbeat.types import (
     ScheduleRecord,
     TaskInfo,
     WorkerInfo,
+    evolve,
 )
 
 
 def dispatch_key(job: JobRecord) -> tuple[int, float, str]:
     return (-job.priority, job.order_at, job.id)
+
+
+class Waiting:
+    """Heaps of the jobs waiting to run, so a claim reads heads instead of every job: per
+    queue the ``queued`` jobs in dispatch order, and the ``scheduled`` ones by due time.
+
+    Entries are pushed on every write that leaves a job waiting and checked against the job
+    when read (a stale entry is dropped), so nothing else has to remove them.
+    """
+
+    def __init__(self) -> None:
+        self.queued: dict[str, list[tuple[tuple[int, float, str], str]]] = {}
+        self.scheduled: list[tuple[float, str]] = []
+
+    def add(self, job: JobRecord) -> None:
+        if job.state is JobState.QUEUED:
+            heapq.heappush(self.queued.setdefault(job.queue, []), (dispatch_key(job), job.id))
+        elif job.state is JobState.SCHEDULED:
+            heapq.heappush(self.scheduled, (job.run_at, job.id))
+
+    def due(self, jobs: dict[str, JobRecord], now: float) -> list[JobRecord]:
+        """Pop the ``scheduled`` jobs due by ``now`` (each once)."""
+        out: dict[str, JobRecord] = {}
+        while self.scheduled and self.scheduled[0][0] <= now:
+            run_at, job_id = heapq.heappop(self.scheduled)
+            job = jobs.get(job_id)
+            if job is not None and job.state is JobState.SCHEDULED and job.run_at == run_at:
+                out[job_id] = job
+        return list(out.values())
+
+    def heads(
+        self, jobs: dict[str, JobRecord], queues: Iterable[str], tasks: Collection[str], limit: int
+    ) -> list[JobRecord]:
+        """The first ``limit`` queued jobs of ``tasks`` across ``queues`` in dispatch order;
+        they stay indexed (the caller's writes make the claimed ones stale)."""
+        found: dict[str, tuple[tuple[int, float, str], str]] = {}
+        for queue in queues:
+            heap = self.queued.get(queue, [])
+            aside: list[tuple[tuple[int, float, str], str]] = []
+            taken = 0
+            while heap and taken < limit:
+                entry = heapq.heappop(heap)
+                job = jobs.get(entry[1])
+                if job is None or job.state is not JobState.QUEUED or dispatch_key(job) != entry[0]:
+                    continue
+                if entry[1] in found:
+                    continue  # a duplicate entry of a job already taken from this heap
+                aside.append(entry)
+                if job.task in tasks:
+                    found[entry[1]] = entry
+                    taken += 1
+            for entry in aside:
+                heapq.heappush(heap, entry)
+        chosen = sorted(found.values())[:limit]
+        return [jobs[job_id] for _, job_id in chosen]
+
+
+class ScheduleTable(dict[str, ScheduleRecord]):
+    """Schedules by key, with a heap of the due times of those that may fire (not paused,
+    no run in flight), checked against the record when read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heap: list[tuple[float, str]] = []
+
+    def __setitem__(self, key: str, record: ScheduleRecord) -> None:
+        super().__setitem__(key, record)
+        if self._fires_at(record) is not None:
+            assert record.next_at is not None
+            heapq.heappush(self.heap, (record.next_at, key))
+
+    @staticmethod
+    def _fires_at(record: ScheduleRecord | None) -> float | None:
+        if record is None or record.paused or record.in_flight is not None:
+            return None
+        return record.next_at
+
+    def _valid(self, entry: tuple[float, str]) -> bool:
+        return self._fires_at(self.get(entry[1])) == entry[0]
+
+    def due(self, now: float, limit: int) -> list[ScheduleRecord]:
+        """Up to ``limit`` schedules due by ``now``, by (next_at, key); they stay indexed."""
+        out: dict[str, tuple[float, str]] = {}
+        while self.heap and self.heap[0][0] <= now and len(out) < limit:
+            entry = heapq.heappop(self.heap)
+            if self._valid(entry):
+                out[entry[1]] = entry
+        for entry in out.values():
+            heapq.heappush(self.heap, entry)
+        return [self[key] for _, key in sorted(out.values())]
+
+    def next_due(self) -> float | None:
+        while self.heap and not self._valid(self.heap[0]):
+            heapq.heappop(self.heap)
+        return self.heap[0][0] if self.heap else None
 
 
 class MemoryState:
@@ -41,7 +138,8 @@ class MemoryState:
         self._workers: dict[str, WorkerInfo] = {}
         self._tasks: dict[str, TaskInfo] = {}
         self._queues: dict[str, QueueInfo] = {}
-        self._schedules: dict[str, ScheduleRecord] = {}
+        self._waiting = Waiting()
+        self._schedules = ScheduleTable()
         self._fires: dict[tuple[str, float], str] = {}
         self._breaches: list[Breach] = []
         self._announced: set[tuple[str, float]] = set()
@@ -64,6 +162,7 @@ class MemoryState:
         if old is not None and old.dedup_key and old.state in LIVE_STATES:
             self._live_dedup.pop(old.dedup_key, None)
         self._jobs[job.id] = job
+        self._waiting.add(job)
         if job.dedup_key and job.state in LIVE_STATES:
             self._live_dedup[job.dedup_key] = job.id
         if job.schedule_key is not None and job.fire_at is not None:
@@ -98,7 +197,7 @@ class MemoryState:
     def _end_breach(self, key: str, now: float) -> None:
         for i, breach in enumerate(self._breaches):
             if breach.key == key and breach.ended_at is None:
-                self._breaches[i] = replace(breach, ended_at=now)
+                self._breaches[i] = evolve(breach, ended_at=now)
 
     def _notify(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -141,12 +240,12 @@ def resolve(fut: asyncio.Future[None]) -> None:
 
 def after_ack(job: JobRecord, outcome: JobOutcome, now: float) -> JobRecord:
     """The job after an accepted outcome (the semantics of ``Store.job_ack``)."""
-    done = replace(job, lease_token=None, lease_expires_at=None)
+    done = evolve(job, lease_token=None, lease_expires_at=None)
     match outcome.outcome:
         case Outcome.SUCCEEDED:
-            return replace(done, state=JobState.SUCCEEDED, result=outcome.result, finished_at=now)
+            return evolve(done, state=JobState.SUCCEEDED, result=outcome.result, finished_at=now)
         case Outcome.FAILED if outcome.retry_at is not None:
-            return replace(
+            return evolve(
                 done,
                 state=JobState.SCHEDULED,
                 run_at=outcome.retry_at,
@@ -155,25 +254,23 @@ def after_ack(job: JobRecord, outcome: JobOutcome, now: float) -> JobRecord:
                 traceback=outcome.traceback,
             )
         case Outcome.FAILED:
-            return replace(done, state=JobState.DEAD, error=outcome.error, traceback=outcome.traceback, finished_at=now)
+            return evolve(done, state=JobState.DEAD, error=outcome.error, traceback=outcome.traceback, finished_at=now)
         case Outcome.SNOOZED:
             retry_at = now if outcome.retry_at is None else outcome.retry_at
             order_at = retry_at if job.deadline is None else job.order_at
-            return replace(
-                done, state=JobState.SCHEDULED, run_at=retry_at, order_at=order_at, attempts=job.attempts - 1
-            )
+            return evolve(done, state=JobState.SCHEDULED, run_at=retry_at, order_at=order_at, attempts=job.attempts - 1)
         case Outcome.RELEASED:
-            return replace(done, state=JobState.QUEUED, attempts=job.attempts - 1)
+            return evolve(done, state=JobState.QUEUED, attempts=job.attempts - 1)
         case Outcome.CANCELLED:
-            return replace(done, state=JobState.CANCELLED, finished_at=now)
+            return evolve(done, state=JobState.CANCELLED, finished_at=now)
     raise AssertionError(outcome.outcome)
 
 
 def after_rescue(job: JobRecord, now: float) -> JobRecord:
     """The job after its lease expired (the semantics of ``Store.job_rescue``)."""
-    base = replace(job, lease_token=None, lease_expires_at=None, error=LEASE_EXPIRED, traceback=None)
+    base = evolve(job, lease_token=None, lease_expires_at=None, error=LEASE_EXPIRED, traceback=None)
     if job.cancel_requested:
-        return replace(base, state=JobState.CANCELLED, finished_at=now)
+        return evolve(base, state=JobState.CANCELLED, finished_at=now)
     if job.attempts >= job.max_attempts:
-        return replace(base, state=JobState.DEAD, finished_at=now)
-    return replace(base, state=JobState.QUEUED)
+        return evolve(base, state=JobState.DEAD, finished_at=now)
+    return evolve(base, state=JobState.QUEUED)
