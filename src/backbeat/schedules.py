@@ -129,7 +129,7 @@ def retimed(record: ScheduleRecord, spec: ScheduleSpec, now: float, rng: random.
 def plan_fire(record: ScheduleRecord, now: float, rng: random.Random, *, deadline_dispatch: bool = True) -> Fire:
     """The fire for a due schedule (``next_at <= now``, no run in flight). Without
     ``deadline_dispatch`` its job is ordered by due time like any other (FIFO)."""
-    spec = record.spec
+    spec = record.timing
     assert record.next_tick is not None and record.next_at is not None
     if spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY:
         fire_at, skipped = record.next_tick, 0

@@ -294,6 +294,9 @@ class ScheduleSpec:
     """Each occurrence is due up to this many seconds late, at random (spreads load)."""
     sla: float | None = None
     """Longest allowed gap between successful runs, seconds."""
+    max_every: float | None = None
+    """An every-schedule's range: the autopilot may stretch its interval up to this (never
+    past what its SLA allows) when a rate limit or the workers run short."""
     misfire: Misfire = Misfire.SKIP
     catch_up_limit: int = 0
     priority: int = 0
@@ -335,16 +338,61 @@ class ScheduleRecord:
     """When the current breach began; ``None`` when within SLA."""
     run_time: float | None = None
     """Moving average of its runs' durations (seconds), the "expected run time" of deadline dispatch."""
+    every_now: float | None = None
+    """The interval the autopilot set (``None``: ``spec.every``); a new definition resets it."""
+    every_reason: str | None = None
+    """Why ``every_now`` is what it is (shown by ``schedules list``, logged in ``explain``)."""
 
     @property
     def key(self) -> str:
         return self.spec.key
 
     @property
+    def timing(self) -> ScheduleSpec:
+        """The definition with the effective interval: what fires and re-arms follow."""
+        return self.spec if self.every_now is None else evolve(self.spec, every=self.every_now)
+
+    @property
     def staleness_base(self) -> float:
         """Staleness counts from the last success, or creation before one, or the last resume."""
         base = self.last_success_at if self.last_success_at is not None else self.created_at
         return max(base, self.resumed_at or base)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IntervalChange:
+    """Set a schedule's effective interval to ``every`` (``None``: back to its definition)
+    if it is still ``expected`` (``None``: the definition's)."""
+
+    key: str
+    every: float | None
+    expected: float | None
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskStats:
+    """Jobs of one task that finished in a window, and the seconds they ran."""
+
+    task: str
+    finished: int
+    run_seconds: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Backlog:
+    """Jobs due and waiting for a slot (``queued``, or ``scheduled`` and due)."""
+
+    count: int
+    oldest_due: float | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StateValue:
+    """A small document a process published for others (``Store.state_set``)."""
+
+    value: str
+    updated_at: float
 
 
 class Change(StrEnum):

@@ -63,18 +63,21 @@ from collections.abc import Mapping, Sequence
 
 from backbeat.errors import EventError
 from backbeat.types import (
+    Backlog,
     Breach,
     BucketRequest,
     BucketState,
     Capability,
     ClaimRequest,
     Decision,
+    DecisionKind,
     Enqueued,
     EventFilter,
     EventRecord,
     EventSettlement,
     Fire,
     HeartbeatResult,
+    IntervalChange,
     JobCount,
     JobFilter,
     JobOutcome,
@@ -88,7 +91,9 @@ from backbeat.types import (
     ScheduleRecord,
     ScheduleSpec,
     SlaStats,
+    StateValue,
     TaskInfo,
+    TaskStats,
     Upserted,
     WorkerInfo,
 )
@@ -231,6 +236,16 @@ class Store(abc.ABC):
     async def job_finished_since(self, since: float) -> dict[JobState, int]:
         """How many jobs reached each final state at or after ``since`` (throughput)."""
 
+    @abc.abstractmethod
+    async def job_stats(self, since: float) -> list[TaskStats]:
+        """Per task, the jobs that succeeded or died at or after ``since`` and the seconds
+        their last attempts ran (``finished_at - started_at``): the autopilot's demand."""
+
+    @abc.abstractmethod
+    async def job_backlog(self, queues: Sequence[str], *, now: float) -> Backlog:
+        """How many jobs of ``queues`` are due and waiting (``queued``, or ``scheduled``
+        with ``run_at <= now``), and the earliest due time among them."""
+
     # -- schedules ---------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -303,6 +318,15 @@ class Store(abc.ABC):
         purge, a manual delete), as if they ended now; return their keys. Keeps a chain
         from ever stopping silently."""
 
+    @abc.abstractmethod
+    async def schedule_set_every(self, changes: Sequence[IntervalChange], *, now: float) -> list[bool]:
+        """Apply each change on its own: set the every-schedule's effective interval
+        (``every_now``, with ``every_reason``) only if it is still ``expected`` (a
+        compare-and-set, so two autopilots never compound one change); False for a
+        schedule that is gone, not an every-schedule, or moved on. A schedule waiting for
+        its next occurrence has it moved by the difference; a run in flight re-arms with
+        the new interval. ``updated_at`` is not touched (the definition did not change)."""
+
     # -- SLA and the decision log -------------------------------------------------------
 
     @abc.abstractmethod
@@ -340,6 +364,11 @@ class Store(abc.ABC):
     async def decision_list(self, key: str, *, before: float | None = None, limit: int = 100) -> list[Decision]:
         """A schedule's decisions, newest first (entries at the same time: last appended
         first), only those before ``before`` when given."""
+
+    @abc.abstractmethod
+    async def decision_since(self, kinds: Sequence[DecisionKind], *, since: float, limit: int) -> list[Decision]:
+        """Decisions of ``kinds`` at or after ``since`` across schedules, oldest first (at
+        most ``limit``): the autopilot reads the rate-limit waits of the last window."""
 
     @abc.abstractmethod
     async def history_prune(self, *, before: float, limit: int = 10_000) -> int:
@@ -474,3 +503,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def task_list(self) -> list[TaskInfo]:
         """Every task a worker has registered, by name (the last registration wins)."""
+
+    # -- published state ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def state_set(self, name: str, value: str, *, now: float) -> None:
+        """Publish ``value`` (a small JSON document) under ``name``, replacing the last
+        one (the autopilot's desired worker count, for ``status`` and orchestrators)."""
+
+    @abc.abstractmethod
+    async def state_get(self, name: str) -> StateValue | None:
+        """The last value published under ``name``, or None."""

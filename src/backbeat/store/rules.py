@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backbeat.types import Breach, JobState, ScheduleKind, ScheduleMode, ScheduleRecord, evolve
+from backbeat.types import Breach, IntervalChange, JobState, ScheduleKind, ScheduleMode, ScheduleRecord, evolve
 
 RUN_TIME_WEIGHT = 0.2
 """How far one run moves a schedule's average run time towards its own duration."""
@@ -57,7 +57,7 @@ def finish_run(
 
 
 def rearm(record: ScheduleRecord, pending_jitter: float, now: float, next_in: float | None) -> ScheduleRecord:
-    spec = record.spec
+    spec = record.timing
     if spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY:
         assert spec.every is not None
         tick = now + (spec.every if next_in is None else next_in)
@@ -72,3 +72,18 @@ def changed_deadline(old: ScheduleRecord, sla: float | None, now: float) -> tupl
     deadline = None if sla is None else old.staleness_base + sla
     ends = old.breach_since is not None and (deadline is None or now <= deadline)
     return deadline, ends
+
+
+def set_every(record: ScheduleRecord | None, change: IntervalChange) -> ScheduleRecord | None:
+    """The schedule after ``change`` (``Store.schedule_set_every``), or None if it does not
+    apply: no such schedule, not an every-schedule, or its interval is no longer ``expected``."""
+    if record is None or record.spec.kind is not ScheduleKind.EVERY or record.every_now != change.expected:
+        return None
+    assert record.spec.every is not None
+    before = record.every_now or record.spec.every
+    after = change.every or record.spec.every
+    moved = evolve(record, every_now=change.every, every_reason=change.reason)
+    if record.in_flight is None and record.next_tick is not None and record.next_at is not None:
+        shift = after - before
+        moved = evolve(moved, next_tick=record.next_tick + shift, next_at=record.next_at + shift)
+    return moved

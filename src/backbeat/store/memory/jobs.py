@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import Mapping, Sequence
 
 from backbeat.errors import InvalidTransition, JobNotFound, StoreError
@@ -14,6 +15,7 @@ from backbeat.store.memory.state import (
     new_record,
 )
 from backbeat.types import (
+    Backlog,
     ClaimRequest,
     Enqueued,
     HeartbeatResult,
@@ -25,7 +27,9 @@ from backbeat.types import (
     Lease,
     NewJob,
     QueueInfo,
+    StateValue,
     TaskInfo,
+    TaskStats,
     WorkerInfo,
     evolve,
 )
@@ -177,23 +181,28 @@ class JobMethods(MemoryState):
 
     async def job_prune(self, cutoffs: Mapping[JobState, float], *, limit: int = 10_000) -> int:
         with self._lock:
-            deleted = 0
-            for state, cutoff in cutoffs.items():
-                doomed = [
-                    j.id
-                    for j in self._jobs.values()
-                    if j.state is state and j.finished_at is not None and j.finished_at < cutoff
-                ][:limit]
-                for job_id in doomed:
+            if not cutoffs:
+                return 0
+            latest = max(cutoffs.values())
+            deleted: dict[JobState, int] = {}
+            end = bisect.bisect_left(self._finished, (latest, ""))
+            kept = []
+            for finished_at, job_id in self._finished[:end]:
+                job = self._jobs.get(job_id)
+                if job is None or not job.state.is_final or job.finished_at != finished_at:
+                    continue  # stale: the job was deleted, or retried and finished again
+                state = job.state
+                if state in cutoffs and finished_at < cutoffs[state] and deleted.get(state, 0) < limit:
                     self._delete(job_id)
-                deleted += len(doomed)
-            return deleted
+                    deleted[state] = deleted.get(state, 0) + 1
+                else:
+                    kept.append((finished_at, job_id))
+            self._finished[:end] = kept
+            return sum(deleted.values())
 
     async def job_next_due(self, queues: Sequence[str]) -> float | None:
         with self._lock:
-            wanted = set(queues)
-            due = [j.run_at for j in self._jobs.values() if j.state is JobState.SCHEDULED and j.queue in wanted]
-            return min(due) if due else None
+            return self._waiting.next_due(self._jobs, queues)
 
     async def job_counts(self) -> list[JobCount]:
         with self._lock:
@@ -206,10 +215,24 @@ class JobMethods(MemoryState):
     async def job_finished_since(self, since: float) -> dict[JobState, int]:
         with self._lock:
             out: dict[JobState, int] = {}
-            for j in self._jobs.values():
-                if j.state.is_final and j.finished_at is not None and j.finished_at >= since:
-                    out[j.state] = out.get(j.state, 0) + 1
+            for j in self._finished_since(since):
+                out[j.state] = out.get(j.state, 0) + 1
             return out
+
+    async def job_stats(self, since: float) -> list[TaskStats]:
+        with self._lock:
+            stats: dict[str, tuple[int, float]] = {}
+            for j in self._finished_since(since):
+                if j.state in (JobState.SUCCEEDED, JobState.DEAD):
+                    count, seconds = stats.get(j.task, (0, 0.0))
+                    ran = j.finished_at - j.started_at if j.finished_at and j.started_at else 0.0
+                    stats[j.task] = (count + 1, seconds + max(0.0, ran))
+        return [TaskStats(task=t, finished=n, run_seconds=s) for t, (n, s) in sorted(stats.items())]
+
+    async def job_backlog(self, queues: Sequence[str], *, now: float) -> Backlog:
+        with self._lock:
+            count, oldest = self._waiting.count(self._jobs, queues, now)
+        return Backlog(count=count, oldest_due=oldest)
 
     # -- queues ------------------------------------------------------------------------
 
@@ -290,3 +313,13 @@ class JobMethods(MemoryState):
     async def task_list(self) -> list[TaskInfo]:
         with self._lock:
             return sorted(self._tasks.values(), key=lambda t: t.name)
+
+    # -- published state ---------------------------------------------------------------
+
+    async def state_set(self, name: str, value: str, *, now: float) -> None:
+        with self._lock:
+            self._published[name] = StateValue(value=value, updated_at=now)
+
+    async def state_get(self, name: str) -> StateValue | None:
+        with self._lock:
+            return self._published.get(name)

@@ -15,8 +15,10 @@ from backbeat.types import (
     Breach,
     Change,
     Decision,
+    DecisionKind,
     EventState,
     Fire,
+    IntervalChange,
     JobState,
     ScheduleFilter,
     ScheduleKind,
@@ -64,6 +66,8 @@ class ScheduleMethods(MemoryState):
                     next_at=None if waiting else next_at,
                     deadline_at=deadline,
                     breach_since=breach_since,
+                    every_now=None,
+                    every_reason=None,
                 )
                 change = Change.CHANGED
             self._schedules[spec.key] = record
@@ -153,6 +157,16 @@ class ScheduleMethods(MemoryState):
                 self._notify()
             return fired
 
+    async def schedule_set_every(self, changes: Sequence[IntervalChange], *, now: float) -> list[bool]:
+        with self._lock:
+            done = []
+            for change in changes:
+                moved = rules.set_every(self._schedules.get(change.key), change)
+                if moved is not None:
+                    self._schedules[change.key] = moved
+                done.append(moved is not None)
+            return done
+
     async def schedule_repair(self, *, now: float) -> list[str]:
         with self._lock:
             repaired = []
@@ -239,6 +253,13 @@ class ScheduleMethods(MemoryState):
         with self._lock:
             found = [d for d in reversed(self._decisions) if d.key == key and (before is None or d.at < before)]
         found.sort(key=lambda d: d.at, reverse=True)  # stable: entries at the same time, newest first
+        return found[:limit]
+
+    async def decision_since(self, kinds: Sequence[DecisionKind], *, since: float, limit: int) -> list[Decision]:
+        with self._lock:
+            wanted = set(kinds)
+            found = [d for d in self._decisions if d.kind in wanted and d.at >= since]
+        found.sort(key=lambda d: d.at)
         return found[:limit]
 
     async def history_prune(self, *, before: float, limit: int = 10_000) -> int:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
 import threading
 from collections import deque
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 from backbeat.store import rules
 from backbeat.store.base import LEASE_EXPIRED
@@ -23,6 +24,7 @@ from backbeat.types import (
     Outcome,
     QueueInfo,
     ScheduleRecord,
+    StateValue,
     TaskInfo,
     WorkerInfo,
     evolve,
@@ -60,6 +62,34 @@ class Waiting:
             if job is not None and job.state is JobState.SCHEDULED and job.run_at == run_at:
                 out[job_id] = job
         return list(out.values())
+
+    def count(self, jobs: dict[str, JobRecord], queues: Iterable[str], now: float) -> tuple[int, float | None]:
+        """(how many of ``queues``' jobs are due and waiting, the earliest due time)."""
+        wanted = set(queues)
+        seen: set[str] = set()
+        oldest: float | None = None
+        heaps: list[Sequence[tuple[object, str]]] = [self.scheduled, *(self.queued.get(q, []) for q in wanted)]
+        for entries in heaps:
+            for entry in entries:
+                job = jobs.get(entry[1])
+                if job is None or job.id in seen or job.queue not in wanted:
+                    continue
+                if job.state is JobState.QUEUED or (job.state is JobState.SCHEDULED and job.run_at <= now):
+                    seen.add(job.id)
+                    oldest = job.run_at if oldest is None else min(oldest, job.run_at)
+        return len(seen), oldest
+
+    def next_due(self, jobs: dict[str, JobRecord], queues: Iterable[str]) -> float | None:
+        wanted = set(queues)
+        times = [
+            run_at
+            for run_at, job_id in self.scheduled
+            if (job := jobs.get(job_id)) is not None
+            and job.state is JobState.SCHEDULED
+            and job.run_at == run_at
+            and job.queue in wanted
+        ]
+        return min(times) if times else None
 
     def heads(
         self, jobs: dict[str, JobRecord], queues: Iterable[str], tasks: Collection[str], limit: int
@@ -139,6 +169,10 @@ class MemoryState:
         self._tasks: dict[str, TaskInfo] = {}
         self._queues: dict[str, QueueInfo] = {}
         self._waiting = Waiting()
+        self._finished: list[tuple[float, str]] = []
+        """(finished_at, job id) of jobs as they reached a final state, sorted (stale entries
+        are skipped when read)."""
+        self._published: dict[str, StateValue] = {}
         self._schedules = ScheduleTable()
         self._fires: dict[tuple[str, float], str] = {}
         self._breaches: list[Breach] = []
@@ -168,6 +202,8 @@ class MemoryState:
         if job.schedule_key is not None and job.fire_at is not None:
             self._fires[(job.schedule_key, job.fire_at)] = job.id
         if job.state.is_final and (old is None or not old.state.is_final):
+            assert job.finished_at is not None
+            bisect.insort(self._finished, (job.finished_at, job.id))
             self._finish_run(job, next_in)
         self._version += 1
 
@@ -177,6 +213,15 @@ class MemoryState:
             del self._live_dedup[job.dedup_key]
         if job.schedule_key is not None and job.fire_at is not None:
             self._fires.pop((job.schedule_key, job.fire_at), None)
+
+    def _finished_since(self, since: float) -> list[JobRecord]:
+        """Final jobs with ``finished_at >= since``, each once."""
+        out: dict[str, JobRecord] = {}
+        for finished_at, job_id in self._finished[bisect.bisect_left(self._finished, (since, "")) :]:
+            job = self._jobs.get(job_id)
+            if job is not None and job.state.is_final and job.finished_at == finished_at:
+                out[job_id] = job
+        return list(out.values())
 
     def _finish_run(self, job: JobRecord, next_in: float | None) -> None:
         """The run of ``job``'s schedule ended (see "Finishing a run" in ``store.base``)."""

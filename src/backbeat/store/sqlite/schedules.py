@@ -31,6 +31,7 @@ from backbeat.types import (
     Decision,
     DecisionKind,
     Fire,
+    IntervalChange,
     JobState,
     Misfire,
     NewJob,
@@ -56,6 +57,7 @@ SPEC_FIELDS = (
     "mode",
     "jitter",
     "sla",
+    "max_every",
     "misfire",
     "catch_up_limit",
     "priority",
@@ -82,6 +84,8 @@ STATE_FIELDS = (
     "deadline_at",
     "breach_since",
     "run_time",
+    "every_now",
+    "every_reason",
 )
 COLUMNS = ", ".join(SPEC_FIELDS + STATE_FIELDS)
 _ENUMS = {"kind": ScheduleKind, "mode": ScheduleMode, "misfire": Misfire, "origin": ScheduleOrigin}
@@ -151,6 +155,8 @@ def upsert(
                 next_at=None if waiting else next_at,
                 deadline_at=deadline,
                 breach_since=None if ends else old.breach_since,
+                every_now=None,
+                every_reason=None,
             )
         put(conn, new)
     return Upserted(record=new, change=Change.ADDED if old is None else Change.CHANGED)
@@ -379,6 +385,29 @@ def decision_list(conn: sqlite3.Connection, key: str, before: float | None, limi
     return [
         Decision(key=k, at=at, kind=DecisionKind(kind), detail=detail, job_id=job) for k, at, kind, detail, job in rows
     ]
+
+
+def decision_since(conn: sqlite3.Connection, kinds: Sequence[DecisionKind], since: float, limit: int) -> list[Decision]:
+    marks = ", ".join("?" * len(kinds))
+    rows = conn.execute(
+        f"SELECT key, at, kind, detail, job_id FROM backbeat_decisions WHERE kind IN ({marks}) AND at >= ? "
+        "ORDER BY at, id LIMIT ?",
+        (*(k.value for k in kinds), since, limit),
+    ).fetchall()
+    return [
+        Decision(key=k, at=at, kind=DecisionKind(kind), detail=detail, job_id=job) for k, at, kind, detail, job in rows
+    ]
+
+
+def set_every(conn: sqlite3.Connection, changes: Sequence[IntervalChange]) -> list[bool]:
+    done = []
+    with write_tx(conn):
+        for change in changes:
+            moved = rules.set_every(get(conn, change.key), change)
+            if moved is not None:
+                put(conn, moved)
+            done.append(moved is not None)
+    return done
 
 
 def history_prune(conn: sqlite3.Connection, before: float, limit: int) -> int:

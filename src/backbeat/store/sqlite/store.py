@@ -40,18 +40,21 @@ from backbeat.store.sqlite.connection import (
     write_tx,
 )
 from backbeat.types import (
+    Backlog,
     Breach,
     BucketRequest,
     BucketState,
     Capability,
     ClaimRequest,
     Decision,
+    DecisionKind,
     Enqueued,
     EventFilter,
     EventRecord,
     EventSettlement,
     Fire,
     HeartbeatResult,
+    IntervalChange,
     JobCount,
     JobFilter,
     JobOutcome,
@@ -66,7 +69,9 @@ from backbeat.types import (
     ScheduleRecord,
     ScheduleSpec,
     SlaStats,
+    StateValue,
     TaskInfo,
+    TaskStats,
     Upserted,
     WorkerInfo,
 )
@@ -310,6 +315,27 @@ class SQLiteStore(Store):
         rows = await self._run(lambda conn: conn.execute(sql, (since,)).fetchall())
         return {_STATES[s]: n for s, n in rows}
 
+    async def job_stats(self, since: float) -> list[TaskStats]:
+        sql = (
+            "SELECT task, COUNT(*), TOTAL(MAX(0, finished_at - started_at)) FROM backbeat_jobs "
+            "WHERE state IN ('succeeded', 'dead') AND finished_at >= ? GROUP BY task ORDER BY task"
+        )
+        rows = await self._run(lambda conn: conn.execute(sql, (since,)).fetchall())
+        return [TaskStats(task=t, finished=n, run_seconds=s) for t, n, s in rows]
+
+    async def job_backlog(self, queues: Sequence[str], *, now: float) -> Backlog:
+        marks = _marks(len(queues))
+        sql = (
+            f"SELECT COUNT(*), MIN(run_at) FROM backbeat_jobs WHERE queue IN ({marks}) AND state = 'queued' "
+            f"UNION ALL SELECT COUNT(*), MIN(run_at) FROM backbeat_jobs WHERE queue IN ({marks}) "
+            "AND state = 'scheduled' AND run_at <= ?"
+        )
+        if not queues:
+            return Backlog(count=0, oldest_due=None)
+        rows = await self._run(lambda conn: conn.execute(sql, (*queues, *queues, now)).fetchall())
+        times = [t for _, t in rows if t is not None]
+        return Backlog(count=sum(n for n, _ in rows), oldest_due=min(times) if times else None)
+
     # -- schedules ---------------------------------------------------------------------
 
     async def schedule_upsert(
@@ -359,6 +385,9 @@ class SQLiteStore(Store):
     async def decision_list(self, key: str, *, before: float | None = None, limit: int = 100) -> list[Decision]:
         return await self._run(lambda conn: schedules.decision_list(conn, key, before, limit))
 
+    async def decision_since(self, kinds: Sequence[DecisionKind], *, since: float, limit: int) -> list[Decision]:
+        return await self._run(lambda conn: schedules.decision_since(conn, kinds, since, limit))
+
     async def history_prune(self, *, before: float, limit: int = 10_000) -> int:
         return await self._run(lambda conn: schedules.history_prune(conn, before, limit))
 
@@ -376,6 +405,11 @@ class SQLiteStore(Store):
 
     async def schedule_repair(self, *, now: float) -> list[str]:
         return await self._run(lambda conn: schedules.repair(conn, now))
+
+    async def schedule_set_every(self, changes: Sequence[IntervalChange], *, now: float) -> list[bool]:
+        done: list[bool] = await self._run(lambda conn: schedules.set_every(conn, changes))
+        self._watcher.poke()
+        return done
 
     # -- rate-limit buckets -----------------------------------------------------------
 
@@ -474,6 +508,17 @@ class SQLiteStore(Store):
             ).fetchall()
         )
         return [TaskInfo(name=n, queue=q, max_attempts=m, timeout=t, priority=p) for n, q, m, t, p in rows]
+
+    # -- published state ---------------------------------------------------------------
+
+    async def state_set(self, name: str, value: str, *, now: float) -> None:
+        sql = "INSERT OR REPLACE INTO backbeat_state (name, value, updated_at) VALUES (?, ?, ?)"
+        await self._run(lambda conn: conn.execute(sql, (name, value, now)))
+
+    async def state_get(self, name: str) -> StateValue | None:
+        sql = "SELECT value, updated_at FROM backbeat_state WHERE name = ?"
+        row = await self._run(lambda conn: conn.execute(sql, (name,)).fetchone())
+        return None if row is None else StateValue(value=row[0], updated_at=row[1])
 
 
 # -- the statements, run on the connection thread -------------------------------------
