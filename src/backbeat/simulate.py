@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 
 from backbeat.app import App
 from backbeat.clock import ManualClock
-from backbeat.config import SchedulerSettings
+from backbeat.config import AutopilotSettings, SchedulerSettings
 from backbeat.ids import uuid7
+from backbeat.runtime.autopilot import Autopilot, scaler
 from backbeat.runtime.scheduler import Scheduler
 from backbeat.store.base import Store
 from backbeat.types import (
     ClaimRequest,
     JobOutcome,
+    JobState,
     Lease,
     Outcome,
     ScheduleFilter,
@@ -48,6 +50,8 @@ class Group:
     sla: float | None
     job_time: float
     p95: float | None = None
+    max_every: float | None = None
+    """Let the autopilot stretch the interval up to this."""
     name: str = "g"
 
     def sampler(self, rng: random.Random) -> ServiceTime:
@@ -85,7 +89,11 @@ class Sample:
     """The largest staleness / SLA across schedules."""
     mean_ratio: float
     busy: int
+    slots: int
     workers: int
+    """Worker processes (``slots`` / concurrency)."""
+    mean_every: float
+    """The schedules' mean effective interval (the autopilot may stretch them)."""
 
 
 @dataclass(kw_only=True)
@@ -107,38 +115,55 @@ class _Slot:
     group: str
 
 
+@dataclass(kw_only=True)
+class Workers:
+    """The simulated worker processes: a fixed count, or sized by the autopilot."""
+
+    count: int | None = None
+    """Fixed; ``None`` for the autopilot (``--workers auto``)."""
+    concurrency: int = 1
+    minimum: int = 1
+    maximum: int = 1000
+
+
 async def simulate(
     groups: Sequence[Group],
     *,
-    workers: int,
+    workers: Workers,
     duration: float,
     sample_every: float = 5.0,
     warmup: float = 0.0,
     seed: int = 1,
     deadline_dispatch: bool = True,
     resolution: float = 0.05,
+    autopilot: AutopilotSettings | None = None,
 ) -> Result:
-    """Run the workload for ``duration`` simulated seconds on ``workers`` job slots.
+    """Run the workload for ``duration`` simulated seconds.
 
     Time advances to the next thing that happens, rounded up to ``resolution`` seconds (a
-    scheduler's and a worker's reaction time), so simultaneous work is done in batches."""
+    scheduler's and a worker's reaction time), so simultaneous work is done in batches.
+    The autopilot (``runtime.autopilot.Autopilot``, the one ``backbeat run`` uses) runs
+    every ``autopilot.period`` and sizes the slots, and stretches schedules with a range."""
     rng = random.Random(seed)
     clock = ManualClock(START)
     app = App(
         f"memory://simulate-{uuid7()}",
         clock=clock,
         scheduler=SchedulerSettings(deadline_dispatch=deadline_dispatch, batch=10_000),
+        autopilot=autopilot or AutopilotSettings(),
     )
     app.task(name=TASK)(lambda: None)
     store = await app.client.astore()
     samplers = {g.name: g.sampler(rng) for g in groups}
     await _create(store, groups, rng)
     scheduler = Scheduler(app, rng=rng)
+    fleet = _Fleet(app, workers)
     request = ClaimRequest(worker_id="simulate", queues=("default",), tasks=frozenset({TASK}), limit=1, lease=1e12)
     running: list[tuple[float, int, _Slot]] = []
     seq = 0
     result = Result()
     next_sample = START
+    next_round = START
     end = START + duration
     while (now := clock.now()) <= end:
         finished = []
@@ -147,8 +172,11 @@ async def simulate(
         if finished:
             await store.job_ack([JobOutcome(lease=s.lease, outcome=Outcome.SUCCEEDED) for s in finished], now=now)
             result.runs += len(finished)
+        if now >= next_round:
+            await fleet.round(store, now)
+            next_round = now + fleet.autopilot.period
         result.fired += await scheduler.tick(store)
-        free = workers - len(running)
+        free = fleet.slots - len(running)
         if free > 0:
             for job in await store.job_claim(_limit(request, free), now=now):
                 assert job.lease_token is not None and job.schedule_key is not None
@@ -159,7 +187,7 @@ async def simulate(
                 seq += 1
                 heapq.heappush(running, (slot.end, seq, slot))
         if now >= next_sample:
-            sample, stale = await _sample(store, now, len(running), workers)
+            sample, stale = await _sample(store, now, len(running), fleet)
             result.samples.append(sample)
             if sample.at >= warmup:
                 for key, value in stale.items():
@@ -167,13 +195,47 @@ async def simulate(
             next_sample = now + sample_every
         upcoming = [
             t
-            for t in (next_sample, await store.schedule_next_due(), running[0][0] if running else None)
+            for t in (next_sample, next_round, await store.schedule_next_due(), running[0][0] if running else None)
             if t is not None and t > now
         ]
         step = min([*upcoming, end + 1])
         clock.set(max(step, math.ceil((step - START) / resolution) * resolution + START))
     await app.aclose()
     return result
+
+
+class _Fleet:
+    """The slots the simulation runs, and the autopilot that sizes them."""
+
+    def __init__(self, app: App, workers: Workers) -> None:
+        self.workers = workers
+        self.count = workers.count if workers.count is not None else workers.minimum
+        fixed = workers.count is not None
+        self.autopilot = Autopilot(
+            app,
+            scaler=scaler(
+                app,
+                minimum=self.count if fixed else workers.minimum,
+                maximum=self.count if fixed else workers.maximum,
+                concurrency=workers.concurrency,
+            ),
+            resize=None if fixed else self.resize,
+            slots=lambda: self.slots,
+        )
+        self._pruned = START
+
+    @property
+    def slots(self) -> int:
+        return self.count * self.workers.concurrency
+
+    def resize(self, count: int) -> None:
+        self.count = count
+
+    async def round(self, store: Store, now: float) -> None:
+        await self.autopilot.step(store)
+        if now - self._pruned >= 60.0:  # keep only the window the autopilot reads
+            await store.job_prune({JobState.SUCCEEDED: now - 2 * self.autopilot.window})
+            self._pruned = now
 
 
 def _limit(request: ClaimRequest, n: int) -> ClaimRequest:
@@ -195,13 +257,14 @@ async def _create(store: Store, groups: Sequence[Group], rng: random.Random) -> 
                 every=g.every,
                 mode=ScheduleMode.DELAY,
                 sla=g.sla,
+                max_every=g.max_every,
                 max_attempts=1,
             )
             first = START + rng.uniform(0, g.every)
             await store.schedule_upsert(spec, next_tick=first, next_at=first, now=START)
 
 
-async def _sample(store: Store, now: float, busy: int, workers: int) -> tuple[Sample, dict[str, float]]:
+async def _sample(store: Store, now: float, busy: int, fleet: _Fleet) -> tuple[Sample, dict[str, float]]:
     records: list[ScheduleRecord] = []
     after = None
     while page := await store.schedule_list(ScheduleFilter(after=after, limit=10_000)):
@@ -220,6 +283,8 @@ async def _sample(store: Store, now: float, busy: int, workers: int) -> tuple[Sa
         worst_ratio=max(ratios) if ratios else 0.0,
         mean_ratio=sum(ratios) / len(ratios) if ratios else 0.0,
         busy=busy,
-        workers=workers,
+        slots=fleet.slots,
+        workers=fleet.count,
+        mean_every=sum(r.every_now or r.spec.every or 0.0 for r in records) / len(records),
     )
     return sample, by_key

@@ -14,7 +14,7 @@ import pytest
 from backbeat import App, ManualClock
 from backbeat.cli.sla import explain_data, sla_data
 from backbeat.ids import uuid7
-from backbeat.simulate import Group, simulate
+from backbeat.simulate import Group, Workers, simulate
 from backbeat.sla import SlaEvent, compliance
 from backbeat.testing import run_for
 from backbeat.types import Breach, ScheduleKind, ScheduleRecord, ScheduleSpec
@@ -132,9 +132,15 @@ def test_deadline_dispatch_spreads_staleness_where_fifo_favours_fast_jobs() -> N
     ]
 
     async def both() -> tuple[dict[str, float], dict[str, float]]:
-        edf = await simulate(groups, workers=10, duration=400, sample_every=0.5, warmup=100, seed=3)
+        edf = await simulate(groups, workers=Workers(count=10), duration=400, sample_every=0.5, warmup=100, seed=3)
         fifo = await simulate(
-            groups, workers=10, duration=400, sample_every=0.5, warmup=100, seed=3, deadline_dispatch=False
+            groups,
+            workers=Workers(count=10),
+            duration=400,
+            sample_every=0.5,
+            warmup=100,
+            seed=3,
+            deadline_dispatch=False,
         )
         return edf.worst, fifo.worst
 
@@ -154,9 +160,15 @@ def test_deadline_dispatch_keeps_every_promise_fifo_breaks() -> None:
     ]
 
     async def both() -> tuple[dict[str, float], dict[str, float]]:
-        edf = await simulate(groups, workers=5, duration=400, sample_every=0.5, warmup=100, seed=3)
+        edf = await simulate(groups, workers=Workers(count=5), duration=400, sample_every=0.5, warmup=100, seed=3)
         fifo = await simulate(
-            groups, workers=5, duration=400, sample_every=0.5, warmup=100, seed=3, deadline_dispatch=False
+            groups,
+            workers=Workers(count=5),
+            duration=400,
+            sample_every=0.5,
+            warmup=100,
+            seed=3,
+            deadline_dispatch=False,
         )
         return edf.worst, fifo.worst
 
