@@ -153,6 +153,7 @@ class App:
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
         sla: Duration | None = None,
+        max_every: Duration | None = None,
         mode: str = "delay",
         jitter: Duration = 0,
         first_in: Duration | None = None,
@@ -168,7 +169,8 @@ class App:
         ``mode="delay"`` (default) re-arms when a run ends, so the gap is interval + run
         time; ``"rate"`` keeps a fixed cadence. Runs of one key never overlap. The first
         run is due at once unless ``first_in``. ``sla`` is the longest allowed gap between
-        successful runs.
+        successful runs. ``max_every`` lets the autopilot stretch the interval up to it
+        (never past what the SLA allows) while a rate limit or the workers run short.
         """
         info = await self.schedules.task_info(task, args, kwargs or {})
         spec = build_spec(
@@ -179,6 +181,7 @@ class App:
             args=args,
             kwargs=kwargs,
             sla=sla,
+            max_every=max_every,
             mode=mode,
             jitter=jitter,
             misfire=misfire,
@@ -246,6 +249,7 @@ class App:
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
         sla: Duration | None = None,
+        max_every: Duration | None = None,
         mode: str = "delay",
         jitter: Duration = 0,
         first_in: Duration | None = None,
@@ -285,6 +289,7 @@ class App:
                 args=args,
                 kwargs=kwargs,
                 sla=sla,
+                max_every=max_every,
                 mode=mode,
                 jitter=jitter,
                 misfire=misfire,

@@ -103,6 +103,26 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class AutopilotSettings:
+    period: float = 5.0
+    """Seconds between rounds (measure, decide, act)."""
+    window: float = 30.0
+    """Seconds of finished jobs a round measures demand over."""
+    target_utilisation: float = 0.75
+    """Share of the job slots the demand may keep busy (the rest absorbs bursts)."""
+    down_after: int = 6
+    """Rounds that must agree before one worker is taken away (no flapping)."""
+
+    def __post_init__(self) -> None:
+        seconds(self.period, "autopilot period", allow_zero=False)
+        seconds(self.window, "autopilot window", allow_zero=False)
+        if not 0 < self.target_utilisation <= 1:
+            raise ConfigError(f"target_utilisation must be in (0, 1], got {self.target_utilisation!r}")
+        if self.down_after < 1:
+            raise ConfigError("autopilot down_after must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     url: str = DEFAULT_URL
     max_payload_bytes: int = 1_000_000
@@ -119,6 +139,7 @@ class Settings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    autopilot: AutopilotSettings = field(default_factory=AutopilotSettings)
 
     def __post_init__(self) -> None:
         check_url(self.url)

@@ -84,6 +84,7 @@ def build_spec(
     args: Sequence[Any] = (),
     kwargs: Mapping[str, Any] | None = None,
     sla: Duration | None = None,
+    max_every: Duration | None = None,
     mode: str = "delay",
     jitter: Duration = 0,
     misfire: str = "skip",
@@ -108,6 +109,7 @@ def build_spec(
             mode=_choice(ScheduleMode, mode, "mode"),
             jitter=parse_duration(jitter, "jitter"),
             sla=None if sla is None else parse_duration(sla, "sla"),
+            max_every=None if max_every is None else parse_duration(max_every, "max_every"),
             misfire=_choice(Misfire, misfire, "misfire"),
             catch_up_limit=(10 if misfire == Misfire.CATCH_UP else 0) if catch_up_limit is None else catch_up_limit,
             priority=info.priority if priority is None else priority,
@@ -164,7 +166,7 @@ class Schedules:
         return result
 
     async def aupdate(self, key: str, **changes: Any) -> ScheduleRecord:
-        """Change a schedule: ``every``, ``cron``, ``tz``, ``args``, ``kwargs``, ``sla``, ``mode``,
+        """Change a schedule: ``every``, ``cron``, ``tz``, ``args``, ``kwargs``, ``sla``, ``max_every``, ``mode``,
         ``jitter``, ``misfire``, ``catch_up_limit``, ``queue``, ``priority``, ``description``.
         Takes effect for the next run; a run in flight is not touched."""
         store = await self._store()
@@ -193,6 +195,7 @@ class Schedules:
             args=args,
             kwargs=kwargs,
             sla=changes.get("sla", spec.sla),
+            max_every=changes.get("max_every", spec.max_every),
             mode=changes.get("mode", spec.mode),
             jitter=changes.get("jitter", spec.jitter),
             misfire=changes.get("misfire", spec.misfire),
@@ -354,6 +357,7 @@ _UPDATABLE = frozenset(
         "args",
         "kwargs",
         "sla",
+        "max_every",
         "mode",
         "jitter",
         "misfire",

@@ -78,9 +78,25 @@ def check_spec(spec: ScheduleSpec) -> ScheduleSpec:
             raise ScheduleError(f"{where}: {name} must be >= 0 seconds, got {value!r}")
     if spec.sla is not None and spec.sla <= 0:
         raise ScheduleError(f"{where}: sla must be > 0 seconds")
+    _check_range(spec, where)
     if spec.misfire is Misfire.CATCH_UP and spec.catch_up_limit < 1:
         raise ScheduleError(f"{where}: misfire 'catch_up' needs catch_up_limit >= 1")
     return spec
+
+
+def _check_range(spec: ScheduleSpec, where: str) -> None:
+    """``max_every``: an every-schedule's, at least its interval, and short of its SLA."""
+    if spec.max_every is None:
+        return
+    if spec.kind is not ScheduleKind.EVERY or spec.every is None:
+        raise ScheduleError(f"{where}: max_every applies to every-schedules only (a cron keeps its times)")
+    if spec.max_every < spec.every:
+        raise ScheduleError(f"{where}: max_every {spec.max_every:g} s is shorter than the interval {spec.every:g} s")
+    if spec.sla is not None and spec.max_every >= spec.sla:
+        raise ScheduleError(
+            f"{where}: max_every {spec.max_every:g} s leaves no room within the SLA of {spec.sla:g} s "
+            "(a run must fit between the interval and the SLA)"
+        )
 
 
 def timing_changed(old: ScheduleSpec, new: ScheduleSpec) -> bool:

@@ -18,6 +18,7 @@ from backbeat.types import (
     JobState,
     QueueInfo,
     ScheduleRecord,
+    StateValue,
     TaskInfo,
     WorkerInfo,
 )
@@ -107,8 +108,10 @@ def status(
     now: float,
     window: float,
     stale_after: float,
+    autopilot: StateValue | None = None,
 ) -> dict[str, Any]:
-    """Queues, tasks and their job counts, workers, throughput, and tasks no live worker knows."""
+    """Queues, tasks and their job counts, workers, throughput, tasks no live worker knows,
+    and what the autopilot last published (desired workers and why)."""
     queues: dict[str, dict[str, int]] = {}
     tasks: dict[str, dict[str, int]] = {}
     for c in counts:
@@ -130,6 +133,7 @@ def status(
             "finished": {s.value: finished.get(s, 0) for s in sorted(FINAL_STATES)},
             "per_second": round(done / window, 3) if window else 0.0,
         },
+        "autopilot": None if autopilot is None else {**json.loads(autopilot.value), "at": iso(autopilot.updated_at)},
     }
 
 
@@ -162,6 +166,9 @@ def schedule(record: ScheduleRecord) -> dict[str, Any]:
         "mode": spec.mode.value if spec.every is not None else None,
         "jitter": spec.jitter,
         "sla": spec.sla,
+        "max_every": spec.max_every,
+        "every_now": record.every_now,
+        "every_reason": record.every_reason,
         "misfire": spec.misfire.value,
         "catch_up_limit": spec.catch_up_limit,
         "priority": spec.priority,

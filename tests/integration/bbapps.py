@@ -10,10 +10,14 @@ import os
 import time
 
 from backbeat import App, current_job
-from backbeat.config import WorkerSettings
+from backbeat.config import AutopilotSettings, WorkerSettings
 from backbeat.retry import RetryPolicy
 
-app = App(retry=RetryPolicy(base=0.05, jitter=0), worker=WorkerSettings(timeout_grace=0.5, maintenance_interval=0.25))
+app = App(
+    retry=RetryPolicy(base=0.05, jitter=0),
+    worker=WorkerSettings(timeout_grace=0.5, maintenance_interval=0.25),
+    autopilot=AutopilotSettings(period=0.5, window=5.0, down_after=2),
+)
 
 
 def record(event: str) -> None:

@@ -113,7 +113,17 @@ def test_status_json_shape(cluster: Cluster) -> None:
     bbapps.record_task.enqueue(1)
     bbapps.low_task.enqueue(delay=60)
     data = json.loads(cluster.backbeat("status", "--json", check=True).stdout)
-    assert set(data) == {"now", "queues", "tasks", "missing_tasks", "registered_tasks", "workers", "throughput"}
+    assert set(data) == {
+        "now",
+        "queues",
+        "tasks",
+        "missing_tasks",
+        "registered_tasks",
+        "workers",
+        "throughput",
+        "autopilot",
+    }
+    assert data["autopilot"] is None  # no autopilot has run against this store
     queues = {q["name"]: q["counts"] for q in data["queues"]}
     assert queues["default"]["queued"] == 1 and queues["low"]["scheduled"] == 1
     assert set(queues["default"]) == {s.value for s in JobState}

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from backbeat import shapes
+from backbeat.autopilot import PUBLISHED
 from backbeat.cli.loader import load_app
 from backbeat.cli.main import cli, fail, json_option, print_json, run, settings_for, url_option
 from backbeat.client import Client
@@ -131,6 +132,7 @@ def status(check: bool, url: str | None, as_json: bool) -> None:
             now=now,
             window=window,
             stale_after=stale_after,
+            autopilot=await store.state_get(PUBLISHED),
         )
 
     data = run(gather, url)

@@ -16,11 +16,13 @@ from typing import Any
 import click
 
 from backbeat.app import App
+from backbeat.autopilot import Scaler
 from backbeat.cli.loader import load_app
 from backbeat.cli.logs import log_options, setup_logging
 from backbeat.cli.main import cli, url_option
 from backbeat.config import WorkerSettings
 from backbeat.errors import ConfigError
+from backbeat.runtime.autopilot import Autopilot, scaler
 from backbeat.runtime.consumer import Consumer
 from backbeat.runtime.scheduler import Scheduler
 from backbeat.runtime.supervisor import Supervisor
@@ -180,12 +182,25 @@ async def _serve(app: App, runner: Worker) -> None:
 
 @cli.command("run")
 @click.argument("app_ref", metavar="APP")
-@click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "--workers",
+    "-w",
+    default="1",
+    show_default=True,
+    metavar="N|auto",
+    help="Worker processes, or 'auto': the autopilot sizes them to the load (within --min/--max-workers).",
+)
+@click.option("--min-workers", type=click.IntRange(min=1), default=1, show_default=True, help="With --workers auto.")
+@click.option(
+    "--max-workers", type=click.IntRange(min=1), default=None, help="With --workers auto (default: 4 x CPUs)."
+)
 @source_option
 @worker_options
 def run_cmd(
     app_ref: str,
-    workers: int,
+    workers: str,
+    min_workers: int,
+    max_workers: int | None,
     sources: tuple[str, ...],
     queues: tuple[str, ...],
     concurrency: int | None,
@@ -201,7 +216,8 @@ def run_cmd(
     the event consumers."""
     setup_logging(log_level, log_format)
     app = load_app(app_ref, url)  # fail here, once, if APP does not load
-    worker_settings(app, queues, concurrency, lease, shutdown_grace)
+    slots = worker_settings(app, queues, concurrency, lease, shutdown_grace).concurrency
+    pilot, start = _scaler(app, workers, min_workers, max_workers, slots)
     consumer = Consumer(app, sources)
     argv = [sys.executable, "-m", "backbeat", "worker", app_ref, "--log-level", log_level, "--log-format", log_format]
     for flag, value in (
@@ -218,33 +234,52 @@ def run_cmd(
     try:
         start_metrics(metrics_port, metrics_host, multiprocess_dir=metrics_dir)
         logging.getLogger("backbeat.run").info(
-            "running %s with %d worker process(es), a scheduler and event consumers", app_ref, workers
+            "running %s with %s worker process(es), a scheduler, event consumers and the autopilot",
+            app_ref,
+            f"{start} (auto: {pilot.minimum}..{pilot.maximum})" if workers == "auto" else start,
         )
-        code = asyncio.run(_run_all(app, Supervisor(argv, workers), consumer))
+        supervisor = Supervisor(argv, start)
+        autopilot = Autopilot(app, scaler=pilot, resize=supervisor.resize if workers == "auto" else None)
+        code = asyncio.run(_run_all(app, supervisor, consumer, autopilot))
     finally:
         if owned and metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     sys.exit(code)
 
 
-async def _run_all(app: App, supervisor: Supervisor, consumer: Consumer) -> int:
-    """The supervisor of the worker processes, a scheduler and the event consumer, in this
-    process, until a signal."""
+def _scaler(app: App, workers: str, minimum: int, maximum: int | None, slots: int) -> tuple[Scaler, int]:
+    """The autopilot's scaler for ``--workers`` and the count to start with."""
+    if workers == "auto":
+        top = maximum if maximum is not None else 4 * (os.cpu_count() or 1)
+        if top < minimum:
+            raise ConfigError(f"--max-workers {top} is below --min-workers {minimum}")
+        return scaler(app, minimum=minimum, maximum=top, concurrency=slots), minimum
+    if not workers.isdigit() or int(workers) < 1:
+        raise ConfigError(f"--workers must be a number >= 1 or 'auto', got {workers!r}")
+    if maximum is not None or minimum != 1:
+        raise ConfigError("--min-workers and --max-workers go with --workers auto")
+    return scaler(app, minimum=int(workers), maximum=int(workers), concurrency=slots), int(workers)
+
+
+async def _run_all(app: App, supervisor: Supervisor, consumer: Consumer, autopilot: Autopilot) -> int:
+    """The supervisor of the worker processes, a scheduler, the event consumer and the
+    autopilot, in this process, until a signal."""
     scheduler = Scheduler(app)
     loop = asyncio.get_running_loop()
+    parts: list[Scheduler | Consumer | Autopilot] = [scheduler, consumer, autopilot]
 
     def on_signal() -> None:
         supervisor.stop()
-        scheduler.stop()
-        consumer.stop()
+        for part in parts:
+            part.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    helpers = [asyncio.create_task(scheduler.run()), asyncio.create_task(consumer.run())]
+    helpers = [asyncio.create_task(part.run()) for part in parts]
     try:
         code = await supervisor.run()
-        scheduler.stop()
-        consumer.stop()
+        for part in parts:
+            part.stop()
         await asyncio.gather(*helpers)
     finally:
         await app.aclose()
@@ -262,19 +297,20 @@ def scheduler(app_ref: str, sources: tuple[str, ...], log_level: str, log_format
     machines): each occurrence fires once, each event is handled once."""
     setup_logging(log_level, log_format)
     app = load_app(app_ref, url)
-    asyncio.run(_schedule(app, Scheduler(app), Consumer(app, sources)))
+    wanted = scaler(app, minimum=1, maximum=100_000, concurrency=app.settings.worker.concurrency)
+    asyncio.run(_schedule(app, [Scheduler(app), Consumer(app, sources), Autopilot(app, scaler=wanted)]))
 
 
-async def _schedule(app: App, runner: Scheduler, consumer: Consumer) -> None:
+async def _schedule(app: App, parts: list[Scheduler | Consumer | Autopilot]) -> None:
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
-        runner.stop()
-        consumer.stop()
+        for part in parts:
+            part.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     try:
-        await asyncio.gather(runner.run(), consumer.run())
+        await asyncio.gather(*(part.run() for part in parts))
     finally:
         await app.aclose()

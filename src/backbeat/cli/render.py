@@ -54,6 +54,9 @@ def render_status(data: dict[str, Any]) -> None:
             + t(", ".join(data["missing_tasks"]))
             + Text(" (start a worker whose app declares them)")
         )
+    pilot = data.get("autopilot")
+    if pilot:
+        console.print(f"Autopilot ({pilot['at']}): {pilot['desired_workers']} worker(s) wanted; ", t(pilot["reason"]))
 
 
 def render_jobs(rows: list[dict[str, Any]]) -> None:

@@ -98,6 +98,7 @@ async def _known_task(app: App, task: str, force: bool) -> None:
 @click.option("--kwargs", "kwargs_json", default="{}", metavar="JSON")
 @click.option("--args", "args_json", default="[]", metavar="JSON")
 @click.option("--sla", default=None, metavar="DURATION", help="Longest allowed gap between successful runs.")
+@click.option("--max-every", default=None, metavar="DURATION", help="Let the autopilot stretch --every up to this.")
 @click.option("--mode", type=click.Choice(["delay", "rate"]), default="delay", show_default=True)
 @click.option("--jitter", default="0", metavar="DURATION")
 @click.option("--first-in", default=None, metavar="DURATION")
@@ -116,6 +117,7 @@ def schedules_add(
     kwargs_json: str,
     args_json: str,
     sla: str | None,
+    max_every: str | None,
     mode: str,
     jitter: str,
     first_in: str | None,
@@ -145,7 +147,7 @@ def schedules_add(
             "description": description,
         }
         if every is not None:
-            return await a.aevery(every, task_name, mode=mode, first_in=first_in, **common)
+            return await a.aevery(every, task_name, mode=mode, first_in=first_in, max_every=max_every, **common)
         assert cron_expr is not None
         return await a.acron(cron_expr, task_name, tz=tz, **common)
 
@@ -160,6 +162,7 @@ def schedules_add(
 @click.option("--kwargs", "kwargs_json", default=None, metavar="JSON")
 @click.option("--args", "args_json", default=None, metavar="JSON")
 @click.option("--sla", default=None, metavar="DURATION")
+@click.option("--max-every", default=None, metavar="DURATION")
 @click.option("--mode", type=click.Choice(["delay", "rate"]), default=None)
 @click.option("--jitter", default=None, metavar="DURATION")
 @click.option("--queue", default=None)
@@ -175,6 +178,7 @@ def schedules_update(
     kwargs_json: str | None,
     args_json: str | None,
     sla: str | None,
+    max_every: str | None,
     mode: str | None,
     jitter: str | None,
     queue: str | None,
@@ -191,6 +195,7 @@ def schedules_update(
             ("cron", cron_expr),
             ("tz", tz),
             ("sla", sla),
+            ("max_every", max_every),
             ("mode", mode),
             ("jitter", jitter),
             ("queue", queue),

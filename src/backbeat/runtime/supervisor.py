@@ -5,6 +5,8 @@ restarted after a backoff that grows while it keeps failing (so a broken deploy 
 spin). (A worker that must recycle itself re-executes in place; the supervisor does not
 see it.) ``stop()`` (the CLI calls it on SIGTERM/SIGINT) passes SIGTERM on to the children, which
 drain gracefully; a second ``stop()`` passes it on again (children then stop at once).
+``resize(n)`` (the autopilot's ``--workers auto``) starts slots or retires the highest
+ones: a retired child gets SIGTERM and drains like at shutdown, and is not restarted.
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ class Supervisor:
         self.argv = list(argv)
         self.count = count
         self.clock = clock or SystemClock()
-        self.children: dict[int, asyncio.subprocess.Process] = {}
+        self.children: dict[asyncio.Task[int], asyncio.subprocess.Process] = {}
+        """The child each slot's task runs now."""
+        self._slots: dict[int, asyncio.Task[int]] = {}
+        self._retiring: set[asyncio.Task[int]] = set()
+        """Slots given up by ``resize``: their children drain and are not restarted."""
         self._stopping = asyncio.Event()
         self._signals = 0
 
@@ -37,10 +43,30 @@ class Supervisor:
             if child.returncode is None:
                 child.send_signal(signal.SIGTERM)
 
+    def resize(self, count: int) -> None:
+        """Run ``count`` worker processes from now on."""
+        if self._stopping.is_set() or count == self.count:
+            return
+        if self._slots:
+            log.info("resizing from %d to %d worker process(es)", self.count, count)
+            for slot in range(self.count, count):
+                self._start(slot)
+            for slot in range(count, self.count):
+                task = self._slots.pop(slot)
+                self._retiring.add(task)
+                child = self.children.get(task)
+                if child is not None and child.returncode is None:
+                    child.send_signal(signal.SIGTERM)
+        self.count = count
+
+    def _start(self, slot: int) -> None:
+        self._slots[slot] = asyncio.create_task(self._keep(slot), name=f"worker-slot-{slot}")
+
     async def run(self) -> int:
-        slots = [asyncio.create_task(self._keep(slot)) for slot in range(self.count)]
+        for slot in range(self.count):
+            self._start(slot)
         await self._stopping.wait()
-        results = await asyncio.gather(*slots, return_exceptions=True)
+        results = await asyncio.gather(*self._slots.values(), *self._retiring, return_exceptions=True)
         return 0 if all(r == 0 for r in results) else 1
 
     async def _keep(self, slot: int) -> int:
@@ -49,10 +75,15 @@ class Supervisor:
         while True:
             started = self.clock.now()
             child = await asyncio.create_subprocess_exec(*self.argv)
-            self.children[slot] = child
+            me = asyncio.current_task()
+            assert me is not None
+            self.children[me] = child
             log.info("worker %d started (pid %d)", slot, child.pid)
+            if me in self._retiring or self._stopping.is_set():
+                child.send_signal(signal.SIGTERM)  # resized away or stopped while it was starting
             code = await child.wait()
-            if self._stopping.is_set():
+            if self._stopping.is_set() or me in self._retiring:
+                del self.children[me]
                 return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
             failures = 1 if self.clock.now() - started > HEALTHY_AFTER else failures + 1
             backoff = min(30.0, 0.5 * 2 ** min(failures, 6))

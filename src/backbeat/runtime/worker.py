@@ -299,10 +299,10 @@ class Worker:
             if retry_at is not None:
                 self.rate_limited += 1
                 self._ack(JobOutcome(lease=self.held[job.id], outcome=Outcome.SNOOZED, retry_at=retry_at))
-                self._note_wait(job, request.bucket, now, retry_at, "at its limit")
+                self._note_wait(job, now, retry_at, f"rate limit {request.bucket} at its limit")
         return granted
 
-    def _note_wait(self, job: JobRecord, bucket: str, now: float, until: float, why: str) -> None:
+    def _note_wait(self, job: JobRecord, now: float, until: float, why: str) -> None:
         if job.schedule_key is not None:
             self.decisions.append(
                 Decision(
@@ -310,7 +310,7 @@ class Worker:
                     at=now,
                     kind=DecisionKind.RATE_LIMITED,
                     job_id=job.id,
-                    detail=f"rate limit {bucket} {why}: the run waits until {iso(until)} (not a failure)",
+                    detail=f"{why}: the run waits until {iso(until)} (not a failure)",
                 )
             )
 
@@ -335,13 +335,8 @@ class Worker:
             self.rate_limited += 1
             if attempt.bucket is not None:
                 self.blocks.append((attempt.bucket, outcome.retry_at))
-                self._note_wait(
-                    attempt.job,
-                    attempt.bucket,
-                    self.clock.now(),
-                    outcome.retry_at,
-                    "blocked: the upstream said so (RateLimited)",
-                )
+            where = f"rate limit {attempt.bucket} blocked" if attempt.bucket else "the task raised RateLimited"
+            self._note_wait(attempt.job, self.clock.now(), outcome.retry_at, f"{where}: the upstream said so")
         self.attempts.pop(attempt.job.id, None)
         self._mean_run += 0.05 * (max(0.0, self.clock.now() - attempt.began) - self._mean_run)
         self.metrics.attempt_ended(attempt.job, outcome, began=attempt.began, ended=self.clock.now())

@@ -12,6 +12,7 @@ name                                   labels           meaning
 ``backbeat_worker_jobs_in_flight``     ―                jobs live workers are running
 ``backbeat_healthy``                   ―                1 while /healthz would answer 200
 ``backbeat_store_up``                  ―                0 when the store could not be read
+``backbeat_autopilot_desired_workers`` ―                worker processes the autopilot wants (once one runs)
 =====================================  ===============  ==========================================
 
 The worker-side counters and histograms (``backbeat.metrics``) come from this process's
@@ -20,12 +21,12 @@ registry, or, when ``metrics_dir`` names a prometheus-client multiprocess direct
 over every process that writes there.
 
 Room for what comes next, with the same rule of bounded labels (never a schedule key or a
-job id): SLA compliance and staleness per task, rate-limit waits per limiter name, the
-autopilot's desired worker count.
+job id): SLA compliance and staleness per task, rate-limit waits per limiter name.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -38,9 +39,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from backbeat.autopilot import PUBLISHED
 from backbeat.errors import BackbeatError, StoreError
 from backbeat.shapes import STATES
-from backbeat.types import JobCount, QueueInfo, WorkerInfo
+from backbeat.types import JobCount, QueueInfo, StateValue, WorkerInfo
 from backbeat.web.api.common import api_error
 from backbeat.web.context import Dashboard, dashboard
 
@@ -86,6 +88,21 @@ def store_families(
     ]
 
 
+def autopilot_families(published: StateValue | None) -> list[Metric]:
+    if published is None:
+        return []
+    desired = json.loads(published.value).get("desired_workers")
+    if not isinstance(desired, int):
+        return []
+    return [
+        GaugeMetricFamily(
+            "backbeat_autopilot_desired_workers",
+            "Worker processes the autopilot wants now (scale replicas to it).",
+            value=desired,
+        )
+    ]
+
+
 async def _store_text(d: Dashboard) -> bytes:
     registry = CollectorRegistry()
     try:
@@ -97,6 +114,7 @@ async def _store_text(d: Dashboard) -> bytes:
             now=d.now(),
             stale_after=d.stale_after,
         )
+        families += autopilot_families(await store.state_get(PUBLISHED))
         up = 1
     except StoreError as exc:
         log.warning("metrics: the store could not be read: %s", exc)

@@ -115,6 +115,23 @@ SCHEMAS: dict[str, Any] = {
             "throughput": _obj(
                 {"window_seconds": NUM, "finished": _obj(dict.fromkeys(FINISHED, COUNT)), "per_second": NUM}
             ),
+            "autopilot": {
+                "oneOf": [
+                    {"type": "null"},
+                    _obj(
+                        {
+                            "desired_workers": COUNT,
+                            "needed_workers": COUNT,
+                            "slots_needed": NUM,
+                            "demand": NUM,
+                            "mean_run_time": {"type": ["number", "null"]},
+                            "reason": STR,
+                            "at": TIME,
+                        }
+                    ),
+                ],
+                "description": "what the autopilot last published (null until one runs)",
+            },
         }
     ),
     "Throughput": _obj(

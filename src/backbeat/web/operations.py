@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from backbeat import shapes
+from backbeat.autopilot import PUBLISHED
 from backbeat.errors import InvalidTransition, JobNotFound
 from backbeat.types import JobFilter, JobState
 from backbeat.web.context import Dashboard
@@ -102,6 +103,7 @@ async def status(d: Dashboard) -> dict[str, Any]:
         now=now,
         window=STATUS_WINDOW,
         stale_after=d.stale_after,
+        autopilot=await store.state_get(PUBLISHED),
     )
 
 
