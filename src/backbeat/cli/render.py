@@ -110,6 +110,10 @@ def render_schedules(rows: list[dict[str, Any]]) -> None:
         table.add_column(column, overflow="fold")
     for r in rows:
         timing = f"every {r['every']:g}s {r['mode']}" if r["every"] is not None else f"{r['cron']} {r['tz']}"
+        if r["every_now"] is not None:
+            timing += f", now {r['every_now']:g}s ({r['every_reason']})"
+        elif r["max_every"] is not None:
+            timing += f" (up to {r['max_every']:g}s)"
         state = "paused" if r["paused"] else "running" if r["in_flight"] else "waiting"
         sla = "" if r["sla"] is None else f"{r['sla']:g}s"
         last = f"{r['last_state']} {r['last_finished_at']}" if r["last_state"] else ""
