@@ -430,6 +430,8 @@ class ScheduleFilter:
     origin: ScheduleOrigin | None = None
     search: str | None = None
     """Substring of the key or task name."""
+    adaptive: bool = False
+    """Only schedules with a range (``max_every``): what the autopilot may stretch."""
     after: str | None = None
     limit: int = 100
 

@@ -164,7 +164,7 @@ async def _adaptive(store: Store) -> list[ScheduleRecord]:
     """The schedules that declare a range (``max_every``)."""
     found: list[ScheduleRecord] = []
     after = None
-    while page := await store.schedule_list(ScheduleFilter(after=after, limit=1000)):
-        found += [r for r in page if r.spec.max_every is not None]
+    while page := await store.schedule_list(ScheduleFilter(adaptive=True, after=after, limit=1000)):
+        found += page
         after = page[-1].key
     return found

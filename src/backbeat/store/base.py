@@ -271,7 +271,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def schedule_list(self, filter: ScheduleFilter) -> list[ScheduleRecord]:
         """Schedules ordered by key, only keys after ``filter.after``, at most ``limit``;
-        ``origin`` and ``search`` (substring of key or task) narrow it."""
+        ``origin``, ``search`` (substring of key or task) and ``adaptive`` narrow it."""
 
     @abc.abstractmethod
     async def schedule_remove(self, key: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 
@@ -84,12 +85,13 @@ class ScheduleMethods(MemoryState):
         with self._lock:
             found = [
                 r
-                for key, r in sorted(self._schedules.items())
+                for key, r in self._schedules.items()
                 if (filter.after is None or key > filter.after)
                 and (filter.origin is None or r.spec.origin is filter.origin)
                 and (filter.search is None or filter.search in key or filter.search in r.spec.task)
+                and (not filter.adaptive or r.spec.max_every is not None)
             ]
-        return found[: filter.limit]
+        return heapq.nsmallest(filter.limit, found, key=lambda r: r.key)
 
     async def schedule_remove(self, key: str) -> bool:
         with self._lock:

@@ -197,6 +197,8 @@ def listing(conn: sqlite3.Connection, flt: ScheduleFilter) -> list[ScheduleRecor
     if flt.search is not None:
         clauses.append("(instr(key, ?) > 0 OR instr(task, ?) > 0)")
         params += [flt.search, flt.search]
+    if flt.adaptive:
+        clauses.append("max_every IS NOT NULL")
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = conn.execute(
         f"SELECT {COLUMNS} FROM backbeat_schedules {where} ORDER BY key LIMIT ?", (*params, flt.limit)

@@ -11,6 +11,7 @@ from backbeat.types import (
     DecisionKind,
     IntervalChange,
     Outcome,
+    ScheduleFilter,
     ScheduleKind,
     ScheduleMode,
     StateValue,
@@ -58,6 +59,13 @@ class AutopilotTests(Base):
         assert await store.schedule_set_every(
             [IntervalChange(key="c", every=9.0, expected=None, reason="")], now=T0
         ) == [False]
+
+    async def test_listing_only_the_adaptive_schedules(self, store: Store) -> None:
+        for key, top in (("a", 40.0), ("b", None), ("c", 30.0)):
+            await store.schedule_upsert(spec(key, max_every=top), next_tick=T0, next_at=T0, now=T0)
+        adaptive = await store.schedule_list(ScheduleFilter(adaptive=True, limit=10))
+        assert [r.key for r in adaptive] == ["a", "c"]
+        assert [r.key for r in await store.schedule_list(ScheduleFilter(adaptive=True, after="a", limit=1))] == ["c"]
 
     async def test_job_stats_and_backlog(self, store: Store) -> None:
         await store.job_enqueue([new_job(task="t.a"), new_job(task="t.a"), new_job(task="t.b")], now=T0)

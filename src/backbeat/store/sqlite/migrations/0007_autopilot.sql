@@ -12,3 +12,6 @@ CREATE TABLE backbeat_state (
     value      TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
+
+-- the autopilot's list of schedules with a range
+CREATE INDEX backbeat_schedules_adaptive ON backbeat_schedules (key) WHERE max_every IS NOT NULL;
