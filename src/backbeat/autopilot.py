@@ -4,10 +4,13 @@ store; ``backbeat plan`` feeds it a described workload; ``simulate`` runs the ru
 autopilot on simulated time. One policy, three uses, so their answers agree.
 
 **Capacity.** Demand is busy slot-seconds per second: per task, completions per second
-* mean run time (measured as run seconds finished in a window, smoothed by an EWMA),
-plus the work waiting in the backlog spread over ``horizon`` seconds. The slots needed
-hold that demand at ``target`` utilisation (0.75: queueing delay stays small next to the
-run time even with few slots); workers needed = slots / slots per worker. Scaling is by
+* mean run time (measured as run seconds finished in a window, smoothed by an EWMA).
+The slots needed hold that demand at ``target`` utilisation (0.75: queueing delay stays
+small next to the run time even with few slots) -- or, when more, carry the demand at
+full speed *and* clear the backlog's work within ``horizon`` seconds (at start, after a
+spike). While every slot is busy and work waits, the measured demand is only a floor, so
+the slots grow by half each round until they are not. Workers needed = slots / slots per
+worker. Scaling is by
 worker *processes*: each runs ``--concurrency`` slots (async tasks on its loop, sync ones
 in threads), which suits I/O-bound work, and a process is also the unit an orchestrator
 scales (the desired count maps 1:1 to replicas). Up at once; down one step at a time,
@@ -35,6 +38,9 @@ from backbeat.types import IntervalChange, ScheduleKind, ScheduleRecord, TaskSta
 PUBLISHED = "autopilot"
 """The name the autopilot publishes its state under (``Store.state_get``)."""
 TARGET_UTILISATION = 0.75
+SATURATED = 0.9
+"""Measured demand this close to the slots in use means they are all busy: the true demand
+is at least that, and unknown, so the scaler grows the slots by half each round."""
 STRETCH = 1.5
 SHRINK = 1.25
 MIN_MARGIN = 0.5
@@ -87,7 +93,7 @@ class Scaler:
         concurrency: int,
         target: float = TARGET_UTILISATION,
         horizon: float = 10.0,
-        smoothing: float = 0.3,
+        smoothing: float = 0.1,
         down_after: int = 6,
     ) -> None:
         if not 1 <= minimum <= maximum:
@@ -106,8 +112,11 @@ class Scaler:
         self.demand = measured if self.demand is None else self.demand + self.smoothing * (measured - self.demand)
         if finished:
             self.mean_run = seconds / finished
-        waiting = load.backlog * (self.mean_run or 1.0) / self.horizon
-        slots = slots_needed(self.demand + waiting, self.target)
+        catch_up = load.backlog * (self.mean_run or 1.0) / self.horizon
+        slots = max(slots_needed(self.demand, self.target), self.demand + catch_up)
+        have = self.desired * self.concurrency
+        if load.backlog and measured >= SATURATED * have:
+            slots = max(slots, have * STRETCH)  # every slot busy and work waiting: demand is unknown, grow
         wanted = workers_for(slots, self.concurrency)
         bounded = min(self.maximum, max(self.minimum, wanted))
         before = self.desired
@@ -120,8 +129,9 @@ class Scaler:
         else:
             self._lower = 0
         reason = (
-            f"demand {self.demand:.2f} busy slots + backlog {load.backlog} -> {slots:.1f} slots at "
-            f"{self.target:.0%} utilisation = {wanted} worker(s) of {self.concurrency} slot(s)"
+            f"demand {self.demand:.2f} busy slots at {self.target:.0%} utilisation, or with a backlog of "
+            f"{load.backlog} cleared in {self.horizon:g} s -> {slots:.1f} slots = {wanted} worker(s) of "
+            f"{self.concurrency} slot(s)"
         )
         if wanted != bounded:
             reason += f", held within {self.minimum}..{self.maximum}"

@@ -72,7 +72,9 @@ def test_the_backlog_counts_as_demand() -> None:
     assert idle.desired == 1
     scaler.observe(load(run_seconds=10, finished=20))  # mean run 0.5 s
     busy = scaler.observe(load(run_seconds=10, finished=20, backlog=300))
-    assert busy.slots_needed == pytest.approx((1 + 300 * 0.5 / 10) / 0.75)
+    assert busy.slots_needed == pytest.approx(1 + 300 * 0.5 / 10)  # the backlog cleared in 10 s
+    steady = scaler.observe(load(run_seconds=10, finished=20, backlog=3))
+    assert steady.slots_needed == pytest.approx(1 / 0.75)  # a small backlog fits in the spare quarter
 
 
 def test_bad_bounds() -> None:
