@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,7 +15,7 @@ from starlette.responses import Response
 from backbeat.errors import BackbeatError
 from backbeat.web.context import Dashboard, dashboard
 from backbeat.web.errors import BadRequest, status_of
-from backbeat.web.responses import error
+from backbeat.web.responses import JSON, error
 
 log = logging.getLogger("backbeat.web")
 MAX_BODY = 64 * 1024
@@ -51,6 +52,15 @@ def endpoint(*, write: bool = False) -> Callable[[Handler], Endpoint]:
         return run
 
     return wrap
+
+
+def page(request: Request, rows: list[dict[str, Any]], limit: int) -> Response:
+    """A keyset page as JSON; when it is full, a ``Link: <...?before=LAST>; rel="next"`` header."""
+    headers = {}
+    if rows and len(rows) == limit:
+        query = {k: v for k, v in request.query_params.items() if k != "before"} | {"before": rows[-1]["id"]}
+        headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+    return JSON(rows, headers=headers)
 
 
 async def json_body(request: Request, *, empty: Any) -> Any:

@@ -11,7 +11,6 @@ batch is stored, so the caller can fix it and send it again.
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,7 +21,7 @@ from backbeat.errors import EventError
 from backbeat.events import dead, from_envelope
 from backbeat.types import EventSettlement, EventState, NewEvent
 from backbeat.web import params
-from backbeat.web.api.common import endpoint
+from backbeat.web.api.common import endpoint, page
 from backbeat.web.context import Dashboard
 from backbeat.web.errors import BadRequest, TooLarge
 from backbeat.web.responses import JSON
@@ -101,12 +100,7 @@ async def _bury(d: Dashboard, events: list[NewEvent]) -> None:
 async def list_events(request: Request, d: Dashboard) -> Response:
     flt = params.event_filter(request.query_params)
     store = await d.store()
-    rows = [shapes.event(e) for e in await store.event_list(flt)]
-    headers = {}
-    if rows and len(rows) == flt.limit:
-        query = {k: v for k, v in request.query_params.items() if k != "before"} | {"before": rows[-1]["id"]}
-        headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
-    return JSON(rows, headers=headers)
+    return page(request, [shapes.event(e) for e in await store.event_list(flt)], flt.limit)
 
 
 @endpoint()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from backbeat.web import operations as ops
 from backbeat.web import params
-from backbeat.web.api.common import endpoint, json_body
+from backbeat.web.api.common import endpoint, json_body, page
 from backbeat.web.context import Dashboard
 from backbeat.web.responses import JSON
 
@@ -18,12 +16,7 @@ from backbeat.web.responses import JSON
 @endpoint()
 async def list_jobs(request: Request, d: Dashboard) -> Response:
     flt = params.job_filter(request.query_params)
-    rows = await ops.list_jobs(d, flt)
-    headers = {}
-    if rows and len(rows) == flt.limit:
-        query = {k: v for k, v in request.query_params.items() if k != "before"} | {"before": rows[-1]["id"]}
-        headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
-    return JSON(rows, headers=headers)
+    return page(request, await ops.list_jobs(d, flt), flt.limit)
 
 
 @endpoint()
