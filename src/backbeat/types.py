@@ -611,12 +611,18 @@ def evolve(record: R, **changes: Any) -> R:
 
 def _evolver(cls: type) -> Any:
     names = [f.name for f in fields(cls)]
-    lines = [
-        "def evolve(r, c):",
-        "    if not known.issuperset(c):",
+    lines = ["def evolve(r, c):", "    n = new(cls)", "    k = 0"]
+    for name in names:
+        lines += [
+            f"    if {name!r} in c:",
+            f"        put(n, {name!r}, c[{name!r}])",
+            "        k += 1",
+            "    else:",
+            f"        put(n, {name!r}, r.{name})",
+        ]
+    lines += [
+        "    if k != len(c):",
         "        raise TypeError(f'{cls.__name__} has no field(s) {sorted(set(c) - known)}')",
-        "    n = new(cls)",
-        *(f"    put(n, {n!r}, c[{n!r}] if {n!r} in c else r.{n})" for n in names),
         "    return n",
     ]
     scope: dict[str, Any] = {"known": frozenset(names), "cls": cls, "new": object.__new__, "put": object.__setattr__}

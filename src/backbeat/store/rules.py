@@ -8,6 +8,7 @@ that ended and the time, the schedule as it must be, and which breach records ch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from backbeat.types import Breach, IntervalChange, JobState, ScheduleKind, ScheduleMode, ScheduleRecord, evolve
 
@@ -35,7 +36,7 @@ def finish_run(
     if started_at is not None:
         took = max(0.0, now - started_at)
         run_time = took if run_time is None else run_time + RUN_TIME_WEIGHT * (took - run_time)
-    after = evolve(record, in_flight=None, last_finished_at=now, last_state=state, run_time=run_time)
+    changes: dict[str, Any] = {"in_flight": None, "last_finished_at": now, "last_state": state, "run_time": run_time}
     end_open = False
     missed = None
     if state is JobState.SUCCEEDED:
@@ -50,21 +51,21 @@ def finish_run(
                     ended_at=now,
                 )
         deadline = None if spec.sla is None else now + spec.sla
-        after = evolve(after, last_success_at=now, deadline_at=deadline, breach_since=None)
-    return RunEnd(
-        record=rearm(after, record.pending_jitter, now, next_in), end_open_breach=end_open, missed_breach=missed
-    )
+        changes.update(last_success_at=now, deadline_at=deadline, breach_since=None)
+    changes.update(rearm(record, record.pending_jitter, now, next_in))
+    return RunEnd(record=evolve(record, **changes), end_open_breach=end_open, missed_breach=missed)
 
 
-def rearm(record: ScheduleRecord, pending_jitter: float, now: float, next_in: float | None) -> ScheduleRecord:
+def rearm(record: ScheduleRecord, pending_jitter: float, now: float, next_in: float | None) -> dict[str, float]:
+    """The next occurrence's (``next_tick``, ``next_at``) once a run ends, if the end sets it."""
     spec = record.timing
     if spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY:
         assert spec.every is not None
         tick = now + (spec.every if next_in is None else next_in)
-        return evolve(record, next_tick=tick, next_at=tick + pending_jitter)
+        return {"next_tick": tick, "next_at": tick + pending_jitter}
     if next_in is not None:
-        return evolve(record, next_tick=now + next_in, next_at=now + next_in)
-    return record
+        return {"next_tick": now + next_in, "next_at": now + next_in}
+    return {}
 
 
 def changed_deadline(old: ScheduleRecord, sla: float | None, now: float) -> tuple[float | None, bool]:

@@ -220,14 +220,15 @@ class JobMethods(MemoryState):
             return out
 
     async def job_stats(self, since: float) -> list[TaskStats]:
+        counts: dict[str, int] = {}
+        seconds: dict[str, float] = {}
         with self._lock:
-            stats: dict[str, tuple[int, float]] = {}
             for j in self._finished_since(since):
-                if j.state in (JobState.SUCCEEDED, JobState.DEAD):
-                    count, seconds = stats.get(j.task, (0, 0.0))
-                    ran = j.finished_at - j.started_at if j.finished_at and j.started_at else 0.0
-                    stats[j.task] = (count + 1, seconds + max(0.0, ran))
-        return [TaskStats(task=t, finished=n, run_seconds=s) for t, (n, s) in sorted(stats.items())]
+                if j.state is JobState.SUCCEEDED or j.state is JobState.DEAD:
+                    counts[j.task] = counts.get(j.task, 0) + 1
+                    if j.finished_at is not None and j.started_at is not None and j.finished_at > j.started_at:
+                        seconds[j.task] = seconds.get(j.task, 0.0) + j.finished_at - j.started_at
+        return [TaskStats(task=t, finished=n, run_seconds=seconds.get(t, 0.0)) for t, n in sorted(counts.items())]
 
     async def job_backlog(self, queues: Sequence[str], *, now: float) -> Backlog:
         with self._lock:

@@ -7,7 +7,8 @@ import bisect
 import heapq
 import threading
 from collections import deque
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from typing import Any
 
 from backbeat.store import rules
 from backbeat.store.base import LEASE_EXPIRED
@@ -214,14 +215,16 @@ class MemoryState:
         if job.schedule_key is not None and job.fire_at is not None:
             self._fires.pop((job.schedule_key, job.fire_at), None)
 
-    def _finished_since(self, since: float) -> list[JobRecord]:
-        """Final jobs with ``finished_at >= since``, each once."""
-        out: dict[str, JobRecord] = {}
-        for finished_at, job_id in self._finished[bisect.bisect_left(self._finished, (since, "")) :]:
-            job = self._jobs.get(job_id)
-            if job is not None and job.state.is_final and job.finished_at == finished_at:
-                out[job_id] = job
-        return list(out.values())
+    def _finished_since(self, since: float) -> Iterator[JobRecord]:
+        """Final jobs with ``finished_at >= since`` (each once: an entry is current only if
+        the job still ended at that time, and one job ends once at a time)."""
+        jobs = self._jobs
+        finished = self._finished
+        for i in range(bisect.bisect_left(finished, (since, "")), len(finished)):
+            finished_at, job_id = finished[i]
+            job = jobs.get(job_id)
+            if job is not None and job.finished_at == finished_at and job.state.is_final:
+                yield job
 
     def _finish_run(self, job: JobRecord, next_in: float | None) -> None:
         """The run of ``job``'s schedule ended (see "Finishing a run" in ``store.base``)."""
@@ -285,37 +288,39 @@ def resolve(fut: asyncio.Future[None]) -> None:
 
 def after_ack(job: JobRecord, outcome: JobOutcome, now: float) -> JobRecord:
     """The job after an accepted outcome (the semantics of ``Store.job_ack``)."""
-    done = evolve(job, lease_token=None, lease_expires_at=None)
+    return evolve(job, lease_token=None, lease_expires_at=None, **_ack_changes(job, outcome, now))
+
+
+def _ack_changes(job: JobRecord, outcome: JobOutcome, now: float) -> dict[str, Any]:
     match outcome.outcome:
         case Outcome.SUCCEEDED:
-            return evolve(done, state=JobState.SUCCEEDED, result=outcome.result, finished_at=now)
+            return {"state": JobState.SUCCEEDED, "result": outcome.result, "finished_at": now}
         case Outcome.FAILED if outcome.retry_at is not None:
-            return evolve(
-                done,
-                state=JobState.SCHEDULED,
-                run_at=outcome.retry_at,
-                order_at=outcome.retry_at if job.deadline is None else job.order_at,
-                error=outcome.error,
-                traceback=outcome.traceback,
-            )
+            return {
+                "state": JobState.SCHEDULED,
+                "run_at": outcome.retry_at,
+                "order_at": outcome.retry_at if job.deadline is None else job.order_at,
+                "error": outcome.error,
+                "traceback": outcome.traceback,
+            }
         case Outcome.FAILED:
-            return evolve(done, state=JobState.DEAD, error=outcome.error, traceback=outcome.traceback, finished_at=now)
+            return {"state": JobState.DEAD, "error": outcome.error, "traceback": outcome.traceback, "finished_at": now}
         case Outcome.SNOOZED:
             retry_at = now if outcome.retry_at is None else outcome.retry_at
             order_at = retry_at if job.deadline is None else job.order_at
-            return evolve(done, state=JobState.SCHEDULED, run_at=retry_at, order_at=order_at, attempts=job.attempts - 1)
+            return {"state": JobState.SCHEDULED, "run_at": retry_at, "order_at": order_at, "attempts": job.attempts - 1}
         case Outcome.RELEASED:
-            return evolve(done, state=JobState.QUEUED, attempts=job.attempts - 1)
+            return {"state": JobState.QUEUED, "attempts": job.attempts - 1}
         case Outcome.CANCELLED:
-            return evolve(done, state=JobState.CANCELLED, finished_at=now)
+            return {"state": JobState.CANCELLED, "finished_at": now}
     raise AssertionError(outcome.outcome)
 
 
 def after_rescue(job: JobRecord, now: float) -> JobRecord:
     """The job after its lease expired (the semantics of ``Store.job_rescue``)."""
-    base = evolve(job, lease_token=None, lease_expires_at=None, error=LEASE_EXPIRED, traceback=None)
+    ending: dict[str, Any] = {"state": JobState.QUEUED}
     if job.cancel_requested:
-        return evolve(base, state=JobState.CANCELLED, finished_at=now)
-    if job.attempts >= job.max_attempts:
-        return evolve(base, state=JobState.DEAD, finished_at=now)
-    return evolve(base, state=JobState.QUEUED)
+        ending = {"state": JobState.CANCELLED, "finished_at": now}
+    elif job.attempts >= job.max_attempts:
+        ending = {"state": JobState.DEAD, "finished_at": now}
+    return evolve(job, lease_token=None, lease_expires_at=None, error=LEASE_EXPIRED, traceback=None, **ending)
