@@ -1,0 +1,54 @@
+-- enqueue.lua: write a batch of new jobs, all or none (Store.job_enqueue).
+--
+-- Keys (P = "{prefix}"; KEYS[1] = P:meta):
+--   P:job:<id>                  hash      the job (created)
+--   P:dedup                     hash      dedup key -> id of the live job holding it
+--   P:ready:<queue>,<prio>,<task>  zset   queued jobs of one lane, by order_at then id
+--   P:lanes:<queue>             zset      "<prio>,<task>" of the queue's non-empty lanes
+--   P:sched:<queue>             zset      scheduled jobs by run_at
+--   P:ids:<state>               zset      ids of jobs in a state (lexicographic, score 0)
+--   P:counts                    hash      "<state>,<queue>,<task>" -> count
+--   P:queues                    set       every queue that ever had a job
+--   P:wake                      stream    wake-ups for waiting workers
+-- ARGV: now, n, then per job: id, queue, task, priority, run_at, order_at, dedup ("" =
+--   none), nfields, then nfields (field, value) pairs: the hash fields Python encoded.
+-- Returns, per job, 1 if written, else {id, HGETALL} of the live job holding its dedup key.
+-- Fails with "BB_DUPLICATE <id>" (nothing written) if a job id already exists.
+
+local now = ARGV[1]
+local jobs = {}
+local i = 3
+for k = 1, tonumber(ARGV[2]) do
+  local j = {id = ARGV[i], queue = ARGV[i + 1], task = ARGV[i + 2], priority = ARGV[i + 3],
+             run_at = ARGV[i + 4], order_at = ARGV[i + 5], dedup_key = ARGV[i + 6],
+             first = i + 8, nfields = tonumber(ARGV[i + 7])}
+  i = j.first + 2 * j.nfields
+  if redis.call('EXISTS', job_key(j.id)) == 1 then
+    return redis.error_reply('BB_DUPLICATE job id already exists: ' .. j.id)
+  end
+  jobs[k] = j
+end
+
+local out = {}
+local created = false
+for k, j in ipairs(jobs) do
+  local holder = j.dedup_key ~= '' and redis.call('HGET', DEDUP, j.dedup_key)
+  if holder then
+    out[k] = record(holder)
+  else
+    local fields = {'created_at', now, 'attempts', '0'}
+    for f = j.first, j.first + 2 * j.nfields - 1 do fields[#fields + 1] = ARGV[f] end
+    redis.call('HSET', job_key(j.id), unpack(fields))
+    if tonumber(j.run_at) <= tonumber(now) then
+      index(j, 'queued', j.order_at)
+    else
+      index(j, 'scheduled', j.run_at)
+    end
+    if j.dedup_key ~= '' then redis.call('HSET', DEDUP, j.dedup_key, j.id) end
+    redis.call('SADD', QUEUES, j.queue)
+    out[k] = 1
+    created = true
+  end
+end
+if created then wake() end
+return out
