@@ -20,6 +20,7 @@ of their own, so they never hold up other calls.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -61,16 +62,39 @@ _STATES = {s.value: s for s in JobState}
 
 @contextmanager
 def translated() -> Iterator[None]:
-    """Redis failures surface as ``StoreError`` (callers retry on that)."""
+    """Redis failures surface as ``StoreError`` (callers retry on that).
+
+    A cancellation requested while the block ran is re-raised if the block returned or
+    failed instead: on Python 3.11, ``asyncio.wait_for`` (which redis-py uses for
+    sends under a socket timeout, also while handshaking a new connection) returns
+    normally when cancelled just as its operation completes, and a worker loop whose
+    cancellation vanished would never stop."""
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
     try:
         yield
     except ResponseError as exc:
+        _raise_if_cancelled(task, before)
         message = str(exc)
         if message.startswith("BB_DUPLICATE "):
             raise StoreError(message.removeprefix("BB_DUPLICATE ")) from None
         raise StoreError(f"Redis refused a command: {message}") from exc
     except RedisError as exc:
+        _raise_if_cancelled(task, before)
         raise StoreError(f"Redis: {exc}") from exc
+    _raise_if_cancelled(task, before)
+
+
+def _raise_if_cancelled(task: asyncio.Task[Any] | None, before: int) -> None:
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
+
+
+def _keepalive() -> dict[int, int]:
+    """TCP keepalive probes that notice a dead server in about 25 s, also in the middle
+    of a blocking read (backbeat sets no socket timeout by default; see ``_connect``)."""
+    wanted = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
+    return {getattr(socket, name): value for name, value in wanted.items() if hasattr(socket, name)}
 
 
 def _flat(items: Iterator[list[str]]) -> list[str]:
@@ -94,8 +118,22 @@ class RedisStore(Store):
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def _connect(self) -> Redis:
-        return Redis.from_url(self.options.client_url, decode_responses=True, socket_connect_timeout=10)
+    def _connect(self, *, blocking: bool = False) -> Redis:
+        """A client for the URL. No socket timeout unless the URL sets one (redis-py's
+        default of 5 s would cut blocking waits short, and on Python 3.11 its timed sends
+        can lose a cancellation); TCP keepalive notices a dead server instead. The
+        client for blocking waits never has one: its reads last as long as the wait."""
+        client = Redis.from_url(
+            self.options.client_url,
+            decode_responses=True,
+            socket_timeout=None,
+            socket_connect_timeout=10,
+            socket_keepalive=True,
+            socket_keepalive_options=_keepalive(),
+        )
+        if blocking:
+            client.connection_pool.connection_kwargs["socket_timeout"] = None
+        return client
 
     async def open(self) -> None:
         if self._client is not None:
@@ -331,7 +369,7 @@ class RedisStore(Store):
         seen: a write since then (even one made before this call) returns at once."""
         await self.open()
         if self._waiter is None:
-            self._waiter = self._connect()
+            self._waiter = self._connect(blocking=True)
         with translated():
             reply: Any = await self._waiter.xread(
                 {self.keys.wake: self._wake_seen}, count=1, block=max(1, round(timeout * 1000))
