@@ -188,6 +188,7 @@ async def test_redis_answers_like_the_reference_store(seed: int) -> None:
                     await model.compare_all()
                     check_layout(red.keys.prefix)
             await model.compare_all()
-            assert check_layout(red.keys.prefix) > 10
+            check_layout(red.keys.prefix)
+            assert len(model.ids) > 100  # the run did enqueue (and so claim, ack...) a fair amount
         finally:
             await red.close()

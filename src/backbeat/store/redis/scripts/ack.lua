@@ -17,51 +17,54 @@
 local now = ARGV[1]
 local refused = {}
 local requeued = false
-
--- set the field to the value if present in the mask, else delete it (None)
-local function put(id, field, present, value)
-  if present == '1' then
-    redis.call('HSET', job_key(id), field, value)
-  else
-    redis.call('HDEL', job_key(id), field)
-  end
+local KINDS = {succeeded = true, failed = true, snoozed = true, released = true, cancelled = true}
+for k = 2, #ARGV, 8 do
+  if not KINDS[ARGV[k + 2]] then return redis.error_reply('BB_BAD_OUTCOME ' .. ARGV[k + 2]) end
 end
 
 for k = 2, #ARGV, 8 do
   local id, token, kind, mask = ARGV[k], ARGV[k + 1], ARGV[k + 2], ARGV[k + 3]
-  local result, err, tb, retry_at = ARGV[k + 4], ARGV[k + 5], ARGV[k + 6], ARGV[k + 7]
   local j = load(id)
   if not j or j.state ~= 'running' or j.lease_token ~= token then
     refused[#refused + 1] = id
   else
-    redis.call('HDEL', job_key(id), 'lease_token', 'lease_expires_at')
-    if kind == 'succeeded' then
-      put(id, 'result', string.sub(mask, 1, 1), result)
-      move(j, 'succeeded', now, {'finished_at', now})
-    elseif kind == 'failed' then
-      put(id, 'error', string.sub(mask, 2, 2), err)
-      put(id, 'traceback', string.sub(mask, 3, 3), tb)
-      if string.sub(mask, 4, 4) == '1' then
-        move(j, 'scheduled', retry_at, {'run_at', retry_at, 'order_at', retry_at})
-        requeued = true
+    -- result, error, traceback: set when present in the mask, else deleted (None)
+    local sets, dels = {}, {'lease_token', 'lease_expires_at'}
+    local function put(field, at, value)
+      if string.sub(mask, at, at) == '1' then
+        sets[#sets + 1] = field
+        sets[#sets + 1] = value
       else
-        move(j, 'dead', now, {'finished_at', now})
+        dels[#dels + 1] = field
       end
-    elseif kind == 'snoozed' then
-      if string.sub(mask, 4, 4) ~= '1' then retry_at = now end
-      redis.call('HINCRBY', job_key(id), 'attempts', -1)
-      move(j, 'scheduled', retry_at, {'run_at', retry_at, 'order_at', retry_at})
+    end
+    local retry_at = string.sub(mask, 4, 4) == '1' and ARGV[k + 7]
+    local back = tostring(tonumber(j.attempts) - 1)
+    if kind == 'succeeded' then
+      put('result', 1, ARGV[k + 4])
+    elseif kind == 'failed' then
+      put('error', 2, ARGV[k + 5])
+      put('traceback', 3, ARGV[k + 6])
+    end
+    redis.call('HDEL', job_key(id), unpack(dels))
+    if kind == 'succeeded' or kind == 'cancelled' or (kind == 'failed' and not retry_at) then
+      sets[#sets + 1] = 'finished_at'
+      sets[#sets + 1] = now
+      move(j, kind == 'failed' and 'dead' or kind, now, sets)
+    elseif kind == 'failed' or kind == 'snoozed' then
+      retry_at = retry_at or now
+      for _, v in ipairs({'run_at', retry_at, 'order_at', retry_at}) do sets[#sets + 1] = v end
+      if kind == 'snoozed' then
+        sets[#sets + 1] = 'attempts'
+        sets[#sets + 1] = back
+      end
+      move(j, 'scheduled', retry_at, sets)
       requeued = true
-    elseif kind == 'released' then
-      redis.call('HINCRBY', job_key(id), 'attempts', -1)
-      move(j, 'queued', j.order_at)
+    else -- released
+      move(j, 'queued', j.order_at, {'attempts', back})
       requeued = true
-    elseif kind == 'cancelled' then
-      move(j, 'cancelled', now, {'finished_at', now})
-    else
-      return redis.error_reply('BB_BAD_OUTCOME ' .. kind)
     end
   end
 end
 if requeued then wake() end
-return refused
+return finish(refused)

@@ -18,4 +18,4 @@ if j.state == 'queued' or j.state == 'scheduled' then
 elseif j.state == 'running' then
   redis.call('HSET', job_key(id), 'cancel_requested', '1')
 end
-return record(id)
+return finish(record(id))

@@ -53,7 +53,8 @@ for k = 8, 7 + nqueues do
           levels[prio] = {}
           prios[#prios + 1] = prio
         end
-        table.insert(levels[prio], {key = lane_key(queue, member), pos = 0, buf = {}, at = 1, more = true})
+        table.insert(levels[prio], {key = lane_key(queue, member), queue = queue, member = member,
+                                    pos = 0, buf = {}, at = 1, more = true, taken = {}})
       end
     end
   end
@@ -71,7 +72,7 @@ local function head(lane, chunk)
   return tonumber(lane.buf[lane.at + 1]), lane.buf[lane.at]
 end
 
--- Append to `out` up to `need` ids from `lanes`, merged by (order_at, id).
+-- Append to `out` up to `need` {lane, id} from `lanes`, merged by (order_at, id).
 local function merge(lanes, need, out)
   local chunk = math.max(4, math.ceil(need / #lanes))
   if #lanes == 1 then chunk = need end
@@ -84,7 +85,7 @@ local function merge(lanes, need, out)
       end
     end
     if not best then return end
-    out[#out + 1] = best_id
+    out[#out + 1] = {best, best_id}
     best.at = best.at + 2
     need = need - 1
   end
@@ -96,12 +97,28 @@ for _, prio in ipairs(prios) do
   merge(levels[prio], limit - #picked, picked)
 end
 
+-- Leave the lanes: one ZREM per lane, then drop the lanes that emptied.
+local touched = {}
+for _, pick in ipairs(picked) do
+  local lane = pick[1]
+  if #lane.taken == 0 then touched[#touched + 1] = lane end
+  lane.taken[#lane.taken + 1] = pick[2]
+end
+for _, lane in ipairs(touched) do
+  variadic('ZREM', lane.key, lane.taken)
+  if redis.call('EXISTS', lane.key) == 0 then
+    redis.call('ZREM', lanes_key(lane.queue), lane.member)
+    lanes_listed[lane.key] = nil
+  end
+end
+
 local out = {wake_seen()}
-for _, id in ipairs(picked) do
+for _, pick in ipairs(picked) do
+  local id = pick[2]
   local j = load(id)
   move(j, 'running', expires,
-       {'started_at', now, 'worker_id', worker, 'lease_token', token .. id, 'lease_expires_at', expires})
-  redis.call('HINCRBY', job_key(id), 'attempts', 1)
+       {'started_at', now, 'worker_id', worker, 'lease_token', token .. id, 'lease_expires_at', expires,
+        'attempts', tostring(tonumber(j.attempts) + 1)}, true)
   out[#out + 1] = record(id)
 end
-return out
+return finish(out)

@@ -30,25 +30,27 @@ for k = 1, tonumber(ARGV[2]) do
 end
 
 local out = {}
-local created = false
+local queues, created = {}, false
 for k, j in ipairs(jobs) do
+  if not queues[j.queue] then  -- a queue is listed once it had a job enqueued, written or not
+    queues[j.queue] = true
+    redis.call('SADD', QUEUES, j.queue)
+  end
   local holder = j.dedup_key ~= '' and redis.call('HGET', DEDUP, j.dedup_key)
   if holder then
     out[k] = record(holder)
   else
     local fields = {'created_at', now, 'attempts', '0'}
     for f = j.first, j.first + 2 * j.nfields - 1 do fields[#fields + 1] = ARGV[f] end
-    redis.call('HSET', job_key(j.id), unpack(fields))
     if tonumber(j.run_at) <= tonumber(now) then
-      index(j, 'queued', j.order_at)
+      index(j, 'queued', j.order_at, fields)
     else
-      index(j, 'scheduled', j.run_at)
+      index(j, 'scheduled', j.run_at, fields)
     end
     if j.dedup_key ~= '' then redis.call('HSET', DEDUP, j.dedup_key, j.id) end
-    redis.call('SADD', QUEUES, j.queue)
     out[k] = 1
     created = true
   end
 end
 if created then wake() end
-return out
+return finish(out)

@@ -14,6 +14,8 @@
 --   Errors   A script that fails after a write leaves that write in place (scripts are
 --            atomic, not transactional), so every check that can fail runs before the
 --            first write.
+--   finish   Every script that moves jobs returns through finish(), which applies the
+--            gathered writes (below).
 
 local P = string.sub(KEYS[1], 1, -6)
 local RUNNING = P .. ':running'
@@ -52,10 +54,51 @@ local function load(id)
   return j
 end
 
+-- Writes that no script reads back while it runs (counters, the per-state id indexes,
+-- the running and done sets) are gathered in tables and applied once per key by
+-- finish(), one variadic call per key: a batch of 64 claims is then one ZADD to
+-- P:running, not 64. The last change to a (key, member) wins. Lanes and schedules are
+-- written at once: claims read them (promotion, then the merge).
+local counts, zsets = {}, {}
+
 -- job_counts: one counter per (state, queue, task); a counter that reaches 0 is deleted.
 local function count(state, j, delta)
   local field = state .. ',' .. j.queue .. ',' .. j.task
-  if redis.call('HINCRBY', COUNTS, field, delta) <= 0 then redis.call('HDEL', COUNTS, field) end
+  counts[field] = (counts[field] or 0) + delta
+end
+
+local function zset_put(key, member, score)
+  local t = zsets[key]
+  if not t then t = {}; zsets[key] = t end
+  t[member] = score
+end
+
+local function variadic(command, key, args)
+  for i = 1, #args, 4000 do
+    redis.call(command, key, unpack(args, i, math.min(i + 3999, #args)))
+  end
+end
+
+-- Apply the gathered writes, then return `value` (every writing script ends with it).
+local function finish(value)
+  for field, delta in pairs(counts) do
+    if delta ~= 0 and redis.call('HINCRBY', COUNTS, field, delta) <= 0 then redis.call('HDEL', COUNTS, field) end
+  end
+  for key, members in pairs(zsets) do
+    local add, rem = {}, {}
+    for member, score in pairs(members) do
+      if score then
+        add[#add + 1] = score
+        add[#add + 1] = member
+      else
+        rem[#rem + 1] = member
+      end
+    end
+    if #rem > 0 then variadic('ZREM', key, rem) end
+    if #add > 0 then variadic('ZADD', key, add) end
+  end
+  counts, zsets = {}, {}
+  return value
 end
 
 local function release_dedup(j)
@@ -64,43 +107,59 @@ local function release_dedup(j)
   end
 end
 
+-- Lanes whose P:lanes:<queue> entry this script has written (written once per script).
+local lanes_listed = {}
+
+-- Take queued job j out of its lane; drop the lane from the queue's list once empty.
+local function leave_lane(j)
+  local member = j.priority .. ',' .. j.task
+  local lane = lane_key(j.queue, member)
+  redis.call('ZREM', lane, j.id)
+  if redis.call('EXISTS', lane) == 0 then
+    redis.call('ZREM', lanes_key(j.queue), member)
+    lanes_listed[lane] = nil
+  end
+end
+
 -- Take job j out of the structure of its current state (lane, schedule, running, done),
--- its state's id index and its counter. The hash itself is left to the caller.
-local function unindex(j)
+-- its state's id index and its counter. The hash itself is left to the caller. With
+-- `lane_done`, a queued job's lane entry was already removed by the caller.
+local function unindex(j, lane_done)
   local s = j.state
   if s == 'queued' then
-    local member = j.priority .. ',' .. j.task
-    local lane = lane_key(j.queue, member)
-    redis.call('ZREM', lane, j.id)
-    if redis.call('EXISTS', lane) == 0 then redis.call('ZREM', lanes_key(j.queue), member) end
+    if not lane_done then leave_lane(j) end
   elseif s == 'scheduled' then
     redis.call('ZREM', sched_key(j.queue), j.id)
   elseif s == 'running' then
-    redis.call('ZREM', RUNNING, j.id)
+    zset_put(RUNNING, j.id, false)
   else
-    redis.call('ZREM', done_key(s), j.id)
+    zset_put(done_key(s), j.id, false)
   end
-  redis.call('ZREM', ids_key(s), j.id)
+  zset_put(ids_key(s), j.id, false)
   count(s, j, -1)
 end
 
 -- Put job j into `state`, scored by `score` (a string: order_at for queued, run_at for
 -- scheduled, lease expiry for running, finished_at for final states), and write the
--- state with the extra hash fields given as {field, value, ...}. A final state frees the
--- job's dedup key.
+-- state with the extra hash fields given as {field, value, ...} in one HSET. A final
+-- state frees the job's dedup key.
 local function index(j, state, score, fields)
   if state == 'queued' then
     local member = j.priority .. ',' .. j.task
-    redis.call('ZADD', lane_key(j.queue, member), score, j.id)
-    redis.call('ZADD', lanes_key(j.queue), -tonumber(j.priority), member)
+    local lane = lane_key(j.queue, member)
+    redis.call('ZADD', lane, score, j.id)
+    if not lanes_listed[lane] then
+      redis.call('ZADD', lanes_key(j.queue), -tonumber(j.priority), member)
+      lanes_listed[lane] = true
+    end
   elseif state == 'scheduled' then
     redis.call('ZADD', sched_key(j.queue), score, j.id)
   elseif state == 'running' then
-    redis.call('ZADD', RUNNING, score, j.id)
+    zset_put(RUNNING, j.id, score)
   else
-    redis.call('ZADD', done_key(state), score, j.id)
+    zset_put(done_key(state), j.id, score)
   end
-  redis.call('ZADD', ids_key(state), 0, j.id)
+  zset_put(ids_key(state), j.id, '0')
   count(state, j, 1)
   j.state = state
   redis.call('HSET', job_key(j.id), 'state', state, unpack(fields or {}))
@@ -108,8 +167,8 @@ local function index(j, state, score, fields)
 end
 
 -- Move job j from its state to another.
-local function move(j, state, score, fields)
-  unindex(j)
+local function move(j, state, score, fields, lane_done)
+  unindex(j, lane_done)
   index(j, state, score, fields)
 end
 

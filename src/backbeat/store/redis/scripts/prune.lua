@@ -22,4 +22,4 @@ for k = 2, #ARGV, 2 do
     deleted = deleted + 1
   end
 end
-return deleted
+return finish(deleted)

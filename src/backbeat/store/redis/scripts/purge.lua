@@ -23,4 +23,4 @@ for _, id in ipairs(doomed) do
   release_dedup(j)
   redis.call('DEL', job_key(id))
 end
-return #doomed
+return finish(#doomed)

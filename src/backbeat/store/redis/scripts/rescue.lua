@@ -15,16 +15,15 @@ local requeued = false
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', RUNNING, '-inf', '(' .. now, 'LIMIT', 0, limit)) do
   local j = load(id)
   redis.call('HDEL', job_key(id), 'lease_token', 'lease_expires_at', 'traceback')
-  redis.call('HSET', job_key(id), 'error', message)
   if j.cancel_requested == '1' then
-    move(j, 'cancelled', now, {'finished_at', now})
+    move(j, 'cancelled', now, {'error', message, 'finished_at', now})
   elseif tonumber(j.attempts) >= tonumber(j.max_attempts) then
-    move(j, 'dead', now, {'finished_at', now})
+    move(j, 'dead', now, {'error', message, 'finished_at', now})
   else
-    move(j, 'queued', j.order_at)
+    move(j, 'queued', j.order_at, {'error', message})
     requeued = true
   end
   out[#out + 1] = record(id)
 end
 if requeued then wake() end
-return out
+return finish(out)

@@ -22,4 +22,4 @@ j.order_at = now
 move(j, 'queued', now, {'run_at', now, 'order_at', now, 'attempts', '0'})
 if j.dedup_key and j.dedup_key ~= '' then redis.call('HSET', DEDUP, j.dedup_key, id) end
 wake()
-return {'ok', record(id)}
+return finish({'ok', record(id)})
