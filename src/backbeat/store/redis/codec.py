@@ -65,6 +65,18 @@ def scripted_record(item: Sequence[Any]) -> JobRecord:
     return job_record(item[0], pairs(item[1]))
 
 
+def claimed_record(item: Sequence[Any], claimed: Mapping[str, str], token_prefix: str) -> JobRecord:
+    """A claimed job from ``claim.lua``'s ``{id, HGETALL before}`` and the claim's changes."""
+    job_id, before = item[0], pairs(item[1])
+    fields = {
+        **before,
+        **claimed,
+        "attempts": str(int(before["attempts"]) + 1),
+        "lease_token": token_prefix + job_id,
+    }
+    return job_record(job_id, fields)
+
+
 def enqueue_args(new: NewJob) -> list[str]:
     """One job's arguments to ``enqueue.lua``."""
     order_at = new.run_at if new.order_at is None else new.order_at

@@ -229,7 +229,13 @@ class RedisStore(Store):
         ]
         out = await self._run("claim", args)
         self._wake_seen = out[0]
-        return [codec.scripted_record(item) for item in out[1:]]
+        claimed = {
+            "state": JobState.RUNNING.value,
+            "started_at": args[0],
+            "worker_id": request.worker_id,
+            "lease_expires_at": args[4],
+        }
+        return [codec.claimed_record(item, claimed, args[3]) for item in out[1:]]
 
     async def job_heartbeat(
         self, worker_id: str, leases: Sequence[Lease], *, lease: float, now: float
