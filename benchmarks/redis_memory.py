@@ -7,7 +7,8 @@ succeeded jobs in turn, and reports two figures per state: the sum of ``MEMORY U
 over the store's keys (exact for this store, whatever else the server holds) and the
 growth of ``INFO memory`` used_memory (includes allocator overhead; other clients of a
 shared server add noise). The keys are deleted afterwards. Payload: a typical
-``{"args":[],"kwargs":{"user_id":12345}}``.
+``{"args":[],"kwargs":{"user_id":12345}}``, then a 200-byte one (a hash with a value
+over ``hash-max-listpack-value``, 64 bytes by default, is stored as a hashtable).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from backbeat.store.redis.store import RedisStore
 from backbeat.types import ClaimRequest, JobOutcome, Lease, NewJob, Outcome
 
 BATCH = 1000
+PAYLOAD = '{"args":[],"kwargs":{"user_id":12345}}'
 
 
 def footprint(client: redis.Redis, pattern: str) -> tuple[int, int]:
@@ -39,14 +41,14 @@ def footprint(client: redis.Redis, pattern: str) -> tuple[int, int]:
     return total, len(keys)
 
 
-async def fill(store: RedisStore, n: int, now: float, *, delayed: bool, finish: bool) -> None:
+async def fill(store: RedisStore, n: int, now: float, *, delayed: bool, finish: bool, payload: str = PAYLOAD) -> None:
     for start in range(0, n, BATCH):
         jobs = [
             NewJob(
                 id=uuid7(),
                 task="app.tasks.send_email",
                 queue="default",
-                payload='{"args":[],"kwargs":{"user_id":12345}}',
+                payload=payload,
                 run_at=now + (3600.0 if delayed else 0.0),
                 max_attempts=4,
                 timeout=30.0,
@@ -72,7 +74,9 @@ async def fill(store: RedisStore, n: int, now: float, *, delayed: bool, finish: 
             await store.job_ack(outcomes, now=now + 0.01)
 
 
-async def measure(url: str, n: int, label: str, *, delayed: bool = False, finish: bool = False) -> None:
+async def measure(
+    url: str, n: int, label: str, *, delayed: bool = False, finish: bool = False, payload: str = PAYLOAD
+) -> None:
     prefix = f"mem-{secrets.token_hex(4)}"
     store = open_store(f"{url}?prefix={prefix}")
     assert isinstance(store, RedisStore)
@@ -83,7 +87,7 @@ async def measure(url: str, n: int, label: str, *, delayed: bool = False, finish
         before_keys, _ = footprint(client, pattern)
         before_used = int(client.info("memory")["used_memory"])
         started = time.perf_counter()
-        await fill(store, n, time.time(), delayed=delayed, finish=finish)
+        await fill(store, n, time.time(), delayed=delayed, finish=finish, payload=payload)
         elapsed = time.perf_counter() - started
         after_used = int(client.info("memory")["used_memory"])
         after_keys, count = footprint(client, pattern)
@@ -110,6 +114,8 @@ async def main() -> None:
     await measure(args.url, args.jobs, "queued")
     await measure(args.url, args.jobs, "scheduled", delayed=True)
     await measure(args.url, args.jobs, "succeeded", finish=True)
+    big = '{"args":[],"kwargs":{"text":"' + "x" * 170 + '"}}'  # 200 bytes: over hash-max-listpack-value
+    await measure(args.url, args.jobs, "queued-200B", payload=big)
 
 
 if __name__ == "__main__":
