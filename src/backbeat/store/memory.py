@@ -277,7 +277,7 @@ class MemoryStore(Store):
 
     async def job_next_due(self, queues: Sequence[str]) -> float | None:
         with self._lock:
-            wanted = set(queues)
+            wanted = {q for q in queues if not (q in self._queues and self._queues[q].paused)}
             due = [j.run_at for j in self._jobs.values() if j.state is JobState.SCHEDULED and j.queue in wanted]
             return min(due) if due else None
 

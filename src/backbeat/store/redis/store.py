@@ -319,10 +319,11 @@ class RedisStore(Store):
         await self.open()
         with translated():
             async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(self.keys.paused)
                 for queue in queues:
                     pipe.zrange(self.keys.sched(queue), 0, 0, withscores=True)
-                heads = await pipe.execute()
-        due = [score for head in heads for _, score in head]
+                paused, *heads = await pipe.execute()
+        due = [score for queue, head in zip(queues, heads, strict=True) if queue not in paused for _, score in head]
         return min(due) if due else None
 
     async def job_counts(self) -> list[JobCount]:
