@@ -15,6 +15,7 @@ import redis
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
+from backbeat.errors import StoreError
 from backbeat.store import open_store
 from backbeat.store.base import Store
 from backbeat.store.redis.server import check_durability
@@ -34,6 +35,13 @@ async def store() -> AsyncIterator[Store]:
             yield s
         finally:
             await s.close()
+
+
+async def test_an_unreachable_server_is_a_store_error_naming_it() -> None:
+    s = open_store("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    with pytest.raises(StoreError, match=r"127\.0\.0\.1:1\b"):
+        await s.open()
+    await s.close()
 
 
 # -- durability ------------------------------------------------------------------------

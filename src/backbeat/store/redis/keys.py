@@ -37,12 +37,15 @@ Why this shape
   *task*: a worker that knows only some tasks of a shared queue never reads past the
   others' jobs (with one lane per priority it would rescan them on every claim).
   The cost: a claim over many tasks merges many lanes (one ZRANGE per lane per claim).
-* **Hash tags.** Every key shares one tag, so every script's keys are in one slot: the
-  store runs unchanged on Redis Cluster, and the ``#!lua`` scripts make the server
-  refuse any key outside the slot. The limit: one store lives on one shard (one
-  core's worth of Redis). Per-queue tags would spread queues over shards but break
-  what must be atomic across queues (one dispatch order over a worker's queues, dedup,
-  counters). For more than one shard gives, run separate stores (prefixes).
+* **Hash tags.** Every key shares one tag, so every script's keys are in one slot, as
+  Redis Cluster requires, and the ``#!lua`` scripts make a cluster node refuse any key
+  outside it. The limit: one store lives on one shard (one core's worth of Redis).
+  Per-queue tags would spread queues over shards but break what must be atomic across
+  queues (one dispatch order over a worker's queues, dedup, counters); for more than
+  one shard gives, run separate stores (prefixes). Not done yet: backbeat connects
+  with redis-py's plain client, which follows no MOVED redirections, so on a cluster
+  it must be pointed at the node that owns the prefix's slot (a cluster-aware
+  ``RedisCluster`` client is the step left; the layout needs no change for it).
 * Scripts derive most keys from the prefix instead of receiving them all in ``KEYS``
   (a claim discovers its lanes as it runs); ``KEYS[1]`` is ``P:meta``, which routes
   the script to the slot. Queue names never contain ``,`` (``config.check_queue_name``),
