@@ -12,6 +12,14 @@ Invariants the scripts rely on (``scripts/lib.lua`` has the conventions):
   counter, and its dedup key is held exactly while it is live.
 * Times come from the caller (``now``); Redis's own clock is never read.
 
+Failures: redis-py retries a command whose connection failed (its default policy, which
+also heals connections a server or proxy closed while idle). A script it re-sends may
+have run already: a claim run twice leaves the first batch ``running`` until its lease
+expires and ``job_rescue`` requeues it (late, not lost); an ack run twice is refused
+the second time (a "lease lost" warning); an enqueue run twice fails with "job id
+already exists" although the job was written. Whatever still fails is a
+``StoreError``, which the worker's loops retry.
+
 An instance belongs to the event loop that opened it (``loop_bound``): redis-py's
 connections are bound to their loop. Blocking waits (``wakeup_wait``) use a connection
 of their own, so they never hold up other calls.

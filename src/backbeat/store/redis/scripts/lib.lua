@@ -54,11 +54,12 @@ local function load(id)
   return j
 end
 
--- Writes that no script reads back while it runs (counters, the per-state id indexes,
--- the running and done sets) are gathered in tables and applied once per key by
--- finish(), one variadic call per key: a batch of 64 claims is then one ZADD to
--- P:running, not 64. The last change to a (key, member) wins. Lanes and schedules are
--- written at once: claims read them (promotion, then the merge).
+-- Writes that no script reads after making them (counters, the per-state id indexes,
+-- the running and done sets; rescue and prune read P:running and P:done:<state> before
+-- writing) are gathered in tables and applied once per key by finish(), one variadic
+-- call per key: a batch of 64 claims is then one ZADD to P:running, not 64. The last
+-- change to a (key, member) wins. Lanes and schedules are written at once: claims read
+-- them (promotion, then the merge).
 local counts, zsets = {}, {}
 
 -- job_counts: one counter per (state, queue, task); a counter that reaches 0 is deleted.
