@@ -77,8 +77,13 @@ def claimed_record(item: Sequence[Any], claimed: Mapping[str, str], token_prefix
     return job_record(job_id, fields)
 
 
-def enqueue_args(new: NewJob) -> list[str]:
-    """One job's arguments to ``enqueue.lua``."""
+def script_json(items: Sequence[Sequence[Any]]) -> str:
+    """The one JSON argument ``enqueue.lua`` and ``ack.lua`` take for a batch."""
+    return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
+
+
+def enqueue_args(new: NewJob) -> list[Any]:
+    """One job's entry in ``enqueue.lua``'s JSON argument."""
     order_at = new.run_at if new.order_at is None else new.order_at
     fields: dict[str, str] = {
         "task": new.task,
@@ -99,23 +104,13 @@ def enqueue_args(new: NewJob) -> list[str]:
         if value is not None:
             fields[name] = value if isinstance(value, str) else num(value)
     head = [new.id, new.queue, new.task, str(new.priority), fields["run_at"], fields["order_at"], new.dedup_key or ""]
-    return [*head, str(len(fields)), *(x for item in fields.items() for x in item)]
+    return [*head, [x for item in fields.items() for x in item]]
 
 
-def ack_args(o: JobOutcome) -> list[str]:
-    """One outcome's eight arguments to ``ack.lua``."""
-    present = (o.result, o.error, o.traceback, o.retry_at)
-    mask = "".join("0" if v is None else "1" for v in present)
-    return [
-        o.lease.job_id,
-        o.lease.token,
-        o.outcome.value,
-        mask,
-        o.result or "",
-        o.error or "",
-        o.traceback or "",
-        "" if o.retry_at is None else num(o.retry_at),
-    ]
+def ack_args(o: JobOutcome) -> list[str | None]:
+    """One outcome's entry in ``ack.lua``'s JSON argument (None is JSON null)."""
+    retry_at = None if o.retry_at is None else num(o.retry_at)
+    return [o.lease.job_id, o.lease.token, o.outcome.value, o.result, o.error, o.traceback, retry_at]
 
 
 def new_record(new: NewJob, now: float) -> JobRecord:

@@ -213,7 +213,7 @@ class RedisStore(Store):
         for new in jobs:
             if "," in new.queue or "\x00" in new.queue:
                 raise StoreError(f"queue name {new.queue!r} contains a comma or NUL byte")
-        out = await self._run("enqueue", [codec.num(now), str(len(jobs)), *_flat(codec.enqueue_args(j) for j in jobs)])
+        out = await self._run("enqueue", [codec.num(now), codec.script_json([codec.enqueue_args(j) for j in jobs])])
         return [
             Enqueued(job=codec.new_record(new, now), created=True)
             if item == 1
@@ -258,7 +258,7 @@ class RedisStore(Store):
     async def job_ack(self, outcomes: Sequence[JobOutcome], *, now: float) -> list[str]:
         if not outcomes:
             return []
-        refused = await self._run("ack", [codec.num(now), *_flat(codec.ack_args(o) for o in outcomes)])
+        refused = await self._run("ack", [codec.num(now), codec.script_json([codec.ack_args(o) for o in outcomes])])
         return list(refused)
 
     async def job_get(self, job_id: str) -> JobRecord:

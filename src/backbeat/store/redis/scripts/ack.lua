@@ -9,42 +9,44 @@
 --   P:ids:<state>, P:counts     the state index and counters
 --   P:dedup                     hash   a finished job frees its key
 --   P:wake                      stream a job queued or scheduled again wakes waiters
--- ARGV: now, then per outcome 8 values: id, token, kind (succeeded|failed|snoozed|
---   released|cancelled), presence mask (4 chars "0"/"1" for result, error, traceback,
---   retry_at), result, error, traceback, retry_at.
+-- ARGV: now, then a JSON array with one array per outcome: id, token, kind (succeeded|
+--   failed|snoozed|released|cancelled), result, error, traceback, retry_at (strings, or
+--   null where Python has None).
 -- Returns the ids whose lease was not held (refused; nothing changed for them).
 
 local now = ARGV[1]
+local NULL = cjson.null
+local outcomes = cjson.decode(ARGV[2])
 local refused = {}
 local requeued = false
 local KINDS = {succeeded = true, failed = true, snoozed = true, released = true, cancelled = true}
-for k = 2, #ARGV, 8 do
-  if not KINDS[ARGV[k + 2]] then return redis.error_reply('BB_BAD_OUTCOME ' .. ARGV[k + 2]) end
+for _, o in ipairs(outcomes) do
+  if not KINDS[o[3]] then return redis.error_reply('BB_BAD_OUTCOME ' .. tostring(o[3])) end
 end
 
-for k = 2, #ARGV, 8 do
-  local id, token, kind, mask = ARGV[k], ARGV[k + 1], ARGV[k + 2], ARGV[k + 3]
+for _, o in ipairs(outcomes) do
+  local id, token, kind = o[1], o[2], o[3]
   local j = load(id)
   if not j or j.state ~= 'running' or j.lease_token ~= token then
     refused[#refused + 1] = id
   else
-    -- result, error, traceback: set when present in the mask, else deleted (None)
+    -- result, error, traceback: set when given, else deleted (None)
     local sets, dels = {}, {'lease_token', 'lease_expires_at'}
-    local function put(field, at, value)
-      if string.sub(mask, at, at) == '1' then
+    local function put(field, value)
+      if value ~= NULL then
         sets[#sets + 1] = field
         sets[#sets + 1] = value
       else
         dels[#dels + 1] = field
       end
     end
-    local retry_at = string.sub(mask, 4, 4) == '1' and ARGV[k + 7]
+    local retry_at = o[7] ~= NULL and o[7]
     local back = tostring(tonumber(j.attempts) - 1)
     if kind == 'succeeded' then
-      put('result', 1, ARGV[k + 4])
+      put('result', o[4])
     elseif kind == 'failed' then
-      put('error', 2, ARGV[k + 5])
-      put('traceback', 3, ARGV[k + 6])
+      put('error', o[5])
+      put('traceback', o[6])
     end
     redis.call('HDEL', job_key(id), unpack(dels))
     if kind == 'succeeded' or kind == 'cancelled' or (kind == 'failed' and not retry_at) then

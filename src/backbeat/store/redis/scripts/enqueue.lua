@@ -10,19 +10,18 @@
 --   P:counts                    hash      "<state>,<queue>,<task>" -> count
 --   P:queues                    set       every queue that ever had a job
 --   P:wake                      stream    wake-ups for waiting workers
--- ARGV: now, n, then per job: id, queue, task, priority, run_at, order_at, dedup ("" =
---   none), nfields, then nfields (field, value) pairs: the hash fields Python encoded.
+-- ARGV: now, then a JSON array with one array per job: id, queue, task, priority,
+--   run_at, order_at, dedup key ("" = none), and the hash fields Python encoded as a
+--   flat [field, value, ...] array (all strings). One JSON argument instead of ~25 per
+--   job is cheaper for the client to send.
 -- Returns, per job, 1 if written, else {id, HGETALL} of the live job holding its dedup key.
 -- Fails with "BB_DUPLICATE <id>" (nothing written) if a job id already exists.
 
 local now = ARGV[1]
 local jobs = {}
-local i = 3
-for k = 1, tonumber(ARGV[2]) do
-  local j = {id = ARGV[i], queue = ARGV[i + 1], task = ARGV[i + 2], priority = ARGV[i + 3],
-             run_at = ARGV[i + 4], order_at = ARGV[i + 5], dedup_key = ARGV[i + 6],
-             first = i + 8, nfields = tonumber(ARGV[i + 7])}
-  i = j.first + 2 * j.nfields
+for k, a in ipairs(cjson.decode(ARGV[2])) do
+  local j = {id = a[1], queue = a[2], task = a[3], priority = a[4], run_at = a[5], order_at = a[6],
+             dedup_key = a[7], fields = a[8]}
   if redis.call('EXISTS', job_key(j.id)) == 1 then
     return redis.error_reply('BB_DUPLICATE job id already exists: ' .. j.id)
   end
@@ -41,7 +40,7 @@ for k, j in ipairs(jobs) do
     out[k] = record(holder)
   else
     local fields = {'created_at', now, 'attempts', '0'}
-    for f = j.first, j.first + 2 * j.nfields - 1 do fields[#fields + 1] = ARGV[f] end
+    for _, v in ipairs(j.fields) do fields[#fields + 1] = v end
     if tonumber(j.run_at) <= tonumber(now) then
       index(j, 'queued', j.order_at, fields)
     else
