@@ -18,9 +18,11 @@ from redis.exceptions import ResponseError
 from backbeat.errors import StoreError
 from backbeat.store import open_store
 from backbeat.store.base import Store
+from backbeat.store.redis import store as redis_store_module
 from backbeat.store.redis.server import check_durability
 from backbeat.store.redis.store import RedisStore, translated
-from backbeat.testing.conformance import T0, claim, new_job
+from backbeat.testing.conformance import T0, claim, new_job, outcome
+from backbeat.types import JobState, Outcome
 from tests.redis_server import SERVER, fresh_url
 
 pytestmark = pytest.mark.asyncio
@@ -141,6 +143,19 @@ async def test_cancelling_calls_on_new_connections_always_cancels() -> None:
                 pass
             await s.close()
     assert lost == 0
+
+
+# -- pruning ---------------------------------------------------------------------------
+
+
+async def test_prune_works_in_chunks_up_to_the_limit(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redis_store_module, "PRUNE_CHUNK", 7)
+    await store.job_enqueue([new_job() for _ in range(20)], now=T0)
+    claimed = await store.job_claim(claim(20), now=T0)
+    await store.job_ack([outcome(j, Outcome.SUCCEEDED, result="1") for j in claimed], now=T0 + 1)
+    assert await store.job_prune({JobState.SUCCEEDED: T0 + 2}, limit=16) == 16
+    assert await store.job_prune({JobState.SUCCEEDED: T0 + 2, JobState.DEAD: T0 + 2}) == 4
+    assert await store.job_counts() == []
 
 
 # -- layout ----------------------------------------------------------------------------
