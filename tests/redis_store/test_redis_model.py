@@ -83,7 +83,7 @@ class Model:
         r = self.rng
         request = ClaimRequest(
             worker_id="w",
-            queues=r.choice([("a",), ("b",), ("a", "b"), ("b", "a")]),
+            queues=r.choice([("a",), ("b",), ("a", "b"), ("b", "a"), ("a", "a")]),
             tasks=frozenset(r.choice([{"t0", "t1", "t2"}, {"t0"}, {"t1", "t2", "tx"}, {"t0", "t1", "t2", "tx"}])),
             limit=r.randint(1, 6),
             lease=r.choice([1.0, 5.0]),

@@ -226,6 +226,7 @@ class RedisStore(Store):
     async def job_claim(self, request: ClaimRequest, *, now: float) -> list[JobRecord]:
         if request.limit < 1 or not request.tasks or not request.queues:
             return []
+        queues = tuple(dict.fromkeys(request.queues))  # a queue named twice has its lanes read once
         args = [
             codec.num(now),
             str(request.limit),
@@ -233,8 +234,8 @@ class RedisStore(Store):
             new_token() + ".",
             codec.num(now + request.lease),
             str(PROMOTE_CAP),
-            str(len(request.queues)),
-            *request.queues,
+            str(len(queues)),
+            *queues,
             *sorted(request.tasks),
         ]
         out = await self._run("claim", args)
