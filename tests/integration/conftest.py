@@ -1,4 +1,5 @@
-"""Real worker processes against a store file, and a ledger of what ran."""
+"""Real worker processes against a store (a SQLite file, or a fresh prefix on the test Redis
+server), and a ledger of what ran."""
 
 from __future__ import annotations
 
@@ -8,15 +9,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from backbeat import Client
+from backbeat import Client, JobState
+from backbeat.jobs import build_job
+from backbeat.tasks import Task
 from backbeat.types import JobFilter, JobRecord
 from tests.integration import bbapps
+from tests.redis_server import fresh_url
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -65,7 +70,7 @@ class Ledger:
 
 
 class Cluster:
-    """Worker processes for one test, all on one store file."""
+    """Worker processes for one test, all on one store."""
 
     def __init__(self, url: str, ledger: Ledger, logs: Path) -> None:
         self.url = url
@@ -127,6 +132,34 @@ class Cluster:
 
         return self.client.sync(read)
 
+    def counts(self) -> dict[JobState, int]:
+        """Jobs per state, from the store's counts (cheap however many jobs there are)."""
+
+        async def read() -> dict[JobState, int]:
+            out: dict[JobState, int] = {}
+            for c in await (await self.client.astore()).job_counts():
+                out[c.state] = out.get(c.state, 0) + c.count
+            return out
+
+        return self.client.sync(read)
+
+    def enqueue_many(self, task: Task[..., Any], kwargs: Sequence[dict[str, Any]], batch: int = 1000) -> list[str]:
+        """Enqueue one job per kwargs, ``batch`` to a store call; return their ids."""
+
+        async def write() -> list[str]:
+            store = await self.client.astore()
+            ids: list[str] = []
+            for start in range(0, len(kwargs), batch):
+                now = self.client.clock.now()
+                jobs = [
+                    build_job(task.info, (), kw, settings=self.client.settings, now=now)
+                    for kw in kwargs[start : start + batch]
+                ]
+                ids += [e.job.id for e in await store.job_enqueue(jobs, now=now)]
+            return ids
+
+        return self.client.sync(write)
+
     def stop_all(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -137,13 +170,20 @@ class Cluster:
         self.app.close()
 
 
+STORES = pytest.mark.parametrize("cluster", ["sqlite", "redis"], indirect=True)
+"""Run a test against every store that several processes share (default: SQLite only)."""
+
+
 @pytest.fixture
-def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+def cluster(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     logs = tmp_path / "logs"
     logs.mkdir()
-    c = Cluster(f"sqlite:///{tmp_path}/store.db", Ledger(tmp_path / "ledger.txt"), logs)
-    monkeypatch.setenv("BB_LEDGER", str(c.ledger.path))  # for jobs run in this process
-    try:
-        yield c
-    finally:
-        c.stop_all()
+    with ExitStack() as stack:
+        store = getattr(request, "param", "sqlite")
+        url = stack.enter_context(fresh_url()) if store == "redis" else f"sqlite:///{tmp_path}/store.db"
+        c = Cluster(url, Ledger(tmp_path / "ledger.txt"), logs)
+        monkeypatch.setenv("BB_LEDGER", str(c.ledger.path))  # for jobs run in this process
+        try:
+            yield c
+        finally:
+            c.stop_all()

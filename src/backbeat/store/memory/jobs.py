@@ -202,7 +202,8 @@ class JobMethods(MemoryState):
 
     async def job_next_due(self, queues: Sequence[str]) -> float | None:
         with self._lock:
-            return self._waiting.next_due(self._jobs, queues)
+            wanted = [q for q in queues if not (q in self._queues and self._queues[q].paused)]
+            return self._waiting.next_due(self._jobs, wanted)
 
     async def job_counts(self) -> list[JobCount]:
         with self._lock:

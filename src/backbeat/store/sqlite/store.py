@@ -298,7 +298,10 @@ class SQLiteStore(Store):
         return int(await self._run(lambda conn: _prune(conn, cutoffs, limit)))
 
     async def job_next_due(self, queues: Sequence[str]) -> float | None:
-        sql = f"SELECT MIN(run_at) FROM backbeat_jobs WHERE state = 'scheduled' AND queue IN ({_marks(len(queues))})"
+        sql = (
+            f"SELECT MIN(run_at) FROM backbeat_jobs WHERE state = 'scheduled' AND queue IN ({_marks(len(queues))}) "
+            "AND queue NOT IN (SELECT name FROM backbeat_queues WHERE paused = 1)"
+        )
         row = await self._run(lambda conn: conn.execute(sql, tuple(queues)).fetchone())
         return None if row[0] is None else float(row[0])
 
