@@ -18,9 +18,10 @@ from redis.exceptions import ResponseError
 from backbeat.errors import StoreError
 from backbeat.store import open_store
 from backbeat.store.base import Store
-from backbeat.store.redis import store as redis_store_module
+from backbeat.store.redis import connection
+from backbeat.store.redis.connection import translated
 from backbeat.store.redis.server import check_durability
-from backbeat.store.redis.store import RedisStore, translated
+from backbeat.store.redis.store import RedisStore
 from backbeat.testing.conformance import T0, claim, new_job, outcome
 from backbeat.types import JobState, Outcome
 from tests.redis_server import SERVER, fresh_url
@@ -149,7 +150,7 @@ async def test_cancelling_calls_on_new_connections_always_cancels() -> None:
 
 
 async def test_prune_works_in_chunks_up_to_the_limit(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redis_store_module, "PRUNE_CHUNK", 7)
+    monkeypatch.setattr(connection, "PRUNE_CHUNK", 7)
     await store.job_enqueue([new_job() for _ in range(20)], now=T0)
     claimed = await store.job_claim(claim(20), now=T0)
     await store.job_ack([outcome(j, Outcome.SUCCEEDED, result="1") for j in claimed], now=T0 + 1)

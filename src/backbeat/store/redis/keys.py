@@ -19,13 +19,45 @@ braces, which makes it the Redis Cluster *hash tag* of every key below::
     P:queues                         set     every queue that had a job or was paused
     P:paused                         hash    paused queue -> paused_at
     P:wake                           stream  one entry per write that may bring work
+    P:queued:<queue>                 zset    queued jobs, score run_at (job_backlog)
+    P:fired                          hash    "<fire_at>|<schedule key>" -> job id: the
+                                             uniqueness of a schedule's occurrence
     P:worker:<id>                    hash    a registered worker
     P:workers                        zset    worker ids, score last heartbeat
     P:tasks                          hash    task name -> JSON TaskInfo
+    P:state:<name>                   hash    published state: value, updated_at
+
+    schedules, SLA (scripts/lib_schedules.lua has the details)
+    P:schedule:<key>                 hash    one schedule: definition and run state
+    P:schedules                      zset    every key, score 0 (listing by key)
+    P:schedules-due                  zset    key -> next_at, of those that may fire
+    P:schedules-runs                 hash    key -> job id of its run in flight
+    P:sla-active, P:sla-paused       zset    key -> deadline_at, SLA schedules (sla_list)
+    P:sla-watch                      zset    key -> deadline_at, not paused nor in breach
+    P:breach:<id>                    hash    one breach; P:breach-seq numbers them
+    P:breach-open                    hash    key -> id of its open breach
+    P:breach-ended, P:breach-new     zset    id -> ended_at: closed / not yet announced
+    P:blog:<key>                     zset    id -> started_at, one schedule's breaches
+
+    the decision log (scripts/decision_append.lua)
+    P:decisions                      hash    entry number -> JSON entry; P:decision-seq
+    P:dlog:<key>, P:dkind:<kind>     zset    number -> at, per schedule / per kind
+    P:decisions-at                   zset    number -> at, every entry (retention)
+
+    events (scripts/lib_events.lua) and rate-limit buckets (scripts/bucket_acquire.lua)
+    P:event:<id>                     hash    one event
+    P:evids:<state>                  zset    event ids in a state, score 0 (by id)
+    P:events-pending                 zset    pending ids by received_at
+    P:events-settled                 zset    settled ids by received_at (retention)
+    P:blocked                        hash    bucket -> blocked until
+    P:starts:<bucket>                zset    grants in the window, score the time; P:seq
+    P:holders:<bucket>               set     running jobs holding the bucket
 
 Each job is in exactly one state structure (a lane, ``sched``, ``running`` or ``done``),
 in ``ids:<state>`` and in one ``counts`` field; the scripts move it between them
-atomically (``lib.lua``: ``unindex``/``index``/``move``).
+atomically (``lib.lua``: ``unindex``/``index``/``move``). Keys whose last part is a
+name (a queue, a schedule key, a bucket) start with a word used for nothing else, so no
+name can make one key collide with another.
 
 Why this shape
 --------------
@@ -140,6 +172,83 @@ class Keys:
     @property
     def tasks(self) -> str:
         return f"{self.tag}:tasks"
+
+    def queued(self, queue: str) -> str:
+        return f"{self.tag}:queued:{queue}"
+
+    def state(self, name: str) -> str:
+        return f"{self.tag}:state:{name}"
+
+    # -- schedules, SLA, decisions --
+
+    def schedule(self, key: str) -> str:
+        return f"{self.tag}:schedule:{key}"
+
+    @property
+    def schedules(self) -> str:
+        return f"{self.tag}:schedules"
+
+    @property
+    def schedules_due(self) -> str:
+        return f"{self.tag}:schedules-due"
+
+    @property
+    def schedules_runs(self) -> str:
+        return f"{self.tag}:schedules-runs"
+
+    @property
+    def sla_active(self) -> str:
+        return f"{self.tag}:sla-active"
+
+    @property
+    def sla_paused(self) -> str:
+        return f"{self.tag}:sla-paused"
+
+    def breach(self, breach_id: str) -> str:
+        return f"{self.tag}:breach:{breach_id}"
+
+    @property
+    def breach_open(self) -> str:
+        return f"{self.tag}:breach-open"
+
+    @property
+    def breach_ended(self) -> str:
+        return f"{self.tag}:breach-ended"
+
+    def blog(self, key: str) -> str:
+        return f"{self.tag}:blog:{key}"
+
+    @property
+    def decisions(self) -> str:
+        return f"{self.tag}:decisions"
+
+    def dlog(self, key: str) -> str:
+        return f"{self.tag}:dlog:{key}"
+
+    def dkind(self, kind: str) -> str:
+        return f"{self.tag}:dkind:{kind}"
+
+    # -- events, buckets --
+
+    def event(self, event_id: str) -> str:
+        return f"{self.tag}:event:{event_id}"
+
+    def evids(self, state: str) -> str:
+        return f"{self.tag}:evids:{state}"
+
+    @property
+    def events_pending(self) -> str:
+        return f"{self.tag}:events-pending"
+
+    @property
+    def blocked(self) -> str:
+        return f"{self.tag}:blocked"
+
+    def starts(self, bucket: str) -> str:
+        return f"{self.tag}:starts:{bucket}"
+
+    def holders(self, bucket: str) -> str:
+        return f"{self.tag}:holders:{bucket}"
 
     @property
     def pattern(self) -> str:

@@ -1,6 +1,8 @@
 """The Lua scripts: every multi-key step of the Redis store is one of them (atomic).
 
-Each ``scripts/NAME.lua`` is loaded as ``#!lua`` + ``lib.lua`` + the script. The
+Each ``scripts/NAME.lua`` is loaded as ``#!lua`` + the libraries (``lib.lua``: jobs;
+``lib_schedules.lua``: schedules, breaches and the end-of-run rules; ``lib_events.lua``)
++ the script, so every loaded script is self-contained. The
 shebang (Redis >= 7.0) makes the server check, before running a script, that it may
 write (no script starts while Redis is over ``maxmemory``, so none stops half way on
 OOM) and, on a cluster, that every key it touches is in the slot of its declared key.
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
+LIBRARIES = ("lib", "lib_schedules", "lib_events")
 NAMES = (
     "enqueue",
     "claim",
@@ -34,6 +37,21 @@ NAMES = (
     "worker_register",
     "worker_heartbeat",
     "worker_remove",
+    "schedule_upsert",
+    "schedule_fire",
+    "schedule_remove",
+    "schedule_pause",
+    "schedule_set_every",
+    "schedule_repair",
+    "sla_check",
+    "sla_ended",
+    "decision_append",
+    "history_prune",
+    "bucket_acquire",
+    "bucket_block",
+    "event_append",
+    "event_settle",
+    "event_replay",
 )
 
 
@@ -44,7 +62,7 @@ def _read(name: str) -> str:
 @cache
 def source(name: str) -> str:
     """The text loaded for script ``name``."""
-    return f"#!lua\n{_read('lib')}\n{_read(name)}"
+    return "\n".join(["#!lua", *(_read(lib) for lib in LIBRARIES), _read(name)])
 
 
 class Scripts:

@@ -8,11 +8,17 @@
 --   P:done:<state>              zset   finished jobs by finished_at (retention, throughput)
 --   P:ids:<state>, P:counts     the state index and counters
 --   P:dedup                     hash   a finished job frees its key
+--   P:holders:<bucket>          set    a job leaving running stops holding its bucket
+--   P:schedule:<key> (+ its indexes, breaches)   a final state ends the schedule's run
 --   P:wake                      stream a job queued or scheduled again wakes waiters
 -- ARGV: now, then a JSON array with one array per outcome: id, token, kind (succeeded|
---   failed|snoozed|released|cancelled), result, error, traceback, retry_at (strings, or
---   null where Python has None).
+--   failed|snoozed|released|cancelled), result, error, traceback, retry_at, next_in
+--   (strings, or null where Python has None).
 -- Returns the ids whose lease was not held (refused; nothing changed for them).
+--
+-- A job that reaches a final state ends its schedule's run in this same script
+-- (schedules.lua: end_run), as SQLite does in the ack's transaction: a run ends exactly
+-- when its job does, and a delay-mode schedule is re-armed then.
 
 local now = ARGV[1]
 local NULL = cjson.null
@@ -53,9 +59,12 @@ for _, o in ipairs(outcomes) do
       sets[#sets + 1] = 'finished_at'
       sets[#sets + 1] = now
       move(j, kind == 'failed' and 'dead' or kind, now, sets)
+      end_run(j, now, o[8] ~= NULL and o[8] or nil)
     elseif kind == 'failed' or kind == 'snoozed' then
       retry_at = retry_at or now
-      for _, v in ipairs({'run_at', retry_at, 'order_at', retry_at}) do sets[#sets + 1] = v end
+      -- a job with an SLA deadline keeps its place in dispatch order
+      local order_at = j.deadline and j.order_at or retry_at
+      for _, v in ipairs({'run_at', retry_at, 'order_at', order_at}) do sets[#sets + 1] = v end
       if kind == 'snoozed' then
         sets[#sets + 1] = 'attempts'
         sets[#sets + 1] = back

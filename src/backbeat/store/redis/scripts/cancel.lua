@@ -5,6 +5,7 @@
 --   P:sched:<queue> or P:ready:<queue>,<prio>,<task> + P:lanes:<queue>   left if pending
 --   P:done:cancelled            zset   finished jobs by finished_at
 --   P:ids:<state>, P:counts, P:dedup
+--   P:schedule:<key> (+ its indexes, breaches)   a job cancelled at once ends its run
 -- ARGV: id, now.
 -- Returns {id, HGETALL} after the change, or nil if there is no such job.
 -- A pending job is cancelled at once; a running one gets cancel_requested (its worker
@@ -15,6 +16,7 @@ local j = load(id)
 if not j then return nil end
 if j.state == 'queued' or j.state == 'scheduled' then
   move(j, 'cancelled', now, {'finished_at', now})
+  end_run(j, now, nil)
 elseif j.state == 'running' then
   redis.call('HSET', job_key(id), 'cancel_requested', '1')
 end

@@ -16,6 +16,9 @@
 --            first write.
 --   finish   Every script that moves jobs returns through finish(), which applies the
 --            gathered writes (below).
+--   Arith.   Where a script computes a time (schedules.lua: the end of a run, SLA
+--            deadlines) it formats the double with fmt() ("%.17g"), which reads back as the
+--            same double; times are compared as numbers (tonumber), never as strings.
 
 local P = string.sub(KEYS[1], 1, -6)
 local RUNNING = P .. ':running'
@@ -24,6 +27,7 @@ local DEDUP = P .. ':dedup'
 local QUEUES = P .. ':queues'
 local PAUSED = P .. ':paused'
 local WAKE = P .. ':wake'
+local FIRED = P .. ':fired'
 local FINAL = {succeeded = true, dead = true, cancelled = true}
 
 local function job_key(id) return P .. ':job:' .. id end
@@ -32,6 +36,11 @@ local function lane_key(queue, member) return P .. ':ready:' .. queue .. ',' .. 
 local function sched_key(queue) return P .. ':sched:' .. queue end
 local function ids_key(state) return P .. ':ids:' .. state end
 local function done_key(state) return P .. ':done:' .. state end
+local function queued_key(queue) return P .. ':queued:' .. queue end
+local function holders_key(bucket) return P .. ':holders:' .. bucket end
+
+-- A double as a string that reads back as the same double (Lua's tostring keeps 14 digits).
+local function fmt(x) return string.format('%.17g', x) end
 
 local function lt(a, b)
   local n = math.min(#a, #b)
@@ -43,8 +52,9 @@ local function lt(a, b)
 end
 
 -- The fields the index functions need, read with one HMGET. Missing fields are false.
-local FIELDS = {'state', 'queue', 'task', 'priority', 'order_at', 'dedup_key', 'lease_token',
-                'attempts', 'max_attempts', 'cancel_requested'}
+local FIELDS = {'state', 'queue', 'task', 'priority', 'run_at', 'order_at', 'dedup_key', 'lease_token',
+                'attempts', 'max_attempts', 'cancel_requested', 'schedule_key', 'fire_at', 'started_at',
+                'deadline', 'bucket'}
 
 local function load(id)
   local v = redis.call('HMGET', job_key(id), unpack(FIELDS))
@@ -124,15 +134,22 @@ end
 
 -- Take job j out of the structure of its current state (lane, schedule, running, done),
 -- its state's id index and its counter. The hash itself is left to the caller. With
--- `lane_done`, a queued job's lane entry was already removed by the caller.
+-- `lane_done`, a queued job's lane entry was already removed by the caller. A job leaving
+-- `running` stops holding its rate-limit bucket (buckets.lua), so a slot never leaks.
 local function unindex(j, lane_done)
   local s = j.state
   if s == 'queued' then
     if not lane_done then leave_lane(j) end
+    zset_put(queued_key(j.queue), j.id, false)
   elseif s == 'scheduled' then
     redis.call('ZREM', sched_key(j.queue), j.id)
   elseif s == 'running' then
     zset_put(RUNNING, j.id, false)
+    if j.bucket then
+      redis.call('SREM', holders_key(j.bucket), j.id)
+      redis.call('HDEL', job_key(j.id), 'bucket')
+      j.bucket = nil
+    end
   else
     zset_put(done_key(s), j.id, false)
   end
@@ -143,7 +160,7 @@ end
 -- Put job j into `state`, scored by `score` (a string: order_at for queued, run_at for
 -- scheduled, lease expiry for running, finished_at for final states), and write the
 -- state with the extra hash fields given as {field, value, ...} in one HSET. A final
--- state frees the job's dedup key.
+-- state frees the job's dedup key. A queued job is also indexed by j.run_at (backlog).
 local function index(j, state, score, fields)
   if state == 'queued' then
     local member = j.priority .. ',' .. j.task
@@ -153,6 +170,7 @@ local function index(j, state, score, fields)
       redis.call('ZADD', lanes_key(j.queue), -tonumber(j.priority), member)
       lanes_listed[lane] = true
     end
+    zset_put(queued_key(j.queue), j.id, j.run_at)
   elseif state == 'scheduled' then
     redis.call('ZADD', sched_key(j.queue), score, j.id)
   elseif state == 'running' then
@@ -190,4 +208,49 @@ end
 -- {id, HGETALL} of a job, the shape Python decodes.
 local function record(id)
   return {id, redis.call('HGETALL', job_key(id))}
+end
+
+-- Refuse a batch that would write a job id twice or over an existing job, before any write:
+-- `items` are enqueue items (id first). Returns an error reply, or nil when all are new.
+local function refuse_taken(items, seen)
+  seen = seen or {}
+  for _, a in ipairs(items) do
+    if seen[a[1]] or redis.call('EXISTS', job_key(a[1])) == 1 then
+      return redis.error_reply('BB_DUPLICATE job id already exists: ' .. a[1])
+    end
+    seen[a[1]] = true
+  end
+  return nil
+end
+
+-- Write one new job (Store.job_enqueue), from an item codec.enqueue_item made: id, queue,
+-- task, priority, run_at, order_at, dedup key, schedule key, fire_at ("" = none), then the
+-- hash fields as a flat [field, value, ...] array. Returns nil if written, else the id of
+-- the live job holding its dedup key (nothing written). The queue is listed either way.
+-- A job of a schedule's occurrence is recorded in P:fired, the (fire_at, key) uniqueness.
+local function insert_job(a, now)
+  local j = {id = a[1], queue = a[2], task = a[3], priority = a[4], run_at = a[5], order_at = a[6],
+             dedup_key = a[7]}
+  redis.call('SADD', QUEUES, j.queue)
+  local holder = j.dedup_key ~= '' and redis.call('HGET', DEDUP, j.dedup_key)
+  if holder then return holder end
+  local fields = {'created_at', now, 'attempts', '0'}
+  for _, v in ipairs(a[10]) do fields[#fields + 1] = v end
+  if tonumber(j.run_at) <= tonumber(now) then
+    index(j, 'queued', j.order_at, fields)
+  else
+    index(j, 'scheduled', j.run_at, fields)
+  end
+  if j.dedup_key ~= '' then redis.call('HSET', DEDUP, j.dedup_key, j.id) end
+  if a[8] ~= '' and a[9] ~= '' then redis.call('HSET', FIRED, a[9] .. '|' .. a[8], j.id) end
+  return nil
+end
+
+-- Delete job j (loaded) and every entry that names it.
+local function delete_job(j)
+  unindex(j)
+  release_dedup(j)
+  local fired = j.schedule_key and j.fire_at and j.fire_at .. '|' .. j.schedule_key
+  if fired and redis.call('HGET', FIRED, fired) == j.id then redis.call('HDEL', FIRED, fired) end
+  redis.call('DEL', job_key(j.id))
 end

@@ -5,7 +5,8 @@
 --   P:lanes:<queue>             zset   the queue's lanes (emptied, with each lane)
 --   P:ready:<queue>,<prio>,<task>  zset  queued jobs of a lane
 --   P:job:<id>                  hash   deleted
---   P:ids:<state>, P:counts, P:dedup
+--   P:queued:<queue>            zset   queued jobs by run_at
+--   P:ids:<state>, P:counts, P:dedup, P:fired
 -- ARGV: queue.
 -- Returns how many jobs were deleted. One script, so atomic; it holds the server for
 -- the time it takes to delete the queue's pending jobs (about a microsecond each).
@@ -18,9 +19,6 @@ for _, member in ipairs(redis.call('ZRANGE', lanes_key(queue), 0, -1)) do
   end
 end
 for _, id in ipairs(doomed) do
-  local j = load(id)
-  unindex(j)
-  release_dedup(j)
-  redis.call('DEL', job_key(id))
+  delete_job(load(id))
 end
 return finish(#doomed)

@@ -5,7 +5,8 @@
 --   P:job:<id>                  hash   the job: state, error, lease fields cleared
 --   P:ready:<queue>,<prio>,<task>, P:lanes:<queue>   back to queued (attempts remain)
 --   P:done:<state>              zset   dead (out of attempts) or cancelled (cancel pending)
---   P:ids:<state>, P:counts, P:dedup, P:wake
+--   P:ids:<state>, P:counts, P:dedup, P:holders:<bucket>, P:wake
+--   P:schedule:<key> (+ its indexes, breaches)   a job that became final ends its run
 -- ARGV: now, limit, the error to record.
 -- Returns {id, HGETALL} of each rescued job, as it is after the rescue.
 
@@ -17,8 +18,10 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', RUNNING, '-inf', '(' .. now, 'LI
   redis.call('HDEL', job_key(id), 'lease_token', 'lease_expires_at', 'traceback')
   if j.cancel_requested == '1' then
     move(j, 'cancelled', now, {'error', message, 'finished_at', now})
+    end_run(j, now, nil)
   elseif tonumber(j.attempts) >= tonumber(j.max_attempts) then
     move(j, 'dead', now, {'error', message, 'finished_at', now})
+    end_run(j, now, nil)
   else
     move(j, 'queued', j.order_at, {'error', message})
     requeued = true
