@@ -209,10 +209,12 @@ class ScheduleMethods(MemoryState):
     async def sla_ended(self, *, limit: int = 1000) -> list[Breach]:
         with self._lock:
             ended = [
-                b for b in self._breaches if b.ended_at is not None and (b.key, b.started_at) not in self._announced
+                b
+                for b in self._breaches
+                if b.ended_at is not None and (b.key, b.started_at, b.ended_at) not in self._announced
             ]
             ended.sort(key=lambda b: (b.ended_at, b.key))
-            self._announced.update((b.key, b.started_at) for b in ended[:limit])
+            self._announced.update((b.key, b.started_at, b.ended_at) for b in ended[:limit])
             return ended[:limit]
 
     async def sla_breaches(self, *, key: str | None, since: float, limit: int = 1000) -> list[Breach]:
@@ -270,7 +272,7 @@ class ScheduleMethods(MemoryState):
             closed = [i for i, b in enumerate(self._breaches) if b.ended_at is not None and b.ended_at < before]
             for i in reversed(closed[:limit]):
                 breach = self._breaches.pop(i)
-                self._announced.discard((breach.key, breach.started_at))
+                self._announced.discard((breach.key, breach.started_at, breach.ended_at))
             settled = [
                 e.id for e in self._events.values() if e.state is not EventState.PENDING and e.received_at < before
             ]

@@ -176,8 +176,10 @@ class MemoryState:
         self._schedules = ScheduleTable()
         self._fires: dict[tuple[str, float], str] = {}
         self._breaches: list[Breach] = []
-        self._announced: set[tuple[str, float]] = set()
-        """(key, started_at) of closed breaches already returned by ``sla_ended``."""
+        self._announced: set[tuple[str, float, float | None]] = set()
+        """(key, started_at, ended_at) of closed breaches already returned by ``sla_ended``
+        (two breaches of one key can start at the same deadline: an SLA removed and set
+        again restores it)."""
         self._decisions: list[Decision] = []
         self._events: dict[str, EventRecord] = {}
         self._blocked: dict[str, float] = {}
