@@ -35,7 +35,7 @@ braces, which makes it the Redis Cluster *hash tag* of every key below::
     P:sla-active, P:sla-paused       zset    key -> deadline_at, SLA schedules (sla_list)
     P:sla-watch                      zset    key -> deadline_at, not paused nor in breach
     P:breach:<id>                    hash    one breach; P:breach-seq numbers them
-    P:breach-open                    hash    key -> id of its open breach
+    P:breach-open                    hash    key -> ids of its open breaches
     P:breach-ended, P:breach-new     zset    id -> ended_at: closed / not yet announced
     P:blog:<key>                     zset    id -> started_at, one schedule's breaches
 

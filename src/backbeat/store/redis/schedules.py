@@ -17,7 +17,7 @@ from typing import Any, cast
 from backbeat.errors import ScheduleNotFound
 from backbeat.store.redis import codec
 from backbeat.store.redis.connection import RedisBase, flat
-from backbeat.store.redis.jobs import check_queue, enqueue_items
+from backbeat.store.redis.jobs import check_queue
 from backbeat.types import (
     Breach,
     Change,
@@ -57,6 +57,11 @@ def _fire_item(f: Fire, job: list[Any]) -> list[Any]:
     """One fire as ``schedule_fire.lua`` takes it (``job``: its enqueue item)."""
     return [f.key, codec.num(f.expected_next_at), job, codec.opt_num(f.next_tick), codec.opt_num(f.next_at),
             codec.num(f.pending_jitter)]  # fmt: skip
+
+
+def _open_ids(values: list[str]) -> list[str]:
+    """The ids of P:breach-open's values (space-separated per key)."""
+    return [i for v in values for i in v.split()]
 
 
 def _opt(value: float | None) -> str:
@@ -124,8 +129,9 @@ class ScheduleMethods(RedisBase):
     async def schedule_fire(self, fires: Sequence[Fire], *, now: float) -> list[bool]:
         if not fires:
             return []
-        jobs = enqueue_items([f.job for f in fires])
-        items = [_fire_item(f, job) for f, job in zip(fires, jobs, strict=True)]
+        for f in fires:  # a job id given twice is not an error here: its second fire loses
+            check_queue(f.job.queue)
+        items = [_fire_item(f, codec.enqueue_item(f.job)) for f in fires]
         out = await self._run("schedule_fire", [codec.num(now), codec.script_json(items)])
         return [bool(x) for x in out]
 
@@ -175,7 +181,7 @@ class ScheduleMethods(RedisBase):
                     pipe.zrangebyscore(self.keys.breach_ended, codec.num(since), "+inf"),
                 ]
             )
-            ids = [*open_ids, *ended]
+            ids = [*_open_ids(open_ids), *ended]
         found = await self._breaches(ids)
         found = [b for b in found if b.ended_at is None or b.ended_at >= since]
         found.sort(key=lambda b: (b.started_at, b.key), reverse=True)
@@ -204,7 +210,7 @@ class ScheduleMethods(RedisBase):
             transaction=True,
         )
         seconds = 0.0
-        for b in await self._breaches([*open_ids, *ended]):
+        for b in await self._breaches([*_open_ids(open_ids), *ended]):
             end = b.ended_at if b.ended_at is not None else now
             seconds += max(0.0, min(now, end) - max(b.started_at, since))
         return SlaStats(schedules=active + paused, paused=paused, breached=breached, breach_seconds=seconds)

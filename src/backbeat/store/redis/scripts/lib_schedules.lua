@@ -15,7 +15,10 @@
 --                               (sla_check: an index range scan)
 --   P:breach:<id>        hash   one breach: key, sla, base_at, started_at, ended_at
 --   P:breach-seq         string the last breach id (ids are zero-padded: they sort as numbers)
---   P:breach-open        hash   key -> id of its open breach (at most one per schedule)
+--   P:breach-open        hash   key -> ids of its open breaches, space-separated: one,
+--                               mirrored by breach_since, and any a removed schedule of
+--                               the same key left open (ended with the next one, as the
+--                               reference store ends every open breach of a key)
 --   P:breach-ended       zset   id -> ended_at, closed breaches (sla_stats, history_prune)
 --   P:breach-new         zset   id -> ended_at, closed and not yet returned by sla_ended
 --   P:blog:<key>         zset   id -> started_at, the schedule's breaches (sla_breaches)
@@ -140,21 +143,24 @@ local function breach_add(key, sla, base_at, started_at, ended_at)
     redis.call('ZADD', BREACH_ENDED, ended_at, id)
     redis.call('ZADD', BREACH_NEW, ended_at, id)
   else
-    redis.call('HSET', BREACH_OPEN, key, id)
+    local open = redis.call('HGET', BREACH_OPEN, key)
+    redis.call('HSET', BREACH_OPEN, key, open and open .. ' ' .. id or id)
   end
   redis.call('HSET', breach_key(id), unpack(fields))
   redis.call('ZADD', blog_key(key), started_at, id)
   return id
 end
 
--- End the schedule's open breach, if it has one.
+-- End the open breaches of `key`.
 local function breach_end(key, now)
-  local id = redis.call('HGET', BREACH_OPEN, key)
-  if not id then return end
+  local open = redis.call('HGET', BREACH_OPEN, key)
+  if not open then return end
   redis.call('HDEL', BREACH_OPEN, key)
-  redis.call('HSET', breach_key(id), 'ended_at', now)
-  redis.call('ZADD', BREACH_ENDED, now, id)
-  redis.call('ZADD', BREACH_NEW, now, id)
+  for id in string.gmatch(open, '%S+') do
+    redis.call('HSET', breach_key(id), 'ended_at', now)
+    redis.call('ZADD', BREACH_ENDED, now, id)
+    redis.call('ZADD', BREACH_NEW, now, id)
+  end
 end
 
 -- {id, HGETALL} of a breach, the shape Python decodes.
