@@ -1,4 +1,5 @@
-"""Checks the Redis store's key layout (``store/redis/keys.py``) against its job hashes."""
+"""Checks the Redis store's key layout (``store/redis/keys.py``) against its job, schedule and
+breach hashes."""
 
 from __future__ import annotations
 
@@ -23,7 +24,62 @@ def check_layout(prefix: str) -> int:
         counted = Counter(f"{f['state']},{f['queue']},{f['task']}" for f in jobs.values())
         assert {k: int(v) for k, v in c.hgetall(f"{tag}:counts").items()} == dict(counted)
         _dedup_is_held_by_live_jobs(c.hgetall(f"{tag}:dedup"), jobs)
+        _job_side_indexes(c, tag, jobs)
+        _schedule_indexes(c, tag)
+        _breach_indexes(c, tag)
     return len(jobs)
+
+
+def _job_side_indexes(c: redis.Redis, tag: str, jobs: Jobs) -> None:
+    """P:queued:<queue> (queued jobs by run_at), P:fired, P:holders:<bucket>."""
+    for key in c.scan_iter(match=f"{tag}:queued:*", count=1000):
+        queue = key.split(":queued:", 1)[1]
+        expected = {i: float(f["run_at"]) for i, f in jobs.items() if f["state"] == "queued" and f["queue"] == queue}
+        assert dict(c.zrange(key, 0, -1, withscores=True)) == expected, key
+    queued = {f["queue"] for f in jobs.values() if f["state"] == "queued"}
+    assert all(c.exists(f"{tag}:queued:{q}") for q in queued)
+    fired = {
+        f"{f['fire_at']}|{f['schedule_key']}": i for i, f in jobs.items() if "fire_at" in f and "schedule_key" in f
+    }
+    assert c.hgetall(f"{tag}:fired") == fired
+    holding = {i: f["bucket"] for i, f in jobs.items() if "bucket" in f}
+    assert all(jobs[i]["state"] == "running" for i in holding)
+    for key in c.scan_iter(match=f"{tag}:holders:*", count=1000):
+        bucket = key.split(":holders:", 1)[1]
+        assert c.smembers(key) == {i for i, b in holding.items() if b == bucket}, key
+
+
+def _schedule_indexes(c: redis.Redis, tag: str) -> None:
+    """Each schedule is in exactly the indexes its state says (lib_schedules.lua sched_save)."""
+    keys = {k.split(":schedule:", 1)[1] for k in c.scan_iter(match=f"{tag}:schedule:*", count=1000)}
+    records = {k: c.hgetall(f"{tag}:schedule:{k}") for k in keys}
+    assert set(c.zrange(f"{tag}:schedules", 0, -1)) == keys
+    due = {
+        k: float(r["next_at"])
+        for k, r in records.items()
+        if "paused" not in r and "in_flight" not in r and "next_at" in r
+    }
+    assert dict(c.zrange(f"{tag}:schedules-due", 0, -1, withscores=True)) == due
+    assert c.hgetall(f"{tag}:schedules-runs") == {k: r["in_flight"] for k, r in records.items() if "in_flight" in r}
+    sla = {k: r for k, r in records.items() if "sla" in r}
+    for name, members in (
+        ("sla-active", {k for k, r in sla.items() if "paused" not in r}),
+        ("sla-paused", {k for k, r in sla.items() if "paused" in r}),
+        ("sla-watch", {k for k, r in sla.items() if "paused" not in r and "breach_since" not in r}),
+    ):
+        scored = dict(c.zrange(f"{tag}:{name}", 0, -1, withscores=True))
+        assert scored == {k: float(sla[k]["deadline_at"]) for k in members}, name
+
+
+def _breach_indexes(c: redis.Redis, tag: str) -> None:
+    breaches = {k.split(":breach:", 1)[1]: c.hgetall(k) for k in c.scan_iter(match=f"{tag}:breach:*", count=1000)}
+    open_ids = {i for ids in c.hvals(f"{tag}:breach-open") for i in ids.split()}
+    assert open_ids == {i for i, b in breaches.items() if "ended_at" not in b}
+    ended = dict(c.zrange(f"{tag}:breach-ended", 0, -1, withscores=True))
+    assert ended == {i: float(b["ended_at"]) for i, b in breaches.items() if "ended_at" in b}
+    assert set(c.zrange(f"{tag}:breach-new", 0, -1)) <= set(ended)
+    for i, b in breaches.items():
+        assert c.zscore(f"{tag}:blog:{b['key']}", i) == float(b["started_at"])
 
 
 def _each_job_is_where_its_state_says(c: redis.Redis, tag: str, jobs: Jobs) -> Counter[str]:
