@@ -3,6 +3,7 @@ server), and a ledger of what ran."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,19 @@ class Ledger:
         return Counter(line[0] for line in self.events(event))
 
 
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a process and, if it was spawned with ``start_new_session``, everything in its
+    group (the worker processes of ``backbeat run`` too, which would outlive it otherwise);
+    stopped ones included."""
+    with contextlib.suppress(ProcessLookupError):  # no such group: not a leader, or all gone
+        os.killpg(proc.pid, signal.SIGCONT)
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+    proc.wait(timeout=10)
+
+
 class Cluster:
     """Worker processes for one test, all on one store."""
 
@@ -109,6 +123,7 @@ class Cluster:
             cwd=HERE,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop_all ends its children too
         )
         log.close()
         self.procs.append(proc)
@@ -162,25 +177,33 @@ class Cluster:
 
     def stop_all(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.kill()
-            proc.wait(timeout=10)
+            kill_group(proc)
         self.client.close()
         self.app.close()
 
 
-STORES = pytest.mark.parametrize("cluster", ["sqlite", "redis"], indirect=True)
+SHARED_STORES = ("sqlite", "redis")
+STORES = pytest.mark.parametrize("cluster", SHARED_STORES, indirect=True)
 """Run a test against every store that several processes share (default: SQLite only)."""
+
+
+@contextmanager
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh store URL for processes to share: the fixture's parameter names the store
+    (``SHARED_STORES``; SQLite when there is none), a file in ``tmp_path`` or a key prefix
+    of its own on the test Redis (deleted afterwards)."""
+    if getattr(request, "param", "sqlite") == "redis":
+        with fresh_url() as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path}/store.db"
 
 
 @pytest.fixture
 def cluster(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     logs = tmp_path / "logs"
     logs.mkdir()
-    with ExitStack() as stack:
-        store = getattr(request, "param", "sqlite")
-        url = stack.enter_context(fresh_url()) if store == "redis" else f"sqlite:///{tmp_path}/store.db"
+    with shared_store(request, tmp_path) as url:
         c = Cluster(url, Ledger(tmp_path / "ledger.txt"), logs)
         monkeypatch.setenv("BB_LEDGER", str(c.ledger.path))  # for jobs run in this process
         try:
