@@ -91,19 +91,22 @@ Why this shape
 
 Memory
 ------
-Measured on Redis 7.0.15 with ``benchmarks/redis_memory.py`` (100,000 jobs of a 21-character
+Measured on Redis 7.0.15 with ``benchmarks/redis_memory.py`` (50,000 jobs of a 21-character
 task name, payload ``{"args":[],"kwargs":{"user_id":12345}}``; sum of ``MEMORY USAGE``
 over the store's keys, ``INFO memory`` growth in brackets):
 
-* queued: 696 B/job (730 B): the job hash, 424 B as a listpack, plus its lane and
-  id-index entries;
-* scheduled: 696 B/job (720 B): the same, in ``sched`` instead of a lane;
-* succeeded: 760 B/job: hash 488 B (result, start, worker, finish time);
-* queued with a 200-byte payload: 1,376 B/job, because a value over
-  ``hash-max-listpack-value`` (64 bytes by default) turns the hash into a hashtable;
-  824 B/job on a server with ``hash-max-listpack-value 1024``.
+* queued: 832 B/job (881 B): the job hash, 424 B as a listpack, plus its lane, its
+  ``queued`` entry (136 B: the backlog's index by run_at) and its id-index entry;
+* scheduled: 696 B/job (737 B): the hash, in ``sched`` instead of a lane;
+* succeeded: 760 B/job (797 B): hash 488 B (result, start, worker, finish time);
+* queued with a 200-byte payload: 1,511 B/job, because a value over
+  ``hash-max-listpack-value`` (64 bytes by default) turns the hash into a hashtable
+  (the last measurement without ``queued``: 1,376 B/job, 824 B/job on a server with
+  ``hash-max-listpack-value 1024``).
+* a job fired by a schedule also has a ``fired`` field (fire time and key) until it is
+  pruned (not measured separately).
 
-So about 0.7 GB per million waiting jobs with small payloads; set
+So about 0.8 GB per million waiting jobs with small payloads; set
 ``hash-max-listpack-value`` to above your usual payload size (reading a listpack hash of
 ~15 fields stays cheap) when payloads are larger. Finished jobs are pruned on the
 retention (``job_prune``), so their share stays bounded.
