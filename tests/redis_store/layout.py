@@ -4,6 +4,7 @@ breach hashes."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import cast
 
 import redis
 
@@ -30,12 +31,17 @@ def check_layout(prefix: str) -> int:
     return len(jobs)
 
 
+def scored(c: redis.Redis, key: str) -> dict[str, float]:
+    """A sorted set as member -> score."""
+    return dict(cast(list[tuple[str, float]], c.zrange(key, 0, -1, withscores=True)))
+
+
 def _job_side_indexes(c: redis.Redis, tag: str, jobs: Jobs) -> None:
     """P:queued:<queue> (queued jobs by run_at), P:fired, P:holders:<bucket>."""
     for key in c.scan_iter(match=f"{tag}:queued:*", count=1000):
         queue = key.split(":queued:", 1)[1]
         expected = {i: float(f["run_at"]) for i, f in jobs.items() if f["state"] == "queued" and f["queue"] == queue}
-        assert dict(c.zrange(key, 0, -1, withscores=True)) == expected, key
+        assert scored(c, key) == expected, key
     queued = {f["queue"] for f in jobs.values() if f["state"] == "queued"}
     assert all(c.exists(f"{tag}:queued:{q}") for q in queued)
     fired = {
@@ -59,7 +65,7 @@ def _schedule_indexes(c: redis.Redis, tag: str) -> None:
         for k, r in records.items()
         if "paused" not in r and "in_flight" not in r and "next_at" in r
     }
-    assert dict(c.zrange(f"{tag}:schedules-due", 0, -1, withscores=True)) == due
+    assert scored(c, f"{tag}:schedules-due") == due
     assert c.hgetall(f"{tag}:schedules-runs") == {k: r["in_flight"] for k, r in records.items() if "in_flight" in r}
     sla = {k: r for k, r in records.items() if "sla" in r}
     for name, members in (
@@ -67,15 +73,18 @@ def _schedule_indexes(c: redis.Redis, tag: str) -> None:
         ("sla-paused", {k for k, r in sla.items() if "paused" in r}),
         ("sla-watch", {k for k, r in sla.items() if "paused" not in r and "breach_since" not in r}),
     ):
-        scored = dict(c.zrange(f"{tag}:{name}", 0, -1, withscores=True))
-        assert scored == {k: float(sla[k]["deadline_at"]) for k in members}, name
+        index = scored(c, f"{tag}:{name}")
+        assert index == {k: float(sla[k]["deadline_at"]) for k in members}, name
 
 
 def _breach_indexes(c: redis.Redis, tag: str) -> None:
-    breaches = {k.split(":breach:", 1)[1]: c.hgetall(k) for k in c.scan_iter(match=f"{tag}:breach:*", count=1000)}
+    breaches: dict[str, dict[str, str]] = {
+        k.split(":breach:", 1)[1]: cast(dict[str, str], c.hgetall(k))
+        for k in c.scan_iter(match=f"{tag}:breach:*", count=1000)
+    }
     open_ids = {i for ids in c.hvals(f"{tag}:breach-open") for i in ids.split()}
     assert open_ids == {i for i, b in breaches.items() if "ended_at" not in b}
-    ended = dict(c.zrange(f"{tag}:breach-ended", 0, -1, withscores=True))
+    ended = scored(c, f"{tag}:breach-ended")
     assert ended == {i: float(b["ended_at"]) for i, b in breaches.items() if "ended_at" in b}
     assert set(c.zrange(f"{tag}:breach-new", 0, -1)) <= set(ended)
     for i, b in breaches.items():

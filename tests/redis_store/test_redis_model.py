@@ -10,54 +10,28 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import pytest
 
-from backbeat.errors import InvalidTransition, JobNotFound
 from backbeat.ids import uuid7
-from backbeat.store import open_store
-from backbeat.store.base import Store
 from backbeat.store.memory import MemoryStore
-from backbeat.store.redis.store import RedisStore
 from backbeat.types import (
     ClaimRequest,
     JobFilter,
     JobOutcome,
-    JobRecord,
     JobState,
     Lease,
     NewJob,
     Outcome,
 )
-from tests.redis_server import fresh_url
-from tests.redis_store.layout import check_layout
+from tests.redis_store.twins import Twins, redis_store
 
 pytestmark = pytest.mark.asyncio
-T0 = 1_800_000_000.0
 
 
 @dataclass
-class Model:
-    rng: random.Random
-    mem: Store
-    red: RedisStore
-    now: float = T0
+class Model(Twins):
     ids: list[str] = field(default_factory=list)
-    held: dict[str, tuple[Lease, Lease]] = field(default_factory=dict)
-
-    def norm(self, job: JobRecord) -> JobRecord:
-        due = job.state in (JobState.SCHEDULED, JobState.QUEUED) and job.run_at <= self.now
-        return replace(job, lease_token=None, state=JobState.QUEUED if due else job.state)
-
-    async def both(self, call: str, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        out = []
-        for store in (self.mem, self.red):
-            try:
-                out.append(await getattr(store, call)(*args, **kwargs))
-            except (JobNotFound, InvalidTransition) as exc:
-                out.append(type(exc))
-        return out[0], out[1]
 
     def new_job(self) -> NewJob:
         r = self.rng
@@ -129,17 +103,11 @@ class Model:
         for job_id in m.lost:
             self.held.pop(job_id, None)
 
-    async def rescue(self) -> None:
-        m, r = await self.both("job_rescue", now=self.now)
-        assert sorted(map(self.norm, m), key=lambda j: j.id) == sorted(map(self.norm, r), key=lambda j: j.id)
-        for job in m:
-            self.held.pop(job.id, None)
-
     async def cancel_or_retry(self) -> None:
         job_id = self.rng.choice([*self.ids, "missing"])
         call = self.rng.choice(["job_cancel", "job_retry"])
         m, r = await self.both(call, job_id, now=self.now)
-        assert (m if isinstance(m, type) else self.norm(m)) == (r if isinstance(r, type) else self.norm(r))
+        assert self.norm_or_error(m) == self.norm_or_error(r)
 
     async def queues(self) -> None:
         queue = self.rng.choice(["a", "b"])
@@ -171,24 +139,9 @@ class Model:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_redis_answers_like_the_reference_store(seed: int) -> None:
-    rng = random.Random(seed)
-    with fresh_url() as url:
-        red = open_store(url)
-        assert isinstance(red, RedisStore)
-        await red.open()
-        model = Model(rng=rng, mem=MemoryStore(), red=red)
+    async with redis_store() as red:
+        model = Model(rng=random.Random(seed), mem=MemoryStore(), red=red)
         steps = [model.enqueue] * 4 + [model.claim] * 4 + [model.ack] * 3 + [model.heartbeat, model.rescue]
         steps += [model.cancel_or_retry] * 2 + [model.queues, model.prune]
-        try:
-            for i in range(300):
-                if rng.random() < 0.3:
-                    model.now += rng.choice([0.25, 1.0, 2.5])
-                await rng.choice(steps)()
-                if i % 50 == 49:
-                    await model.compare_all()
-                    check_layout(red.keys.prefix)
-            await model.compare_all()
-            check_layout(red.keys.prefix)
-            assert len(model.ids) > 100  # the run did enqueue (and so claim, ack...) a fair amount
-        finally:
-            await red.close()
+        await model.drive(steps, rounds=300, gaps=[0.25, 1.0, 2.5], every=50)
+        assert len(model.ids) > 100  # the run did enqueue (and so claim, ack...) a fair amount

@@ -8,11 +8,11 @@ from collections.abc import Mapping, Sequence
 
 from backbeat.errors import InvalidTransition, JobNotFound, StoreError
 from backbeat.ids import token as new_token
+from backbeat.store import rules
 from backbeat.store.memory.state import (
     MemoryState,
     after_ack,
     after_rescue,
-    new_record,
 )
 from backbeat.types import (
     Backlog,
@@ -50,7 +50,7 @@ class JobMethods(MemoryState):
                 if held is not None:
                     out.append(Enqueued(job=self._jobs[held], created=False))
                     continue
-                job = new_record(new, now)
+                job = rules.new_record(new, now)
                 self._put(job)
                 out.append(Enqueued(job=job, created=True))
             self._notify()

@@ -9,7 +9,6 @@ from backbeat.errors import ScheduleNotFound
 from backbeat.store import rules
 from backbeat.store.memory.state import (
     MemoryState,
-    new_record,
 )
 from backbeat.types import (
     Breach,
@@ -141,7 +140,7 @@ class ScheduleMethods(MemoryState):
                 )
                 if ok:
                     assert record is not None
-                    job = new_record(fire.job, now)
+                    job = rules.new_record(fire.job, now)
                     self._put(job)
                     self._schedules[fire.key] = evolve(
                         record,

@@ -20,7 +20,6 @@ from backbeat.types import (
     JobRecord,
     JobState,
     Lease,
-    NewJob,
     Outcome,
     QueueInfo,
     ScheduleRecord,
@@ -257,27 +256,6 @@ class MemoryState:
         if job is None or job.state is not JobState.RUNNING or job.lease_token != lease.token:
             return None
         return job
-
-
-def new_record(new: NewJob, now: float) -> JobRecord:
-    return JobRecord(
-        id=new.id,
-        task=new.task,
-        queue=new.queue,
-        state=JobState.QUEUED if new.run_at <= now else JobState.SCHEDULED,
-        payload=new.payload,
-        priority=new.priority,
-        run_at=new.run_at,
-        order_at=new.run_at if new.order_at is None else new.order_at,
-        attempts=0,
-        max_attempts=new.max_attempts,
-        created_at=now,
-        timeout=new.timeout,
-        dedup_key=new.dedup_key,
-        schedule_key=new.schedule_key,
-        fire_at=new.fire_at,
-        deadline=new.deadline,
-    )
 
 
 def resolve(fut: asyncio.Future[None]) -> None:

@@ -147,28 +147,6 @@ def ack_item(o: JobOutcome) -> list[str | None]:
     ]
 
 
-def new_record(new: NewJob, now: float) -> JobRecord:
-    """The record ``enqueue.lua`` wrote for ``new`` (the same decision: due now is queued)."""
-    return JobRecord(
-        id=new.id,
-        task=new.task,
-        queue=new.queue,
-        state=JobState.QUEUED if new.run_at <= now else JobState.SCHEDULED,
-        payload=new.payload,
-        priority=new.priority,
-        run_at=new.run_at,
-        order_at=new.run_at if new.order_at is None else new.order_at,
-        attempts=0,
-        max_attempts=new.max_attempts,
-        created_at=now,
-        timeout=new.timeout,
-        dedup_key=new.dedup_key,
-        schedule_key=new.schedule_key,
-        fire_at=new.fire_at,
-        deadline=new.deadline,
-    )
-
-
 # -- workers and tasks ----------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from backbeat.ids import token as new_token
 from backbeat.store.base import LEASE_EXPIRED
 from backbeat.store.redis import codec
 from backbeat.store.redis.connection import RedisBase, flat, translated
+from backbeat.store.rules import new_record
 from backbeat.types import (
     FINAL_STATES,
     Backlog,
@@ -67,7 +68,7 @@ class JobMethods(RedisBase):
             return []
         out = await self._run("enqueue", [codec.num(now), codec.script_json(enqueue_items(jobs))])
         return [
-            Enqueued(job=codec.new_record(new, now), created=True)
+            Enqueued(job=new_record(new, now), created=True)
             if item == 1
             else Enqueued(job=codec.scripted_record(item), created=False)
             for new, item in zip(jobs, out, strict=True)
