@@ -166,6 +166,8 @@ class ScheduleMethods(RedisBase):
         return [codec.breach(codec.pairs(item[1])) for item in out]
 
     async def sla_ended(self, *, limit: int = 1000) -> list[Breach]:
+        if limit < 1:
+            return []  # ZRANGE 0 -1 would be everything
         out = await self._run("sla_ended", [str(limit)])
         return [codec.breach(codec.pairs(item[1])) for item in out]
 
@@ -192,6 +194,8 @@ class ScheduleMethods(RedisBase):
         return [codec.breach(f) for f in rows if f]
 
     async def sla_list(self, *, limit: int) -> list[ScheduleRecord]:
+        if limit < 1:
+            return []
         active = cast(list[str], await self._redis_call("zrange", self.keys.sla_active, 0, limit - 1))
         paused: list[str] = []
         if len(active) < limit:

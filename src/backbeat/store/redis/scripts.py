@@ -2,10 +2,10 @@
 
 Each ``scripts/NAME.lua`` is loaded as ``#!lua`` + the libraries (``lib.lua``: jobs;
 ``lib_schedules.lua``: schedules, breaches and the end-of-run rules; ``lib_events.lua``)
-+ the script, so every loaded script is self-contained. The
-shebang (Redis >= 7.0) makes the server check, before running a script, that it may
-write (no script starts while Redis is over ``maxmemory``, so none stops half way on
-OOM) and, on a cluster, that every key it touches is in the slot of its declared key.
++ the script, so every loaded script is self-contained. The shebang (Redis >= 7.0) makes
+the server check, before running a script, that it may write (no script starts while
+Redis is over ``maxmemory``, so none stops half way on OOM) and, on a cluster, that every
+key it touches is in the slot of its declared key.
 Scripts run with EVALSHA, loaded again after a server restart (``NoScriptError``).
 
 Internal module.

@@ -4,7 +4,7 @@
 --   P:job:<id>                  hash   the job: state, result/error/traceback, run_at...
 --   P:running                   zset   running jobs by lease expiry (left)
 --   P:sched:<queue>             zset   retried and snoozed jobs, by retry time
---   P:ready:<queue>,<prio>,<task>, P:lanes:<queue>   released jobs (queued again)
+--   P:ready:<queue>,<prio>,<task>, P:lanes:<queue>, P:queued:<queue>   released jobs
 --   P:done:<state>              zset   finished jobs by finished_at (retention, throughput)
 --   P:ids:<state>, P:counts     the state index and counters
 --   P:dedup                     hash   a finished job frees its key
@@ -17,7 +17,7 @@
 -- Returns the ids whose lease was not held (refused; nothing changed for them).
 --
 -- A job that reaches a final state ends its schedule's run in this same script
--- (schedules.lua: end_run), as SQLite does in the ack's transaction: a run ends exactly
+-- (lib_schedules.lua: end_run), as SQLite does in the ack's transaction: a run ends exactly
 -- when its job does, and a delay-mode schedule is re-armed then.
 
 local now = ARGV[1]

@@ -2,7 +2,8 @@
 --
 -- Keys (P = "{prefix}"; KEYS[1] = P:meta):
 --   P:job:<id>                  hash   the job
---   P:sched:<queue> or P:ready:<queue>,<prio>,<task> + P:lanes:<queue>   left if pending
+--   P:sched:<queue> or P:ready:<queue>,<prio>,<task> + P:lanes:<queue> + P:queued:<queue>
+--                               left if pending
 --   P:done:cancelled            zset   finished jobs by finished_at
 --   P:ids:<state>, P:counts, P:dedup
 --   P:schedule:<key> (+ its indexes, breaches)   a job cancelled at once ends its run

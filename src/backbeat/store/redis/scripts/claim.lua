@@ -6,6 +6,7 @@
 --   P:sched:<queue>             zset      scheduled jobs by run_at (due ones promoted)
 --   P:lanes:<queue>             zset      "<prio>,<task>" of non-empty lanes, by -prio
 --   P:ready:<queue>,<prio>,<task>  zset   queued jobs of one lane, by order_at then id
+--   P:queued:<queue>            zset      queued jobs by run_at (promoted ones enter, claimed leave)
 --   P:job:<id>                  hash      the job (state, attempts, lease fields)
 --   P:running                   zset      running jobs by lease expiry
 --   P:ids:<state>, P:counts     the state index and counters

@@ -16,7 +16,7 @@
 --            first write.
 --   finish   Every script that moves jobs returns through finish(), which applies the
 --            gathered writes (below).
---   Arith.   Where a script computes a time (schedules.lua: the end of a run, SLA
+--   Arith.   Where a script computes a time (lib_schedules.lua: the end of a run, SLA
 --            deadlines) it formats the double with fmt() ("%.17g"), which reads back as the
 --            same double; times are compared as numbers (tonumber), never as strings.
 

@@ -3,7 +3,7 @@
 -- Keys (P = "{prefix}"; KEYS[1] = P:meta):
 --   P:running                   zset   running jobs by lease expiry (expired ones leave)
 --   P:job:<id>                  hash   the job: state, error, lease fields cleared
---   P:ready:<queue>,<prio>,<task>, P:lanes:<queue>   back to queued (attempts remain)
+--   P:ready:<queue>,<prio>,<task>, P:lanes:<queue>, P:queued:<queue>   back to queued
 --   P:done:<state>              zset   dead (out of attempts) or cancelled (cancel pending)
 --   P:ids:<state>, P:counts, P:dedup, P:holders:<bucket>, P:wake
 --   P:schedule:<key> (+ its indexes, breaches)   a job that became final ends its run
