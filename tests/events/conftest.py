@@ -1,4 +1,5 @@
-"""A jobs app (``evapps``) in real processes on a SQLite file, fed by real brokers."""
+"""A jobs app (``evapps``) in real processes on one store (a SQLite file; ``@STORES`` tests on
+Redis too), fed by real brokers."""
 
 from __future__ import annotations
 
@@ -15,15 +16,19 @@ import pytest
 
 from backbeat import Client
 from backbeat.types import EventFilter, EventRecord, EventState
-from tests.integration.conftest import eventually
+from tests.integration.conftest import SHARED_STORES, eventually, kill_group, shared_store
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 
 
+STORES = pytest.mark.parametrize("jobs_app", SHARED_STORES, indirect=True)
+"""Run a test against every store that several processes share (default: SQLite only)."""
+
+
 class JobsApp:
-    def __init__(self, tmp: Path) -> None:
-        self.url = f"sqlite:///{tmp}/store.db"
+    def __init__(self, tmp: Path, url: str) -> None:
+        self.url = url
         self.ledger = tmp / "ledger.txt"
         self.logs = tmp / "logs"
         self.logs.mkdir()
@@ -50,6 +55,7 @@ class JobsApp:
             cwd=HERE,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop_all ends its children too
         )
         log.close()
         self.procs.append(proc)
@@ -94,19 +100,18 @@ class JobsApp:
 
     def stop_all(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
+            kill_group(proc)
         self.client.close()
 
 
 @pytest.fixture
-def jobs_app(tmp_path: Path) -> Iterator[JobsApp]:
-    app = JobsApp(tmp_path)
-    try:
-        yield app
-    finally:
-        app.stop_all()
+def jobs_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobsApp]:
+    with shared_store(request, tmp_path) as url:
+        app = JobsApp(tmp_path, url)
+        try:
+            yield app
+        finally:
+            app.stop_all()
 
 
 PUBLISH = """

@@ -8,13 +8,14 @@ import sys
 import urllib.request
 
 from backbeat.types import EventState
-from tests.events.conftest import JobsApp
+from tests.events.conftest import STORES, JobsApp
 from tests.integration.conftest import eventually
 from tests.web.processes import free_port
 
 TOKEN = "http-events-token-0123456789"
 
 
+@STORES
 def test_events_over_http_are_handled_once(jobs_app: JobsApp) -> None:
     port = free_port()
     jobs_app.spawn("scheduler")

@@ -10,7 +10,7 @@ import nats
 import pytest
 
 from backbeat.types import EventState
-from tests.events.conftest import JobsApp, exactly_once_across_a_sigkill
+from tests.events.conftest import STORES, JobsApp, exactly_once_across_a_sigkill
 from tests.integration.conftest import eventually
 
 SERVER = "nats://127.0.0.1:4222"
@@ -36,6 +36,7 @@ def _delete_stream(jobs_app: JobsApp) -> Iterator[None]:
     asyncio.run(delete())
 
 
+@STORES
 def test_a_thousand_events_are_each_handled_once_by_each_handler_across_a_sigkill(jobs_app: JobsApp) -> None:
     exactly_once_across_a_sigkill(jobs_app, *urls(jobs_app))
 

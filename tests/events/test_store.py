@@ -11,7 +11,7 @@ import pytest
 
 from backbeat import Client, EventError
 from backbeat.types import EventFilter, EventState
-from tests.events.conftest import JobsApp
+from tests.events.conftest import STORES, JobsApp
 from tests.integration.conftest import eventually
 
 
@@ -47,6 +47,7 @@ def test_emit_joins_the_callers_sqlite_transaction(tmp_path: Path) -> None:
     client.close()
 
 
+@STORES
 def test_emit_from_the_cli_is_handled_by_backbeat_run(jobs_app: JobsApp) -> None:
     jobs_app.spawn("run")
     emitted = jobs_app.backbeat(

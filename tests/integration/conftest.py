@@ -1,22 +1,28 @@
-"""Real worker processes against a store file, and a ledger of what ran."""
+"""Real worker processes against a store (a SQLite file, or a fresh prefix on the test Redis
+server), and a ledger of what ran."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from backbeat import Client
+from backbeat import Client, JobState
+from backbeat.jobs import build_job
+from backbeat.tasks import Task
 from backbeat.types import JobFilter, JobRecord
 from tests.integration import bbapps
+from tests.redis_server import fresh_url
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -64,8 +70,21 @@ class Ledger:
         return Counter(line[0] for line in self.events(event))
 
 
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a process and, if it was spawned with ``start_new_session``, everything in its
+    group (the worker processes of ``backbeat run`` too, which would outlive it otherwise);
+    stopped ones included."""
+    with contextlib.suppress(ProcessLookupError):  # no such group: not a leader, or all gone
+        os.killpg(proc.pid, signal.SIGCONT)
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+    proc.wait(timeout=10)
+
+
 class Cluster:
-    """Worker processes for one test, all on one store file."""
+    """Worker processes for one test, all on one store."""
 
     def __init__(self, url: str, ledger: Ledger, logs: Path) -> None:
         self.url = url
@@ -104,6 +123,7 @@ class Cluster:
             cwd=HERE,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop_all ends its children too
         )
         log.close()
         self.procs.append(proc)
@@ -127,23 +147,66 @@ class Cluster:
 
         return self.client.sync(read)
 
+    def counts(self) -> dict[JobState, int]:
+        """Jobs per state, from the store's counts (cheap however many jobs there are)."""
+
+        async def read() -> dict[JobState, int]:
+            out: dict[JobState, int] = {}
+            for c in await (await self.client.astore()).job_counts():
+                out[c.state] = out.get(c.state, 0) + c.count
+            return out
+
+        return self.client.sync(read)
+
+    def enqueue_many(self, task: Task[..., Any], kwargs: Sequence[dict[str, Any]], batch: int = 1000) -> list[str]:
+        """Enqueue one job per kwargs, ``batch`` to a store call; return their ids."""
+
+        async def write() -> list[str]:
+            store = await self.client.astore()
+            ids: list[str] = []
+            for start in range(0, len(kwargs), batch):
+                now = self.client.clock.now()
+                jobs = [
+                    build_job(task.info, (), kw, settings=self.client.settings, now=now)
+                    for kw in kwargs[start : start + batch]
+                ]
+                ids += [e.job.id for e in await store.job_enqueue(jobs, now=now)]
+            return ids
+
+        return self.client.sync(write)
+
     def stop_all(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.kill()
-            proc.wait(timeout=10)
+            kill_group(proc)
         self.client.close()
         self.app.close()
 
 
+SHARED_STORES = ("sqlite", "redis")
+STORES = pytest.mark.parametrize("cluster", SHARED_STORES, indirect=True)
+"""Run a test against every store that several processes share (default: SQLite only)."""
+
+
+@contextmanager
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh store URL for processes to share: the fixture's parameter names the store
+    (``SHARED_STORES``; SQLite when there is none), a file in ``tmp_path`` or a key prefix
+    of its own on the test Redis (deleted afterwards)."""
+    if getattr(request, "param", "sqlite") == "redis":
+        with fresh_url() as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path}/store.db"
+
+
 @pytest.fixture
-def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+def cluster(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     logs = tmp_path / "logs"
     logs.mkdir()
-    c = Cluster(f"sqlite:///{tmp_path}/store.db", Ledger(tmp_path / "ledger.txt"), logs)
-    monkeypatch.setenv("BB_LEDGER", str(c.ledger.path))  # for jobs run in this process
-    try:
-        yield c
-    finally:
-        c.stop_all()
+    with shared_store(request, tmp_path) as url:
+        c = Cluster(url, Ledger(tmp_path / "ledger.txt"), logs)
+        monkeypatch.setenv("BB_LEDGER", str(c.ledger.path))  # for jobs run in this process
+        try:
+            yield c
+        finally:
+            c.stop_all()

@@ -1,4 +1,5 @@
-"""Schedules with real processes: schedulers, workers and `backbeat run` on one SQLite file."""
+"""Schedules with real processes: schedulers, workers and `backbeat run` on one store (SQLite, and Redis:
+``@STORES``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Cluster, eventually
+from tests.integration.conftest import STORES, Cluster, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +32,7 @@ def schedules_json(cluster: Cluster) -> list[dict[str, object]]:
     return rows
 
 
+@STORES
 def test_the_talks_yaml_loads_and_lists_exactly(cluster: Cluster, tmp_path: Path) -> None:
     path = tmp_path / "resque_schedule.yml"
     path.write_text(TALK)
@@ -53,6 +55,7 @@ def test_the_talks_yaml_loads_and_lists_exactly(cluster: Cluster, tmp_path: Path
     assert sorted(again["unchanged"]) == ["CancelAbandonedOrders", "clear_leaderboards_contributors"]
 
 
+@STORES
 def test_three_schedulers_fire_each_occurrence_once(cluster: Cluster) -> None:
     cluster.backbeat("schedules", "add", "fast", "--task", "it.tick", "--every", "0.3", "--mode", "rate",
                      "--app", "bbapps:app", check=True)  # fmt: skip
@@ -68,6 +71,7 @@ def test_three_schedulers_fire_each_occurrence_once(cluster: Cluster) -> None:
     assert len({j.fire_at for j in jobs}) == len(jobs)
 
 
+@STORES
 def test_a_task_that_outlasts_its_interval_never_overlaps(cluster: Cluster) -> None:
     cluster.backbeat("schedules", "add", "slow", "--task", "it.tick", "--every", "0.1", "--mode", "rate",
                      "--kwargs", '{"seconds": 0.4}', "--app", "bbapps:app", check=True)  # fmt: skip
@@ -83,6 +87,7 @@ def test_a_task_that_outlasts_its_interval_never_overlaps(cluster: Cluster) -> N
     assert all("in flight" in d or "no scheduler running" in d for d in skips)  # (before the scheduler started)
 
 
+@STORES
 def test_killing_the_worker_mid_run_does_not_end_the_chain(cluster: Cluster) -> None:
     cluster.backbeat("schedules", "add", "chain", "--task", "it.tick", "--every", "0.2",
                      "--kwargs", '{"seconds": 1.0}', "--app", "bbapps:app", check=True)  # fmt: skip
@@ -97,6 +102,7 @@ def test_killing_the_worker_mid_run_does_not_end_the_chain(cluster: Cluster) -> 
     assert cluster.ledger.ticks()[0][1] == first_fire  # the killed run ran again, then the chain went on
 
 
+@STORES
 def test_run_serves_schedules_and_they_change_while_it_runs(cluster: Cluster) -> None:
     cluster.backbeat("schedules", "add", "live", "--task", "it.tick", "--every", "0.2",
                      "--app", "bbapps:app", check=True)  # fmt: skip
@@ -118,6 +124,7 @@ def test_run_serves_schedules_and_they_change_while_it_runs(cluster: Cluster) ->
     assert run.wait(timeout=30) == 0
 
 
+@STORES
 def test_declared_schedules_removed_from_the_code_go_at_the_next_scheduler_start(cluster: Cluster) -> None:
     declaring = cluster.spawn(command="scheduler", env={"BB_DECLARE": "1"})
     eventually(lambda: [r["key"] for r in schedules_json(cluster)] == ["it.declared"], what="the declared schedule")
@@ -128,6 +135,7 @@ def test_declared_schedules_removed_from_the_code_go_at_the_next_scheduler_start
     eventually(lambda: schedules_json(cluster) == [], what="the schedule the code no longer declares to go")
 
 
+@STORES
 def test_bad_schedule_input_is_one_clear_line(cluster: Cluster) -> None:
     cases = [
         (["schedules", "add", "k", "--task", "it.tick", "--cron", "61 * * * *", "--app", "bbapps:app"], "Bad minute"),

@@ -1,4 +1,4 @@
-"""SLAs and rate limits with real processes on one SQLite file."""
+"""SLAs and rate limits with real processes on one store (SQLite, and Redis: ``@STORES``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Cluster, eventually
+from tests.integration.conftest import STORES, Cluster, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -17,6 +17,7 @@ def sla_json(cluster: Cluster, *args: str) -> tuple[int, dict[str, object]]:
     return result.returncode, json.loads(result.stdout)
 
 
+@STORES
 def test_a_breach_is_seen_alerted_and_ended(cluster: Cluster) -> None:
     down = Path(str(cluster.ledger.path) + ".down")
     down.touch()
@@ -53,6 +54,7 @@ def test_a_breach_is_seen_alerted_and_ended(cluster: Cluster) -> None:
     assert explained["schedule"]["key"] == "upstream"
 
 
+@STORES
 def test_a_rate_limit_holds_across_two_worker_processes(cluster: Cluster) -> None:
     jobs = [cluster.app.enqueue("it.limited", kwargs={"token": "t1"}) for _ in range(40)]
     others = [cluster.app.enqueue("it.limited", kwargs={"token": "t2"}) for _ in range(10)]

@@ -1,4 +1,4 @@
-"""Real ``backbeat worker`` processes on one SQLite file: what survives what."""
+"""Real ``backbeat worker`` processes on one store (SQLite; ``@STORES`` tests on Redis too): what survives what."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from backbeat import JobState
 from backbeat.store.base import LEASE_EXPIRED
 from tests.integration import bbapps
-from tests.integration.conftest import Cluster, eventually
+from tests.integration.conftest import STORES, Cluster, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -25,6 +25,7 @@ def states(cluster: Cluster) -> dict[JobState, int]:
     return out
 
 
+@STORES
 def test_jobs_complete_each_exactly_once(cluster: Cluster) -> None:
     jobs = [bbapps.record_task.enqueue(n) for n in range(200)]
     async_job = bbapps.async_sleep_task.enqueue(0.01)
@@ -35,6 +36,7 @@ def test_jobs_complete_each_exactly_once(cluster: Cluster) -> None:
     assert set(runs) == {j.id for j in jobs} and set(runs.values()) == {1}
 
 
+@STORES
 def test_retries_then_dead_with_the_error_kept(cluster: Cluster) -> None:
     job = bbapps.fail_task.enqueue()
     cluster.spawn()
@@ -45,6 +47,7 @@ def test_retries_then_dead_with_the_error_kept(cluster: Cluster) -> None:
     assert cluster.ledger.runs_per_job()[job.id] == 3
 
 
+@STORES
 def test_delay_and_at_are_honoured_by_a_plain_worker(cluster: Cluster) -> None:
     cluster.spawn()
     eventually(lambda: cluster.backbeat("status", "--json", check=True).stdout.count('"alive": true'))
@@ -59,6 +62,7 @@ def test_delay_and_at_are_honoured_by_a_plain_worker(cluster: Cluster) -> None:
     assert cluster.job(timed.id).run_at == at.timestamp()
 
 
+@STORES
 def test_dedup_key_holds_one_live_job(cluster: Cluster) -> None:
     first = bbapps.record_task.enqueue(1, dedup_key="welcome:1")
     second = bbapps.record_task.enqueue(2, dedup_key="welcome:1")
@@ -70,6 +74,7 @@ def test_dedup_key_holds_one_live_job(cluster: Cluster) -> None:
     assert third.created and third.result(timeout=30) == 3
 
 
+@STORES
 def test_priority_then_fifo_order(cluster: Cluster) -> None:
     plan = [(0, "a"), (5, "b"), (0, "c"), (9, "d"), (5, "e")]
     jobs = {bbapps.record_task.enqueue(i, priority=p).id: name for i, (p, name) in enumerate(plan)}
@@ -79,6 +84,7 @@ def test_priority_then_fifo_order(cluster: Cluster) -> None:
     assert order == ["d", "b", "e", "a", "c"]
 
 
+@STORES
 def test_sigterm_lets_the_running_job_finish_and_hands_back_the_rest(cluster: Cluster) -> None:
     running = bbapps.sleep_task.enqueue(1.0)
     worker = cluster.spawn("--concurrency", "1")
@@ -95,6 +101,7 @@ def test_sigterm_lets_the_running_job_finish_and_hands_back_the_rest(cluster: Cl
     assert json.loads(cluster.backbeat("status", "--json", check=True).stdout)["workers"] == []
 
 
+@STORES
 def test_sigkill_mid_job_loses_nothing(cluster: Cluster) -> None:
     job = bbapps.sleep_task.enqueue(1.0)
     victim = cluster.spawn("--lease", "1")
@@ -109,6 +116,7 @@ def test_sigkill_mid_job_loses_nothing(cluster: Cluster) -> None:
     assert len(cluster.ledger.events("start")) == 2 and len(cluster.ledger.events("end")) == 1
 
 
+@STORES
 def test_a_late_worker_with_a_stale_lease_is_refused(cluster: Cluster) -> None:
     job = bbapps.sleep_task.enqueue(1.0)
     paused = cluster.spawn("--lease", "1")
@@ -126,6 +134,7 @@ def test_a_late_worker_with_a_stale_lease_is_refused(cluster: Cluster) -> None:
     assert cluster.ledger.events("start")[0][2] == first_pid
 
 
+@STORES
 def test_a_job_no_worker_knows_waits_and_status_names_its_task(cluster: Cluster) -> None:
     job = cluster.client.enqueue("nobody.declares.this")
     cluster.spawn()
@@ -137,17 +146,19 @@ def test_a_job_no_worker_knows_waits_and_status_names_its_task(cluster: Cluster)
     assert "nobody.declares.this" in human and "no live worker knows" in human
 
 
-def test_four_processes_share_one_file(cluster: Cluster) -> None:
-    jobs = [bbapps.record_task.enqueue(n) for n in range(2000)]
+@pytest.mark.parametrize(("cluster", "n"), [("sqlite", 2000), ("redis", 20_000)], indirect=["cluster"])
+def test_four_processes_share_one_store(cluster: Cluster, n: int) -> None:
+    ids = cluster.enqueue_many(bbapps.record_task, [{"n": i} for i in range(n)])
     for _ in range(4):
         cluster.spawn("--concurrency", "4")
-    eventually(lambda: states(cluster) == {JobState.SUCCEEDED: 2000}, timeout=120, what="2,000 jobs to succeed")
+    eventually(lambda: cluster.counts() == {JobState.SUCCEEDED: n}, timeout=240, what=f"{n:,} jobs to succeed")
     runs = cluster.ledger.runs_per_job()
-    assert len(runs) == 2000 and max(runs.values()) == 1
+    assert len(runs) == n and max(runs.values()) == 1
     assert len({line[2] for line in cluster.ledger.events("run")}) > 1  # the work really was shared
-    assert {j.id for j in jobs} == set(runs)
+    assert set(ids) == set(runs)
 
 
+@STORES
 def test_a_stuck_sync_task_recycles_its_worker(cluster: Cluster) -> None:
     stuck = bbapps.stuck_task.enqueue()
     worker = cluster.spawn()
@@ -160,6 +171,7 @@ def test_a_stuck_sync_task_recycles_its_worker(cluster: Cluster) -> None:
     assert {line[2] for line in cluster.ledger.events("run")} == {str(worker.pid)}
 
 
+@STORES
 def test_run_keeps_worker_processes_alive(cluster: Cluster) -> None:
     run = cluster.spawn("--workers", "2", "--lease", "1", command="run")
 

@@ -1,4 +1,4 @@
-"""Store selection by URL: ``sqlite:///file.db`` (default), ``memory://``.
+"""Store selection by URL: ``sqlite:///file.db`` (default), ``memory://``, ``redis://`` (and ``rediss://``).
 
 ``check_url`` validates a URL without connecting; ``open_store`` builds the store object
 (not yet opened). Internal module.
@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 from backbeat.errors import ConfigError
 from backbeat.store.base import Store
 
-SCHEMES = ("sqlite", "memory")
+SCHEMES = ("sqlite", "memory", "redis", "rediss")
 
 
 def _scheme(url: object) -> str:
@@ -58,6 +58,10 @@ def check_url(url: str) -> None:
         parts = urlsplit(url)
         if parts.path not in ("", "/") or parts.query:
             raise ConfigError(f"memory URL {url!r} takes only a name: memory:// or memory://NAME")
+    elif scheme in ("redis", "rediss"):
+        from backbeat.store.redis import parse_url
+
+        parse_url(url)
 
 
 def store_is_loop_bound(url: str) -> bool:
@@ -67,7 +71,12 @@ def store_is_loop_bound(url: str) -> bool:
 
 def open_store(url: str) -> Store:
     """The store for ``url``, not yet opened."""
-    factories: dict[str, Callable[[str], Store]] = {"sqlite": _sqlite, "memory": _memory}
+    factories: dict[str, Callable[[str], Store]] = {
+        "sqlite": _sqlite,
+        "memory": _memory,
+        "redis": _redis,
+        "rediss": _redis,
+    }
     return factories[_scheme(url)](url)
 
 
@@ -82,3 +91,12 @@ def _memory(url: str) -> Store:
     from backbeat.store.memory import MemoryStore
 
     return MemoryStore.named(urlsplit(url).netloc)
+
+
+def _redis(url: str) -> Store:
+    from backbeat.store.redis import parse_url
+
+    options = parse_url(url)
+    from backbeat.store.redis.store import RedisStore
+
+    return RedisStore(options)

@@ -225,8 +225,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def job_next_due(self, queues: Sequence[str]) -> float | None:
-        """The earliest ``run_at`` of a ``scheduled`` job in ``queues``, or ``None``: the
-        timer a worker sleeps to, so delayed jobs start on time without polling."""
+        """The earliest ``run_at`` of a ``scheduled`` job in those of ``queues`` that are
+        not paused, or ``None``: the timer a worker sleeps to, so delayed jobs start on
+        time without polling. (A paused queue's jobs cannot be claimed, so its due jobs
+        must not set the timer to "now"; ``queue_resume`` wakes waiters instead.)"""
 
     @abc.abstractmethod
     async def job_counts(self) -> list[JobCount]:

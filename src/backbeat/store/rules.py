@@ -1,5 +1,7 @@
-"""The protocol's rules for the end of a schedule's run, as plain functions any store can
-use (the memory and SQLite stores do; a server store may do the same or say it in SQL).
+"""The protocol's rules as plain functions any store can use: the record a new job starts
+as, and the end of a schedule's run (the memory and SQLite stores call them; the Redis
+store states the end of a run in Lua, ``store/redis/scripts/lib_schedules.lua``, because
+it must happen inside the script that moves the job).
 
 ``store.base`` states them; these compute them: given the schedule as it was, the job
 that ended and the time, the schedule as it must be, and which breach records change.
@@ -10,10 +12,43 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from backbeat.types import Breach, IntervalChange, JobState, ScheduleKind, ScheduleMode, ScheduleRecord, evolve
+from backbeat.types import (
+    Breach,
+    IntervalChange,
+    JobRecord,
+    JobState,
+    NewJob,
+    ScheduleKind,
+    ScheduleMode,
+    ScheduleRecord,
+    evolve,
+)
 
 RUN_TIME_WEIGHT = 0.2
 """How far one run moves a schedule's average run time towards its own duration."""
+
+
+def new_record(new: NewJob, now: float) -> JobRecord:
+    """The job ``job_enqueue`` writes for ``new`` at ``now``: ``queued`` if due, else
+    ``scheduled``; ``order_at`` defaults to ``run_at``."""
+    return JobRecord(
+        id=new.id,
+        task=new.task,
+        queue=new.queue,
+        state=JobState.QUEUED if new.run_at <= now else JobState.SCHEDULED,
+        payload=new.payload,
+        priority=new.priority,
+        run_at=new.run_at,
+        order_at=new.run_at if new.order_at is None else new.order_at,
+        attempts=0,
+        max_attempts=new.max_attempts,
+        created_at=now,
+        timeout=new.timeout,
+        dedup_key=new.dedup_key,
+        schedule_key=new.schedule_key,
+        fire_at=new.fire_at,
+        deadline=new.deadline,
+    )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

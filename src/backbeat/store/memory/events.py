@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from backbeat.errors import EventNotFound, InvalidTransition, StoreError
-from backbeat.store.memory.state import MemoryState, new_record
+from backbeat.store.memory.state import MemoryState
+from backbeat.store.rules import new_record
 from backbeat.types import EventFilter, EventRecord, EventSettlement, EventState, NewEvent, evolve
 
 

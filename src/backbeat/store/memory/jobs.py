@@ -8,11 +8,11 @@ from collections.abc import Mapping, Sequence
 
 from backbeat.errors import InvalidTransition, JobNotFound, StoreError
 from backbeat.ids import token as new_token
+from backbeat.store import rules
 from backbeat.store.memory.state import (
     MemoryState,
     after_ack,
     after_rescue,
-    new_record,
 )
 from backbeat.types import (
     Backlog,
@@ -50,7 +50,7 @@ class JobMethods(MemoryState):
                 if held is not None:
                     out.append(Enqueued(job=self._jobs[held], created=False))
                     continue
-                job = new_record(new, now)
+                job = rules.new_record(new, now)
                 self._put(job)
                 out.append(Enqueued(job=job, created=True))
             self._notify()
@@ -202,7 +202,8 @@ class JobMethods(MemoryState):
 
     async def job_next_due(self, queues: Sequence[str]) -> float | None:
         with self._lock:
-            return self._waiting.next_due(self._jobs, queues)
+            wanted = [q for q in queues if not (q in self._queues and self._queues[q].paused)]
+            return self._waiting.next_due(self._jobs, wanted)
 
     async def job_counts(self) -> list[JobCount]:
         with self._lock:

@@ -10,7 +10,6 @@ from backbeat.errors import ScheduleNotFound
 from backbeat.store import rules
 from backbeat.store.memory.state import (
     MemoryState,
-    new_record,
 )
 from backbeat.types import (
     Breach,
@@ -143,7 +142,7 @@ class ScheduleMethods(MemoryState):
                 )
                 if ok:
                     assert record is not None
-                    job = new_record(fire.job, now)
+                    job = rules.new_record(fire.job, now)
                     self._put(job)
                     self._schedules[fire.key] = evolve(
                         record,
@@ -211,10 +210,12 @@ class ScheduleMethods(MemoryState):
     async def sla_ended(self, *, limit: int = 1000) -> list[Breach]:
         with self._lock:
             ended = [
-                b for b in self._breaches if b.ended_at is not None and (b.key, b.started_at) not in self._announced
+                b
+                for b in self._breaches
+                if b.ended_at is not None and (b.key, b.started_at, b.ended_at) not in self._announced
             ]
             ended.sort(key=lambda b: (b.ended_at, b.key))
-            self._announced.update((b.key, b.started_at) for b in ended[:limit])
+            self._announced.update((b.key, b.started_at, b.ended_at) for b in ended[:limit])
             return ended[:limit]
 
     async def sla_breaches(self, *, key: str | None, since: float, limit: int = 1000) -> list[Breach]:
@@ -272,7 +273,7 @@ class ScheduleMethods(MemoryState):
             closed = [i for i, b in enumerate(self._breaches) if b.ended_at is not None and b.ended_at < before]
             for i in reversed(closed[:limit]):
                 breach = self._breaches.pop(i)
-                self._announced.discard((breach.key, breach.started_at))
+                self._announced.discard((breach.key, breach.started_at, breach.ended_at))
             settled = [
                 e.id for e in self._events.values() if e.state is not EventState.PENDING and e.received_at < before
             ]

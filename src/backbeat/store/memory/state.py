@@ -21,7 +21,6 @@ from backbeat.types import (
     JobRecord,
     JobState,
     Lease,
-    NewJob,
     Outcome,
     QueueInfo,
     ScheduleRecord,
@@ -177,8 +176,10 @@ class MemoryState:
         self._schedules = ScheduleTable()
         self._fires: dict[tuple[str, float], str] = {}
         self._breaches: list[Breach] = []
-        self._announced: set[tuple[str, float]] = set()
-        """(key, started_at) of closed breaches already returned by ``sla_ended``."""
+        self._announced: set[tuple[str, float, float | None]] = set()
+        """(key, started_at, ended_at) of closed breaches already returned by ``sla_ended``
+        (two breaches of one key can start at the same deadline: an SLA removed and set
+        again restores it)."""
         self._decisions: list[Decision] = []
         self._events: dict[str, EventRecord] = {}
         self._blocked: dict[str, float] = {}
@@ -258,27 +259,6 @@ class MemoryState:
         if job is None or job.state is not JobState.RUNNING or job.lease_token != lease.token:
             return None
         return job
-
-
-def new_record(new: NewJob, now: float) -> JobRecord:
-    return JobRecord(
-        id=new.id,
-        task=new.task,
-        queue=new.queue,
-        state=JobState.QUEUED if new.run_at <= now else JobState.SCHEDULED,
-        payload=new.payload,
-        priority=new.priority,
-        run_at=new.run_at,
-        order_at=new.run_at if new.order_at is None else new.order_at,
-        attempts=0,
-        max_attempts=new.max_attempts,
-        created_at=now,
-        timeout=new.timeout,
-        dedup_key=new.dedup_key,
-        schedule_key=new.schedule_key,
-        fire_at=new.fire_at,
-        deadline=new.deadline,
-    )
 
 
 def resolve(fut: asyncio.Future[None]) -> None:

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from backbeat.errors import InvalidTransition, JobNotFound, ScheduleNotFound
 from backbeat.ids import token as new_token
+from backbeat.store import rules
 from backbeat.store.base import BLOCKING_OK, LEASE_EXPIRED, Store
 from backbeat.store.sqlite import buckets, schedules
 from backbeat.store.sqlite import events as sqlite_events
@@ -298,7 +299,10 @@ class SQLiteStore(Store):
         return int(await self._run(lambda conn: _prune(conn, cutoffs, limit)))
 
     async def job_next_due(self, queues: Sequence[str]) -> float | None:
-        sql = f"SELECT MIN(run_at) FROM backbeat_jobs WHERE state = 'scheduled' AND queue IN ({_marks(len(queues))})"
+        sql = (
+            f"SELECT MIN(run_at) FROM backbeat_jobs WHERE state = 'scheduled' AND queue IN ({_marks(len(queues))}) "
+            "AND queue NOT IN (SELECT name FROM backbeat_queues WHERE paused = 1)"
+        )
         row = await self._run(lambda conn: conn.execute(sql, tuple(queues)).fetchone())
         return None if row[0] is None else float(row[0])
 
@@ -554,17 +558,16 @@ def _register_queue(conn: sqlite3.Connection, queue: str) -> None:
 
 def _insert_job(conn: sqlite3.Connection, new: NewJob, now: float) -> JobRecord | None:
     """Insert one job (within a write transaction); None if a live job holds its dedup key."""
-    state = JobState.QUEUED if new.run_at <= now else JobState.SCHEDULED
-    order_at = new.run_at if new.order_at is None else new.order_at
+    job = rules.new_record(new, now)
     values = (
         new.id,
         new.task,
         new.queue,
-        state.value,
+        job.state.value,
         new.payload,
         new.priority,
         new.run_at,
-        order_at,
+        job.order_at,
         new.max_attempts,
         now,
         new.timeout,
@@ -575,24 +578,7 @@ def _insert_job(conn: sqlite3.Connection, new: NewJob, now: float) -> JobRecord 
     )
     if conn.execute(_INSERT, values).rowcount != 1:
         return None
-    return JobRecord(
-        id=new.id,
-        task=new.task,
-        queue=new.queue,
-        state=state,
-        payload=new.payload,
-        priority=new.priority,
-        run_at=new.run_at,
-        order_at=order_at,
-        attempts=0,
-        max_attempts=new.max_attempts,
-        created_at=now,
-        timeout=new.timeout,
-        dedup_key=new.dedup_key,
-        schedule_key=new.schedule_key,
-        fire_at=new.fire_at,
-        deadline=new.deadline,
-    )
+    return job
 
 
 def _fire_job(conn: sqlite3.Connection, new: NewJob, now: float) -> None:

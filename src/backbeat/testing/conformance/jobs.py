@@ -394,6 +394,14 @@ class JobTests(Base):
         assert await store.job_finished_since(T0 + 1) == {JobState.SUCCEEDED: 1}
         assert await store.job_finished_since(T0 + 2) == {}
 
+    async def test_next_due_skips_paused_queues(self, store: Store) -> None:
+        await store.job_enqueue([new_job(run_at=T0 + 10), new_job(queue="x", run_at=T0 + 20)], now=T0)
+        await store.queue_pause("default", now=T0)
+        assert await store.job_next_due(["default", "x"]) == T0 + 20
+        assert await store.job_next_due(["default"]) is None
+        await store.queue_resume("default")
+        assert await store.job_next_due(["default", "x"]) == T0 + 10
+
     async def test_prune_deletes_old_finished_jobs_only(self, store: Store) -> None:
         await store.job_enqueue([new_job(max_attempts=1) for _ in range(3)] + [new_job()], now=T0)
         a, b, c = await store.job_claim(claim(3, tasks=TASKS), now=T0)

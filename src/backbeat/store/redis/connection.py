@@ -1,0 +1,242 @@
+"""The Redis store's connection: clients, scripts, error translation, the schema marker.
+
+Failures: redis-py retries a command whose connection failed (its default policy, which
+also heals connections a server or proxy closed while idle). A script it re-sends may
+have run already: a claim run twice leaves the first batch ``running`` until its lease
+expires and ``job_rescue`` requeues it (late, not lost); an ack run twice is refused
+the second time (a "lease lost" warning); an enqueue run twice fails with "job id
+already exists" although the job was written; a fire run twice fires nothing the second
+time (the compare-and-set on ``next_at``); an event settled twice is a duplicate the
+second time. Whatever still fails is a ``StoreError``, which the worker's loops retry.
+
+An instance belongs to the event loop that opened it (``loop_bound``): redis-py's
+connections are bound to their loop. Blocking waits (``wakeup_wait``) use a connection
+of their own, so they never hold up other calls.
+
+Internal module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from backbeat.errors import SchemaTooNew, StoreError
+from backbeat.store.base import Store
+from backbeat.store.redis import RedisOptions
+from backbeat.store.redis.keys import SCHEMA_VERSION, Keys
+from backbeat.store.redis.scripts import Scripts
+from backbeat.store.redis.server import check_durability, check_version
+from backbeat.types import Capability
+
+PRUNE_CHUNK = 1000
+"""Most entries one pruning script deletes (about 5 ms of server time)."""
+LIST_PAGE = 100
+"""Ids read per index and round trip by the newest-first listings."""
+T = TypeVar("T")
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Redis failures surface as ``StoreError`` (callers retry on that).
+
+    A cancellation requested while the block ran is re-raised if the block returned or
+    failed instead: on Python 3.11, ``asyncio.wait_for`` (which redis-py uses for
+    sends under a socket timeout, also while handshaking a new connection) returns
+    normally when cancelled just as its operation completes, and a worker loop whose
+    cancellation vanished would never stop."""
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    try:
+        yield
+    except ResponseError as exc:
+        _raise_if_cancelled(task, before)
+        message = str(exc)
+        if message.startswith("BB_DUPLICATE "):
+            raise StoreError(message.removeprefix("BB_DUPLICATE ")) from None
+        raise StoreError(f"Redis refused a command: {message}") from exc
+    except RedisError as exc:
+        _raise_if_cancelled(task, before)
+        raise StoreError(f"Redis: {exc}") from exc
+    _raise_if_cancelled(task, before)
+
+
+def _raise_if_cancelled(task: asyncio.Task[Any] | None, before: int) -> None:
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
+
+
+def _keepalive() -> dict[int, int]:
+    """TCP keepalive probes that notice a dead server in about 25 s, also in the middle
+    of a blocking read (backbeat sets no socket timeout by default; see ``_connect``)."""
+    wanted = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
+    return {getattr(socket, name): value for name, value in wanted.items() if hasattr(socket, name)}
+
+
+def _where(client: Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"{kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', '')}/{kwargs.get('db', 0)}"
+
+
+def flat(items: Iterator[list[str]]) -> list[str]:
+    return [x for item in items for x in item]
+
+
+class RedisBase(Store):
+    """Connection, scripts and the schema marker, shared by the store's method groups."""
+
+    capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS})
+    loop_bound = True
+
+    def __init__(self, options: RedisOptions) -> None:
+        self.options = options
+        self.keys = Keys(options.prefix)
+        self._client: Redis | None = None
+        self._waiter: Redis | None = None
+        self._scripts: Scripts | None = None
+        self._lock = asyncio.Lock()
+        self._wake_seen = "0-0"
+        """The newest wake-stream entry this instance has accounted for (at open, and
+        by each claim): ``wakeup_wait`` returns at once for anything newer."""
+
+    def _connect(self, *, blocking: bool = False) -> Redis:
+        """A client for the URL. No socket timeout unless the URL sets one (redis-py's
+        default of 5 s would cut blocking waits short, and on Python 3.11 its timed sends
+        can lose a cancellation); TCP keepalive notices a dead server instead. The
+        client for blocking waits never has one: its reads last as long as the wait."""
+        client = Redis.from_url(
+            self.options.client_url,
+            decode_responses=True,
+            socket_timeout=None,
+            socket_connect_timeout=10,
+            socket_keepalive=True,
+            socket_keepalive_options=_keepalive(),
+        )
+        if blocking:
+            client.connection_pool.connection_kwargs["socket_timeout"] = None
+        return client
+
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        async with self._lock:
+            if self._client is not None:
+                return
+            client = self._connect()
+            try:
+                with translated():
+                    await check_version(client)
+                    await check_durability(client, f"{_where(client)} (prefix {self.options.prefix})")
+                    await self._check_schema(client)
+                    self._wake_seen = await self._newest_wake(client)
+            except BaseException:
+                await client.aclose()
+                raise
+            self._scripts = Scripts(client)
+            self._client = client
+
+    async def close(self) -> None:
+        clients = [c for c in (self._client, self._waiter) if c is not None]
+        self._client = self._waiter = self._scripts = None
+        for client in clients:
+            await client.aclose()
+
+    async def migrate(self) -> int:
+        await self.open()
+        with translated():
+            return await self._check_schema(self._redis)
+
+    async def _check_schema(self, client: Redis) -> int:
+        await client.hsetnx(self.keys.meta, "schema_version", SCHEMA_VERSION)
+        version = int(await client.hget(self.keys.meta, "schema_version") or 0)
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"the Redis store {self.keys.tag} has schema {version}, newer than this backbeat's "
+                f"{SCHEMA_VERSION}: upgrade backbeat"
+            )
+        return version
+
+    async def _newest_wake(self, client: Redis) -> str:
+        last = await client.xrevrange(self.keys.wake, "+", "-", count=1)
+        return str(last[0][0]) if last else "0-0"
+
+    @property
+    def _redis(self) -> Redis:
+        if self._client is None:
+            raise StoreError("the Redis store is not open (call open() first)")
+        return self._client
+
+    async def _hgetall(self, key: str) -> dict[str, str]:
+        return cast(dict[str, str], await self._redis.hgetall(key))
+
+    async def _run(self, name: str, args: list[str]) -> Any:
+        await self.open()
+        assert self._scripts is not None
+        with translated():
+            return await self._scripts.run(name, self.keys.meta, args)
+
+    async def _redis_call(self, command: str, *args: Any, **kwargs: Any) -> Any:
+        """One redis-py command (``hset``, ``zrange``...) on the open client, translated."""
+        await self.open()
+        with translated():
+            return await getattr(self._redis, command)(*args, **kwargs)
+
+    async def _read(self, queue: Any, *, transaction: bool = False) -> list[Any]:
+        """Run the commands ``queue(pipe)`` adds in one round trip (``transaction``: as one
+        MULTI/EXEC, a consistent snapshot); their replies."""
+        await self.open()
+        with translated():
+            async with self._redis.pipeline(transaction=transaction) as pipe:
+                queue(pipe)
+                replies: list[Any] = await pipe.execute()
+                return replies
+
+    async def _hashes(self, keys: list[str]) -> list[dict[str, str]]:
+        """HGETALL of each key, in one round trip (empty where the key is gone)."""
+        return await self._read(lambda pipe: [pipe.hgetall(k) for k in keys])
+
+    async def _newest(
+        self,
+        indexes: Sequence[str],
+        before: str | None,
+        limit: int,
+        load: Callable[[list[str]], Awaitable[list[T]]],
+        wanted: Callable[[T], bool],
+    ) -> list[T]:
+        """Up to ``limit`` records ``wanted``, newest (highest id) first, only ids below
+        ``before``: the id indexes (zsets of score 0, so ordered by id) are merged a page
+        at a time and ``load`` reads each page's records (a scan, bounded by what matches)."""
+        out: list[T] = []
+        page = max(limit, LIST_PAGE)
+        while len(out) < limit:
+            found = await self._ids_below(indexes, before, page)
+            out += [r for r in await load(found) if wanted(r)]
+            if len(found) < page:
+                break
+            before = found[-1]
+        return out[:limit]
+
+    async def _ids_below(self, indexes: Sequence[str], before: str | None, page: int) -> list[str]:
+        start = "+" if before is None else f"({before}"
+        chunks = await self._read(
+            lambda pipe: [pipe.zrange(i, start, "-", desc=True, bylex=True, offset=0, num=page) for i in indexes]
+        )
+        return sorted({i for chunk in chunks for i in chunk}, reverse=True)[:page]
+
+    async def _chunked(self, name: str, args: list[str], limit: int) -> int:
+        """Run a deleting script (its last argument the chunk size) until ``limit`` or
+        nothing is left, ``PRUNE_CHUNK`` at a time, so no call holds the server for long."""
+        done = 0
+        while done < limit:
+            chunk = min(PRUNE_CHUNK, limit - done)
+            n = int(await self._run(name, [*args, str(chunk)]))
+            done += n
+            if n < chunk:
+                break
+        return done

@@ -1,0 +1,75 @@
+"""The Lua scripts: every multi-key step of the Redis store is one of them (atomic).
+
+Each ``scripts/NAME.lua`` is loaded as ``#!lua`` + the libraries (``lib.lua``: jobs;
+``lib_schedules.lua``: schedules, breaches and the end-of-run rules; ``lib_events.lua``)
++ the script, so every loaded script is self-contained. The shebang (Redis >= 7.0) makes
+the server check, before running a script, that it may write (no script starts while
+Redis is over ``maxmemory``, so none stops half way on OOM) and, on a cluster, that every
+key it touches is in the slot of its declared key.
+Scripts run with EVALSHA, loaded again after a server restart (``NoScriptError``).
+
+Internal module.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+LIBRARIES = ("lib", "lib_schedules", "lib_events")
+NAMES = (
+    "enqueue",
+    "claim",
+    "heartbeat",
+    "ack",
+    "rescue",
+    "cancel",
+    "retry",
+    "prune",
+    "purge",
+    "queue_pause",
+    "queue_resume",
+    "worker_register",
+    "worker_heartbeat",
+    "worker_remove",
+    "schedule_upsert",
+    "schedule_fire",
+    "schedule_remove",
+    "schedule_pause",
+    "schedule_set_every",
+    "schedule_repair",
+    "sla_check",
+    "sla_ended",
+    "decision_append",
+    "history_prune",
+    "bucket_acquire",
+    "bucket_block",
+    "event_append",
+    "event_settle",
+    "event_replay",
+)
+
+
+def _read(name: str) -> str:
+    return resources.files("backbeat.store.redis").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
+
+
+@cache
+def source(name: str) -> str:
+    """The text loaded for script ``name``."""
+    return "\n".join(["#!lua", *(_read(lib) for lib in LIBRARIES), _read(name)])
+
+
+class Scripts:
+    """The scripts registered on one client; ``await scripts.run(name, anchor, args)``."""
+
+    def __init__(self, client: Redis) -> None:
+        self._scripts: dict[str, AsyncScript] = {name: client.register_script(source(name)) for name in NAMES}
+
+    async def run(self, name: str, anchor: str, args: list[str]) -> Any:
+        return await self._scripts[name](keys=[anchor], args=args)
