@@ -98,6 +98,10 @@ def main() -> None:
         run.wait(timeout=60)
     real = [c for t, c, _ in samples if t >= args.warmup]
     workers = [w for t, _, w in samples if t >= args.warmup and w is not None]
+    print(
+        f"real: compliance {sum(real) / len(real):.4f}, workers mean {sum(workers) / max(1, len(workers)):.2f}",
+        flush=True,
+    )
     group = Group(count=args.schedules, every=p.every, sla=args.sla, job_time=args.job_time)
     sim = asyncio.run(
         simulate(

@@ -48,8 +48,10 @@ def _found(key: str, item: Any) -> ScheduleRecord:
 
 
 def _wanted(record: ScheduleRecord, flt: ScheduleFilter) -> bool:
-    return (flt.origin is None or record.spec.origin is flt.origin) and (
-        flt.search is None or flt.search in record.key or flt.search in record.spec.task
+    return (
+        (flt.origin is None or record.spec.origin is flt.origin)
+        and (flt.search is None or flt.search in record.key or flt.search in record.spec.task)
+        and (not flt.adaptive or record.spec.max_every is not None)
     )
 
 
@@ -86,11 +88,12 @@ class ScheduleMethods(RedisBase):
         return codec.schedule_record(fields)
 
     async def schedule_list(self, filter: ScheduleFilter) -> list[ScheduleRecord]:
-        """Keys in order from P:schedules, a page at a time; origin and search are checked
-        on the records read (a scan, bounded by what matches)."""
+        """Keys in order from P:schedules, a page at a time; origin, search and adaptive are
+        checked on the records read (a scan, bounded by what matches)."""
         out: list[ScheduleRecord] = []
         after = filter.after
-        page = filter.limit if filter.origin is None and filter.search is None else max(filter.limit, LIST_PAGE)
+        narrowed = filter.origin is not None or filter.search is not None or filter.adaptive
+        page = max(filter.limit, LIST_PAGE) if narrowed else filter.limit
         while len(out) < filter.limit:
             start = "-" if after is None else f"({after}"
             keys = cast(
