@@ -81,6 +81,6 @@ def cli() -> None:
 
 
 def main() -> None:
-    from backbeat.cli import admin, dashboard, events, jobs, processes, schedules, sla  # noqa: F401 - registers
+    from backbeat.cli import admin, dashboard, demo, events, jobs, processes, schedules, sla  # noqa: F401 - registers
 
     cli(prog_name="backbeat")
