@@ -3,6 +3,7 @@ its summary's figures checked against the store it leaves behind; Ctrl-C; bad in
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -14,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+import backbeat.cli.demo  # noqa: F401 - registers the command
 from backbeat import Client, sla
+from backbeat.cli.main import cli
 from backbeat.demo import figures
 from backbeat.demo.jobs import POLL_SLA
 from backbeat.types import DecisionKind, EventFilter, JobFilter, JobState, ScheduleFilter
@@ -191,3 +195,11 @@ def test_bad_input_is_refused_with_the_reason(tmp_path: Path) -> None:
     Client(f"sqlite:///{used}").emit("something.happened", {})
     busy = run_demo(tmp_path, "--url", f"sqlite:///{used}")
     assert busy.returncode == 1 and "already holds schedules, jobs or events" in busy.stderr
+
+
+def test_without_pydantic_the_demo_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pydantic" else real(name, *a))
+    result = CliRunner().invoke(cli, ["demo"])
+    assert result.exit_code == 1
+    assert "pip install 'backbeat[contracts]'" in result.output
