@@ -219,7 +219,6 @@ class Served:
     """An API answering HTTP on ``127.0.0.1`` at ``url`` until ``close()``."""
 
     def __init__(self, api: Api, *, name: str) -> None:
-        self.api = api
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(api))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
