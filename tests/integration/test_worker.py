@@ -138,9 +138,15 @@ def test_a_job_no_worker_knows_waits_and_status_names_its_task(cluster: Cluster)
 
 
 def test_four_processes_share_one_file(cluster: Cluster) -> None:
-    jobs = [bbapps.record_task.enqueue(n) for n in range(2000)]
     for _ in range(4):
         cluster.spawn("--concurrency", "4")
+    # all four are up before the work arrives: a worker that started first could otherwise
+    # finish it alone, and "shared" would depend on start-up times
+    eventually(
+        lambda: len(json.loads(cluster.backbeat("status", "--json", check=True).stdout)["workers"]) == 4,
+        what="four workers registered",
+    )
+    jobs = [bbapps.record_task.enqueue(n) for n in range(2000)]
     eventually(lambda: states(cluster) == {JobState.SUCCEEDED: 2000}, timeout=120, what="2,000 jobs to succeed")
     runs = cluster.ledger.runs_per_job()
     assert len(runs) == 2000 and max(runs.values()) == 1
