@@ -32,8 +32,9 @@ def demo_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "backbeat", "demo", "--json", *args]
 
 
-def env() -> dict[str, str]:
-    out = dict(os.environ)
+def env(tmp_path: Path) -> dict[str, str]:
+    """The demo's own temporary directory (its log) goes under the test's."""
+    out = dict(os.environ, TMPDIR=str(tmp_path))
     out.pop("BACKBEAT_URL", None)
     return out
 
@@ -113,7 +114,7 @@ def test_a_short_run_ends_by_itself_with_a_summary_the_store_confirms(tmp_path: 
     url = f"sqlite:///{tmp_path}/demo.db"
     done = subprocess.run(
         demo_argv("--users", "5", "--duration", "3", "--url", url),
-        env=env(),
+        env=env(tmp_path),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -134,7 +135,7 @@ def test_ctrl_c_once_every_account_is_polled_ends_with_the_summary(tmp_path: Pat
     users = 10
     proc = subprocess.Popen(
         demo_argv("--users", str(users), "--duration", "10m", "--url", url),
-        env=env(),
+        env=env(tmp_path),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -172,7 +173,7 @@ def test_ctrl_c_once_every_account_is_polled_ends_with_the_summary(tmp_path: Pat
 def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "backbeat", "demo", *args],
-        env=env(),
+        env=env(tmp_path),
         cwd=tmp_path,
         capture_output=True,
         text=True,
