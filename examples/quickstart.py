@@ -1,6 +1,9 @@
-"""The quickstart: a small jobs app on the embedded SQLite store, run by ``backbeat run``.
+"""The quickstart: run-once jobs on the embedded SQLite store, run by ``backbeat run``.
 
-    python examples/quickstart.py      (what `make demo` runs)
+    .venv/bin/python examples/quickstart.py
+
+(``make demo`` runs ``backbeat demo``, the talk's recurring-jobs example; this one shows
+run-once jobs.)
 
 It starts ``backbeat run examples.quickstart:app --workers 2``, enqueues run-once jobs
 (some delayed, some failing once and retried, one deduplicated), shows them draining,

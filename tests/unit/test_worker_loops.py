@@ -4,7 +4,8 @@ on the memory store, with a manual clock: time only moves when the test moves it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -14,7 +15,7 @@ from backbeat.config import WorkerSettings
 from backbeat.ids import uuid7
 from backbeat.runtime.worker import PRUNE_EVERY, Worker
 from backbeat.store.base import Store
-from backbeat.types import ClaimRequest, Retention
+from backbeat.types import ClaimRequest, Decision, DecisionKind, Retention
 
 LEASE = 10.0
 
@@ -130,3 +131,24 @@ async def test_finished_jobs_are_pruned_after_their_retention(app: App, clock: M
         await job.ainfo()
     worker.stop()
     await asyncio.wait_for(task, 5)
+
+
+async def test_a_decision_noted_while_decisions_are_written_is_kept(
+    app: App, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await store_of(app)
+    worker = Worker(app, background=False)
+    first = Decision(key="k", at=clock.now(), kind=DecisionKind.RATE_LIMITED, detail="first")
+    second = replace(first, detail="second")
+    append = store.decision_append
+
+    async def slow_append(decisions: Sequence[Decision]) -> None:
+        await append(list(decisions))  # the store has the batch...
+        worker.decisions.append(second)  # ...when another attempt ends, before the write returns
+
+    monkeypatch.setattr(store, "decision_append", slow_append)
+    worker.decisions.append(first)
+    assert await worker._flush_acks(store)
+    monkeypatch.undo()
+    assert await worker._flush_acks(store)
+    assert sorted(d.detail for d in await store.decision_list("k")) == ["first", "second"]

@@ -25,7 +25,7 @@ from backbeat.errors import ConfigError
 from backbeat.runtime.autopilot import Autopilot, scaler
 from backbeat.runtime.consumer import Consumer
 from backbeat.runtime.scheduler import Scheduler
-from backbeat.runtime.supervisor import Supervisor
+from backbeat.runtime.supervisor import Supervisor, worker_argv
 from backbeat.runtime.worker import Worker
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -219,15 +219,15 @@ def run_cmd(
     slots = worker_settings(app, queues, concurrency, lease, shutdown_grace).concurrency
     pilot, start = _scaler(app, workers, min_workers, max_workers, slots)
     consumer = Consumer(app, sources)
-    argv = [sys.executable, "-m", "backbeat", "worker", app_ref, "--log-level", log_level, "--log-format", log_format]
-    for flag, value in (
-        ("--url", url),
-        ("--concurrency", concurrency),
-        ("--lease", lease),
-        ("--shutdown-grace", shutdown_grace),
-    ):
-        if value is not None:
-            argv += [flag, str(value)]
+    argv = worker_argv(
+        app_ref,
+        log_level=log_level,
+        log_format=log_format,
+        url=url,
+        concurrency=concurrency,
+        lease=lease,
+        shutdown_grace=shutdown_grace,
+    )
     for group in queues:
         argv += ["--queues", group]
     metrics_dir, owned = multiprocess_metrics_dir() if metrics_port is not None else (None, False)

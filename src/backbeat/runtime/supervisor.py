@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Sequence
+from typing import IO, Any
 
 from backbeat.clock import Clock, SystemClock
 
@@ -24,10 +26,14 @@ HEALTHY_AFTER = 60.0
 
 
 class Supervisor:
-    def __init__(self, argv: Sequence[str], count: int, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, argv: Sequence[str], count: int, *, clock: Clock | None = None, output: IO[Any] | None = None
+    ) -> None:
         self.argv = list(argv)
         self.count = count
         self.clock = clock or SystemClock()
+        self.output = output
+        """Where the children's stdout and stderr go (default: this process's)."""
         self.children: dict[asyncio.Task[int], asyncio.subprocess.Process] = {}
         """The child each slot's task runs now."""
         self._slots: dict[int, asyncio.Task[int]] = {}
@@ -74,7 +80,7 @@ class Supervisor:
         failures = 0
         while True:
             started = self.clock.now()
-            child = await asyncio.create_subprocess_exec(*self.argv)
+            child = await asyncio.create_subprocess_exec(*self.argv, stdout=self.output, stderr=self.output)
             me = asyncio.current_task()
             assert me is not None
             self.children[me] = child
@@ -91,3 +97,13 @@ class Supervisor:
             await self.clock.wait(self._stopping, backoff)
             if self._stopping.is_set():
                 return code
+
+
+def worker_argv(app_ref: str, *, log_level: str, log_format: str, **options: object) -> list[str]:
+    """The command line of one ``backbeat worker`` child: ``--name value`` for each option
+    that is not ``None`` (``shutdown_grace`` becomes ``--shutdown-grace``)."""
+    argv = [sys.executable, "-m", "backbeat", "worker", app_ref, "--log-level", log_level, "--log-format", log_format]
+    for name, value in options.items():
+        if value is not None:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    return argv

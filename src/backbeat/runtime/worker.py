@@ -372,9 +372,15 @@ class Worker:
                 bucket, until = self.blocks[0]
                 await store.bucket_block(bucket, until=until)
                 self.blocks.pop(0)
-            if self.decisions:
-                await store.decision_append(self.decisions)
-                self.decisions = []
+            # taken off the list before the write: an attempt ending during it notes its
+            # decision on the new list, for the next flush (clearing after would lose it)
+            decisions, self.decisions = self.decisions, []
+            try:
+                if decisions:
+                    await store.decision_append(decisions)
+            except StoreError:
+                self.decisions = decisions + self.decisions
+                raise
         except StoreError as exc:
             log.warning("writing rate-limit blocks or decisions failed (%s); retrying", exc)
             return False
