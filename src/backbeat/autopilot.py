@@ -22,8 +22,8 @@ schedule ``sla - run time - margin`` so a stretched schedule still keeps its pro
 A schedule whose runs waited on a rate limit in the last round is stretched (* ``STRETCH``);
 when the workers cannot be added (at ``--max-workers`` or a fixed count) the schedules
 with the most room are stretched until the demand they shed covers the shortfall. After
-``calm_rounds`` rounds without pressure an interval shrinks back (/ ``SHRINK`` per
-round) to the definition's. Every change carries its reason.
+two of its own intervals (and ``calm_rounds`` rounds) without a wait an interval shrinks
+back (/ ``SHRINK`` a step) to the definition's. Every change carries its reason.
 """
 
 from __future__ import annotations
@@ -173,17 +173,21 @@ def share(every: float, run_time: float) -> float:
 
 
 class Intervals:
-    """Decides interval changes round by round; remembers how long each key has been calm."""
+    """Decides interval changes round by round; remembers when each key last felt pressure
+    (or last shrank), so a schedule shrinks only after ``calm_runs`` of its own intervals
+    (and ``calm_rounds`` rounds) without a rate-limit wait."""
 
-    def __init__(self, *, calm_rounds: int = 3) -> None:
+    def __init__(self, *, calm_rounds: int = 3, calm_runs: int = 2) -> None:
         self.calm_rounds = calm_rounds
-        self._calm: dict[str, int] = {}
+        self.calm_runs = calm_runs
+        self._since: dict[str, float] = {}
 
     def decide(
-        self, records: Iterable[ScheduleRecord], waits: Mapping[str, int], shed: float, window: float
+        self, records: Iterable[ScheduleRecord], waits: Mapping[str, int], shed: float, *, now: float, window: float
     ) -> list[IntervalChange]:
-        """Changes for this round. ``waits``: rate-limit waits per key in the round;
-        ``shed``: busy slots of demand to remove because workers cannot be added."""
+        """Changes for the round ending at ``now``. ``waits``: rate-limit waits per key in
+        the round (``window`` seconds); ``shed``: busy slots of demand to remove because
+        workers cannot be added."""
         changes: list[IntervalChange] = []
         roomy: list[tuple[float, ScheduleRecord, float]] = []
         for record in records:
@@ -195,7 +199,7 @@ class Intervals:
             now_every = interval(record)
             waited = waits.get(record.key, 0)
             if waited:
-                self._calm[record.key] = 0
+                self._since[record.key] = now
                 target = min(top, now_every * STRETCH)
                 if target > now_every + 1e-9:
                     reason = f"rate limit: its runs waited {waited} time(s) in the last {window:g} s"
@@ -203,10 +207,15 @@ class Intervals:
                 continue
             if top > now_every + 1e-9:
                 roomy.append(((top - now_every) / now_every, record, top))
-            calm = self._calm[record.key] = self._calm.get(record.key, 0) + 1
-            if shed <= 0 and now_every > base + 1e-9 and calm >= self.calm_rounds:
+            calm = now - self._since.setdefault(record.key, now - window)
+            if (
+                shed <= 0
+                and now_every > base + 1e-9
+                and calm >= max(self.calm_rounds * window, self.calm_runs * now_every)
+            ):
+                self._since[record.key] = now
                 target = max(base, now_every / SHRINK)
-                reason = f"calm for {calm} rounds: back towards {base:g} s"
+                reason = f"no rate-limit wait for {calm:.0f} s: back towards {base:g} s"
                 changes.append(_change(record, target, reason))
         if shed > 0:
             changes += _stretch_for_capacity(roomy, shed)

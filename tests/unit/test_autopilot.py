@@ -94,26 +94,27 @@ def test_the_ceiling_keeps_the_sla() -> None:
 
 
 def test_waits_stretch_their_schedules_only_and_calm_shrinks_them_back() -> None:
-    policy = Intervals(calm_rounds=2)
+    policy = Intervals(calm_rounds=2, calm_runs=2)
     hit, quiet = record("hit"), record("quiet")
-    [change] = policy.decide([hit, quiet], {"hit": 3}, shed=0.0, window=5.0)
+    [change] = policy.decide([hit, quiet], {"hit": 3}, shed=0.0, now=T0, window=5.0)
     assert (change.key, change.every, change.expected) == ("hit", 25.0, None)  # 20 * 1.5 = 30, capped at 25
     assert "waited 3 time(s)" in change.reason
     stretched = record("hit", every_now=25.0)
-    assert policy.decide([stretched, quiet], {}, shed=0.0, window=5.0) == []  # calm for 1 round only
-    [back] = policy.decide([stretched, quiet], {}, shed=0.0, window=5.0)
+    for later in (5.0, 25.0, 45.0):  # calm, but not for two of its own (25 s) intervals yet
+        assert policy.decide([stretched, quiet], {}, shed=0.0, now=T0 + later, window=5.0) == []
+    [back] = policy.decide([stretched, quiet], {}, shed=0.0, now=T0 + 50.0, window=5.0)
     assert (back.key, back.every, back.expected) == ("hit", None, 25.0)  # 25 / 1.25 = 20: the definition
-    assert "calm for 2 rounds" in back.reason
+    assert "no rate-limit wait for 50 s" in back.reason
 
 
 def test_capacity_shortfall_stretches_the_roomiest_first() -> None:
     policy = Intervals()
     tight = record("tight", every=20.0, max_every=22.0)
     roomy = record("roomy", every=10.0, max_every=25.0, run_time=2.0)
-    changes = policy.decide([tight, roomy], {}, shed=0.01, window=5.0)
+    changes = policy.decide([tight, roomy], {}, shed=0.01, now=T0, window=5.0)
     assert [(c.key, c.every) for c in changes] == [("roomy", 15.0)]
     assert "capacity" in changes[0].reason
-    assert len(policy.decide([tight, roomy], {}, shed=5.0, window=5.0)) == 2
+    assert len(policy.decide([tight, roomy], {}, shed=5.0, now=T0, window=5.0)) == 2
 
 
 # -- planning ----------------------------------------------------------------------------
@@ -185,9 +186,12 @@ def test_a_429ing_upstream_stretches_its_schedules_within_the_sla_and_recovery_s
         decisions = await store.decision_list("poll:a")
         assert any(d.kind is DecisionKind.INTERVAL and "rate limit" in d.detail for d in decisions)
         upstream.limited = set()
-        recovered = await rounds(20)
+        recovered = await rounds(60)
         assert set(recovered.values()) == {None}
-        assert any(d.kind is DecisionKind.INTERVAL and "calm" in d.detail for d in await store.decision_list("poll:a"))
+        assert any(
+            d.kind is DecisionKind.INTERVAL and "no rate-limit wait" in d.detail
+            for d in await store.decision_list("poll:a")
+        )
 
     app.client.sync(scenario)
 

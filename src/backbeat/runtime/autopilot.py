@@ -125,7 +125,7 @@ class Autopilot:
         return max(0.0, capacity.slots_needed - available) * self.scaler.target
 
     async def _intervals(self, store: Store, waits: Counter[str], shed: float, now: float) -> int:
-        changes = self.intervals.decide(await _adaptive(store), waits, shed, self.period)
+        changes = self.intervals.decide(await _adaptive(store), waits, shed, now=now, window=self.period)
         if not changes:
             return 0
         applied = await store.schedule_set_every(changes, now=now)
