@@ -146,6 +146,7 @@ def test_a_job_no_worker_knows_waits_and_status_names_its_task(cluster: Cluster)
     assert "nobody.declares.this" in human and "no live worker knows" in human
 
 
+@pytest.mark.parametrize(("cluster", "n"), [("sqlite", 2000), ("redis", 20_000)], indirect=["cluster"])
 def test_four_processes_share_one_store(cluster: Cluster, n: int) -> None:
     for _ in range(4):
         cluster.spawn("--concurrency", "4")
