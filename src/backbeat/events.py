@@ -26,21 +26,34 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from backbeat.clock import iso
-from backbeat.errors import EnqueueError, EventError, TaskDefinitionError
+from backbeat.errors import EnqueueError, EventError, SecretError, TaskDefinitionError
 from backbeat.ids import uuid7
 from backbeat.jobs import build_job
+from backbeat.secrets import (
+    REDACTED,
+    event_context,
+    for_event,
+    for_task,
+    is_sealed,
+    keyring,
+    open_fields,
+    redact,
+    refuse_positional,
+    secret_names,
+)
 from backbeat.serialization import check_json
-from backbeat.types import EventSettlement, EventState, NewEvent, TaskInfo
+from backbeat.types import EventSettlement, EventState, NewEvent, NewJob, TaskInfo
 
 if TYPE_CHECKING:
     from backbeat.app import App
+    from backbeat.config import Settings
     from backbeat.tasks import Task
 
 ENQUEUE_EVENT = "backbeat.enqueue"
@@ -233,13 +246,24 @@ class Dispatcher:
         self.app = app
 
     def settle(self, event: NewEvent, registry: Mapping[str, TaskInfo], now: float) -> EventSettlement:
+        """The event's settlement; the payload fields its handlers (here or registered by
+        workers) declare secret are sealed in it, if the sender did not seal them."""
         if event.name == ENQUEUE_EVENT:
             return self._enqueue(event, registry, now)
+        fields = secret_fields_of(event.name, [*(h.task.info for h in self.app.handlers), *registry.values()])
+        try:
+            event = seal_event(event, fields, self.app.settings)
+        except SecretError as exc:
+            return EventSettlement(event=redact_event(event, fields), state=EventState.DEAD, reason=str(exc))
         handlers = [h for h in self.app.handlers if matches(h.pattern, event.name)]
         if not handlers:
             return EventSettlement(event=event, state=EventState.UNHANDLED)
         body = envelope(event)
-        refusals = [f"{h.task.name}: {_first_lines(exc)}" for h in handlers if (exc := _refusal(h, body["payload"]))]
+        try:  # contracts judge the values, and a sealed value that does not open is refused now
+            payload, _ = open_fields(body["payload"], keyring(self.app.settings), event_context(event.name))
+        except SecretError as exc:
+            return EventSettlement(event=event, state=EventState.DEAD, reason=str(exc))
+        refusals = [f"{h.task.name}: {_first_lines(bad)}" for h in handlers if (bad := _refusal(h, payload))]
         if refusals:
             return EventSettlement(
                 event=event, state=EventState.DEAD, reason="payload breaks the contract of " + "; ".join(refusals)
@@ -253,32 +277,102 @@ class Dispatcher:
         return EventSettlement(event=event, state=EventState.HANDLED, jobs=jobs)
 
     def _enqueue(self, event: NewEvent, registry: Mapping[str, TaskInfo], now: float) -> EventSettlement:
+        """The job a ``backbeat.enqueue`` event asks for. The event is kept with the task's
+        secret arguments sealed as in the job (or ``***`` if they cannot be sealed)."""
         body = json.loads(event.payload)
+        task = body.get("task")
+        local = self.app.tasks.get(task) if isinstance(task, str) else None
+        info = local.info if local is not None else registry.get(task) if isinstance(task, str) else None
+        kwargs = body.get("kwargs")
         try:
-            task = body.get("task")
             if not isinstance(task, str) or not task:
                 raise EnqueueError("backbeat.enqueue needs a task name in payload.task")
-            local = self.app.tasks.get(task)
-            args, kwargs = list(body.get("args") or []), dict(body.get("kwargs") or {})
-            if local is not None:
-                local.check_arguments(args, kwargs)
-            info = (
-                local.info
-                if local is not None
-                else registry.get(task)
-                or TaskInfo(name=task, queue="default", max_attempts=1 + self.app.settings.default_retries)
-            )
-            options = {k: body[k] for k in ("queue", "priority", "dedup_key") if body.get(k) is not None}
-            at = datetime.fromisoformat(body["at"]) if body.get("at") is not None else None
-            job = build_job(info, args, kwargs, settings=self.app.settings, now=now, at=at, **options)
-            job_id = body.get("job_id")
-            if job_id is not None:
-                if not isinstance(job_id, str) or not 0 < len(job_id) <= 100:
-                    raise EnqueueError(f"payload.job_id must be a short string, got {job_id!r}")
-                job = replace(job, id=job_id)
+            job = self._job(body, task, local, info, now)
         except (EnqueueError, TypeError, ValueError, AttributeError) as exc:
+            if info is not None and isinstance(kwargs, dict) and (sealer := for_task(info, self.app.settings)):
+                try:
+                    event = _with_payload(event, {**body, "kwargs": sealer.seal(kwargs)})
+                except SecretError:
+                    event = _with_payload(event, {**body, "kwargs": {**kwargs, **dict.fromkeys(info.secret, REDACTED)}})
             return EventSettlement(event=event, state=EventState.DEAD, reason=f"enqueue refused: {exc}")
+        sealed = json.loads(job.payload)["kwargs"]
+        if sealed != kwargs and kwargs:
+            event = _with_payload(event, {**body, "kwargs": sealed})
         return EventSettlement(event=event, state=EventState.HANDLED, jobs=(job,))
+
+    def _job(
+        self, body: dict[str, Any], task: str, local: Task[Any, Any] | None, info: TaskInfo | None, now: float
+    ) -> NewJob:
+        args, kwargs = list(body.get("args") or []), dict(body.get("kwargs") or {})
+        if local is not None:
+            local.check_arguments(args, kwargs)
+        elif info is not None:
+            refuse_positional(info, args)
+        info = info or TaskInfo(name=task, queue="default", max_attempts=1 + self.app.settings.default_retries)
+        options = {k: body[k] for k in ("queue", "priority", "dedup_key") if body.get(k) is not None}
+        at = datetime.fromisoformat(body["at"]) if body.get("at") is not None else None
+        job = build_job(info, args, kwargs, settings=self.app.settings, now=now, at=at, **options)
+        job_id = body.get("job_id")
+        if job_id is not None:
+            if not isinstance(job_id, str) or not 0 < len(job_id) <= 100:
+                raise EnqueueError(f"payload.job_id must be a short string, got {job_id!r}")
+            job = replace(job, id=job_id)
+        return job
+
+
+def _with_payload(event: NewEvent, payload: Any) -> NewEvent:
+    return replace(event, payload=json.dumps(payload, separators=(",", ":"), ensure_ascii=False))
+
+
+def secret_fields_of(name: str, tasks: Iterable[TaskInfo]) -> set[str]:
+    """The payload fields of event ``name`` that handlers among ``tasks`` declare secret."""
+    return {f for t in tasks if t.handles is not None and t.secret and matches(t.handles, name) for f in t.secret}
+
+
+def seal_event(event: NewEvent, fields: Collection[str], settings: Settings) -> NewEvent:
+    """``event`` with ``fields`` of its payload sealed (the one place event fields are sealed)."""
+    payload = json.loads(event.payload)
+    if not any(f in payload and not is_sealed(payload[f]) for f in fields):
+        return event
+    return _with_payload(event, for_event(event.name, fields, settings).seal(payload))
+
+
+def redact_event(event: NewEvent, fields: Collection[str] = ()) -> NewEvent:
+    """``event`` with ``fields`` (and every sealed value) of its payload replaced by ``***``:
+    what is kept of an event whose secrets cannot be sealed (no key)."""
+    payload = redact(json.loads(event.payload))
+    if isinstance(payload, dict):
+        payload.update({f: REDACTED for f in fields if f in payload})
+    return _with_payload(event, payload)
+
+
+def secret_fields(secret: Sequence[str], schema: Any, pattern: str) -> tuple[str, ...]:
+    """The payload fields a handler declares secret: ``secret=``, and its contract's
+    ``SecretStr``/``SecretBytes`` fields (by the name they have in the payload)."""
+    what = f"@app.on({pattern!r})"
+    names = secret_names(secret, what)
+    if schema is None:
+        return names
+    fields = _contract_fields(schema)
+    unknown = [n for n in names if n not in fields]
+    if unknown:
+        raise TaskDefinitionError(
+            f"{what}: secret names {unknown[0]!r}, which is not a field of its contract {schema.__name__} "
+            f"(fields: {', '.join(fields) or 'none'})"
+        )
+    return names + tuple(f for f, is_secret in fields.items() if is_secret and f not in names)
+
+
+def _contract_fields(schema: Any) -> dict[str, bool]:
+    """Payload field name -> whether the contract types it as a pydantic secret."""
+    from pydantic import SecretBytes, SecretStr
+
+    def secret_type(annotation: Any) -> bool:
+        if isinstance(annotation, type) and issubclass(annotation, SecretStr | SecretBytes):
+            return True
+        return any(secret_type(a) for a in get_args(annotation))
+
+    return {(info.alias or name): secret_type(info.annotation) for name, info in schema.model_fields.items()}
 
 
 def _refusal(handler: Handler, payload: dict[str, Any]) -> Exception | None:

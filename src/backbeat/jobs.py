@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from backbeat import secrets
 from backbeat.config import Settings, check_queue_name
 from backbeat.errors import EnqueueError, JobCancelled, JobFailed
 from backbeat.ids import uuid7
@@ -72,7 +73,7 @@ def build_job(
         id=uuid7(),
         task=task.name,
         queue=check_queue_name(queue) if queue is not None else task.queue,
-        payload=encode_payload(args, kwargs, limit=settings.max_payload_bytes),
+        payload=encode_payload(args, kwargs, limit=settings.max_payload_bytes, sealer=secrets.for_task(task, settings)),
         run_at=run_at,
         priority=task.priority if priority is None else priority,
         max_attempts=task.max_attempts,

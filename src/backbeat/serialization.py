@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backbeat.errors import PayloadError
+
+if TYPE_CHECKING:
+    from backbeat.secrets import Sealer
 
 _SCALARS = (str, int, bool, type(None))
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -45,12 +48,15 @@ def check_json(value: Any, path: str) -> None:
     )
 
 
-def encode_payload(args: Sequence[Any], kwargs: Mapping[str, Any], *, limit: int) -> str:
-    """Encode a job's arguments as ``{"args": [...], "kwargs": {...}}`` within ``limit`` bytes."""
+def encode_payload(args: Sequence[Any], kwargs: Mapping[str, Any], *, limit: int, sealer: Sealer | None = None) -> str:
+    """Encode a job's arguments as ``{"args": [...], "kwargs": {...}}`` within ``limit``
+    bytes, the secret ones (``sealer``) sealed: the one place arguments are sealed."""
     for index, arg in enumerate(args):
         check_json(arg, f"args[{index}]")
     for key, arg in kwargs.items():
         check_json(arg, f"kwargs[{key!r}]")
+    if sealer is not None:
+        kwargs = sealer.seal(kwargs)
     text = _ENCODER.encode({"args": list(args), "kwargs": dict(kwargs)})
     _check_size(text, "payload", limit)
     return text
