@@ -237,6 +237,28 @@ class Schedules:
         await store.decision_append([Decision(key=key, at=now, kind=DecisionKind.RESUMED, detail=detail)])
         return record
 
+    async def areseal(self) -> list[str]:
+        """Seal every schedule's secret arguments with the current key (after a rotation,
+        so that the previous key can be retired) and seal plain values of parameters its
+        task now declares secret; return the keys of the schedules rewritten."""
+        store, keys = await self._store(), secrets.keyring(self.app.settings)
+        registry = await self.app.client.aregistry(refresh=True)
+        rewritten: list[str] = []
+        after = None
+        while page := await store.schedule_list(ScheduleFilter(after=after, limit=500)):
+            for record in page:
+                spec = record.spec
+                info = self.app.tasks[spec.task].info if spec.task in self.app.tasks else registry.get(spec.task)
+                declared = info.secret if info is not None and info.handles is None else ()
+                args, kwargs = decode_payload(spec.payload)
+                sealed = secrets.reseal(kwargs, declared, keys, spec.task)
+                if sealed is not None:
+                    payload = encode_payload(args, sealed, limit=self.app.settings.max_payload_bytes)
+                    await self.aput(replace(spec, payload=payload))
+                    rewritten.append(spec.key)
+            after = page[-1].key
+        return rewritten
+
     async def aremove(self, key: str) -> bool:
         return await (await self._store()).schedule_remove(key)
 
@@ -343,6 +365,9 @@ class Schedules:
 
     def remove(self, key: str) -> bool:
         return self.app.client.sync(self.aremove, key)
+
+    def reseal(self) -> list[str]:
+        return self.app.client.sync(self.areseal)
 
     def get(self, key: str) -> ScheduleRecord:
         return self.app.client.sync(self.aget, key)

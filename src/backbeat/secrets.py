@@ -201,7 +201,9 @@ def open_fields(values: Mapping[str, Any], keys: Keyring, context: str) -> tuple
     opened: list[str] = []
     for name, value in values.items():
         if is_sealed(value):
-            out[name] = keys.reveal(value, aad=_aad(context, name), what=f"secret {name!r} of {context}")
+            out[name] = keys.reveal(
+                value, aad=_aad(context, name), what=f"secret {name!r} of {context.replace(':', ' ', 1)}"
+            )
             opened.append(out[name] if isinstance(out[name], str) else json.dumps(out[name], ensure_ascii=False))
     return out, opened
 
@@ -217,6 +219,21 @@ def open_arguments(info: TaskInfo, kwargs: Mapping[str, Any], keys: Keyring) -> 
         return dict(kwargs), []
     payload, opened = open_fields(event["payload"], keys, event_context(str(event.get("name"))))
     return {**kwargs, "event": {**event, "payload": payload}}, opened
+
+
+def reseal(kwargs: Mapping[str, Any], declared: Collection[str], keys: Keyring, task: str) -> dict[str, Any] | None:
+    """A schedule's keyword arguments brought up to date: values sealed with an older key
+    sealed again with the current one, and plain values of ``declared`` parameters sealed;
+    ``None`` when nothing needs it."""
+    current = f"{PREFIX}{keys.require(f'resealing task {task!r}')}:"
+    stale = [n for n, v in kwargs.items() if is_sealed(v) and not v.startswith(current)]
+    plain = [n for n in declared if n in kwargs and not is_sealed(kwargs[n])]
+    if not stale and not plain:
+        return None
+    context = task_context(task)
+    opened, _ = open_fields({n: kwargs[n] for n in stale}, keys, context)
+    what = f"task {task!r} declares secret arguments"
+    return seal_fields({**kwargs, **opened}, [*stale, *plain], keys, context, what=what)
 
 
 def same_values(old: str, new: str, task: str, keys: Keyring) -> bool:

@@ -206,7 +206,7 @@ def test_a_job_sealed_with_an_unknown_key_dies_saying_which_key() -> None:
     run_until_idle(app)
     record = job.info()
     assert record.state is JobState.DEAD
-    assert record.error is not None and record.error.startswith("SecretError: secret 'token' of task:twitter.poll")
+    assert record.error is not None and record.error.startswith("SecretError: secret 'token' of task twitter.poll")
     assert f"sealed with key id {sec.Keyring([OLD]).current}, which is not configured" in record.error
     app.configure(secret_key=KEY, previous_secret_keys=(OLD,))  # rotation: the old key still opens
     job.retry()

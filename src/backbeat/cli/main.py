@@ -81,6 +81,6 @@ def cli() -> None:
 
 
 def main() -> None:
-    from backbeat.cli import admin, dashboard, events, jobs, planning, processes, schedules, sla  # noqa: F401
+    from backbeat.cli import admin, dashboard, events, jobs, planning, processes, schedules, secrets, sla  # noqa: F401
 
     cli(prog_name="backbeat")
