@@ -46,7 +46,7 @@ class App:
     def __init__(
         self, url: str | None = None, *, name: str = "default", clock: Clock | None = None, **settings: Any
     ) -> None:
-        if not isinstance(name, str) or not NAME.match(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise ConfigError(f"app name must be letters, digits, '_', '-' or '.', got {name!r}")
         self.name = name
         """Names this app's broker consumers (the RabbitMQ queue ``backbeat.events.<name>``, the

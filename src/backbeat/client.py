@@ -28,7 +28,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from backbeat.brokers import Publisher, is_broker_url, open_publisher, redact
 from backbeat.clock import Clock, SystemClock, iso
-from backbeat.config import DEFAULT_QUEUE, Settings, check_queue_name
+from backbeat.config import DEFAULT_QUEUE, MAX_NAME, Settings, check_queue_name, check_text
 from backbeat.errors import ConfigError, EmitError, EnqueueError, EventError, SchemaTooNew, StoreError
 from backbeat.events import ENQUEUE_EVENT, from_envelope, seal_event, secret_fields_of
 from backbeat.ids import uuid7
@@ -166,8 +166,7 @@ class Client:
     ) -> Job:
         """Enqueue a job of the task named ``task``. Queue, retries and timeout default to
         what workers registered for that name. Raises ``EnqueueError`` on bad input."""
-        if not isinstance(task, str) or not task:
-            raise EnqueueError(f"task must be a task name, got {task!r}")
+        check_text(task, "task name", limit=MAX_NAME, error=EnqueueError)
         if self.broker_url is not None:
             run_at = resolve_run_at(self.clock.now(), delay, at) if delay is not None or at is not None else None
             return await self._send_enqueue(

@@ -20,6 +20,12 @@ from backbeat.types import Retention
 DEFAULT_URL = "sqlite:///backbeat.db"
 DEFAULT_QUEUE = "default"
 RESERVED_QUEUE_CHARS = frozenset(",\x00")
+MAX_NAME = 200
+"""Longest queue or task name."""
+MAX_KEY = 500
+"""Longest schedule key or dedup key (an event's key too; its id at most 200)."""
+MAX_SECONDS = 100 * 365.25 * 86400
+"""Longest interval, delay or SLA: 100 years, so every time stays one that can be shown."""
 
 
 def seconds(value: float | int | timedelta, what: str, *, allow_zero: bool = True) -> float:
@@ -35,10 +41,28 @@ def seconds(value: float | int | timedelta, what: str, *, allow_zero: bool = Tru
     return result
 
 
+def check_text(value: object, what: str, *, limit: int, error: type[Exception] = ConfigError) -> str:
+    """A name or key as every store keeps it: a non-empty string of at most ``limit``
+    characters, without NUL bytes (PostgreSQL text cannot hold one) and valid Unicode (no
+    lone surrogate, which no store can encode). Raises ``error`` naming ``what``."""
+    if not isinstance(value, str) or not value:
+        raise error(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > limit:
+        raise error(f"{what} is {len(value):,} characters, over the limit of {limit:,}: {value[:40]!r}...")
+    if "\x00" in value:
+        raise error(f"{what} must not contain NUL bytes, got {value!r}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise error(f"{what} is not valid Unicode (it holds a lone surrogate), got {value!r}") from None
+    return value
+
+
 def check_queue_name(name: object) -> str:
-    if not isinstance(name, str) or not name or RESERVED_QUEUE_CHARS & set(name):
+    if isinstance(name, str) and RESERVED_QUEUE_CHARS & set(name):
         raise ConfigError(f"queue name must be a non-empty string without commas or NUL bytes, got {name!r}")
-    return name
+    return check_text(name, "queue name", limit=MAX_NAME)
 
 
 def secret_keys_from_env(env: Mapping[str, str]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -33,7 +34,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, get_args
 
 from backbeat.clock import iso
-from backbeat.errors import EnqueueError, EventError, SecretError, TaskDefinitionError
+from backbeat.config import MAX_KEY, check_text
+from backbeat.errors import EnqueueError, EventError, PayloadError, SecretError, TaskDefinitionError
 from backbeat.ids import uuid7
 from backbeat.jobs import build_job
 from backbeat.secrets import (
@@ -48,7 +50,7 @@ from backbeat.secrets import (
     refuse_positional,
     secret_names,
 )
-from backbeat.serialization import check_json
+from backbeat.serialization import check_json, utf8_size
 from backbeat.types import EventSettlement, EventState, NewEvent, NewJob, TaskInfo
 
 if TYPE_CHECKING:
@@ -118,6 +120,8 @@ def parse(raw: bytes | str, *, source: str, received: float, limit: int, default
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise EventError(f"message is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise EventError("message is nested too deeply") from None
     if not isinstance(data, dict):
         raise EventError(f"message must be a JSON object (the envelope), got {type(data).__name__}")
     return from_envelope(data, source=source, received=received, default_id=default_id)
@@ -130,40 +134,54 @@ def from_envelope(data: Mapping[str, Any], *, source: str, received: float, defa
             f"envelope has unknown field(s) {', '.join(unknown)}; allowed: name, id, occurred_at, payload, key"
         )
     name = data.get("name")
-    if not isinstance(name, str) or not NAME.match(name) or len(name) > 200:
+    if not isinstance(name, str) or not NAME.fullmatch(name) or len(name) > 200:
         raise EventError(f"event name must be dot-separated words (e.g. account.linked), got {name!r}")
     payload = data.get("payload")
     if not isinstance(payload, dict):
         raise EventError(f"event {name}: payload must be a JSON object, got {type(payload).__name__}")
-    check_json(payload, "payload")
     event_id = data.get("id")
     if event_id is None:
         event_id = default_id or uuid7()
     key = data.get("key")
     if not isinstance(event_id, str) or (key is not None and not isinstance(key, str)):
         raise EventError(f"event {name}: id and key must be strings")
-    if not 0 < len(event_id) <= 200 or (key is not None and len(key) > 500):
-        raise EventError(f"event {name}: id must be 1 to 200 characters and key at most 500")
+    try:
+        check_text(event_id, f"event {name}: id", limit=200, error=EventError)
+        if key is not None:
+            check_text(key, f"event {name}: key", limit=MAX_KEY, error=EventError)
+        check_json(payload, "payload")
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        utf8_size(text, "payload")
+    except PayloadError as exc:
+        raise EventError(f"event {name}: {exc}") from None
     return NewEvent(
         id=event_id,
         name=name,
         occurred_at=_time(data.get("occurred_at"), received),
-        payload=json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+        payload=text,
         key=key,
         source=source,
     )
+
+
+LATEST = 253402300799.0
+"""The last second of year 9999: later times cannot be shown."""
 
 
 def _time(value: Any, default: float) -> float:
     if value is None:
         return default
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise EventError(f"occurred_at {value!r} is not an ISO 8601 time") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        seconds = float(value) if abs(value) < 1e300 else math.inf
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            raise EventError(f"occurred_at {value!r} is not an ISO 8601 time") from None
+        seconds = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    if not 0 <= seconds <= LATEST:
+        raise EventError(f"occurred_at {value!r} is out of range (1970 to 9999)")
+    return seconds
 
 
 def dead(raw: bytes | str, reason: str, *, source: str, received: float, event_id: str | None = None) -> NewEvent:
@@ -198,7 +216,7 @@ class Handler:
 
 
 def check_pattern(pattern: str) -> str:
-    if not isinstance(pattern, str) or not PATTERN.match(pattern):
+    if not isinstance(pattern, str) or not PATTERN.fullmatch(pattern):
         raise TaskDefinitionError(f"event pattern must be dot-separated words, '*' or '**', got {pattern!r}")
     return pattern
 

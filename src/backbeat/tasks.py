@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from backbeat.config import check_queue_name, seconds
+from backbeat.config import MAX_NAME, check_queue_name, check_text, seconds
 from backbeat.errors import ConfigError, EnqueueError, TaskDefinitionError
 from backbeat.jobs import RESERVED_OPTIONS, Job, build_job
 from backbeat.ratelimits import bucket_id, template_fields
@@ -52,9 +52,11 @@ class Task(Generic[P, R]):
             raise TaskDefinitionError(f"@app.task decorates a function, got {fn!r}")
         self.app = app
         self.fn = fn
-        self.name = name if name is not None else default_name(fn)
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise TaskDefinitionError(f"task name must be a non-empty string, got {self.name!r}")
+        self.name = check_text(
+            name if name is not None else default_name(fn), "task name", limit=MAX_NAME, error=TaskDefinitionError
+        )
+        if not self.name.strip():
+            raise TaskDefinitionError(f"task name must not be blank, got {self.name!r}")
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         clashes = [p for p in self.signature.parameters if p in RESERVED_OPTIONS]
