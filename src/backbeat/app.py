@@ -119,23 +119,16 @@ class App:
         """
 
         def declare(func: Callable[..., Any]) -> Task[Any, Any]:
-            return self._add(
-                Task(
-                    self,
-                    func,
-                    name=name,
-                    queue=queue,
-                    retries=self.settings.default_retries if retries is None else retries,
-                    timeout=timeout,
-                    priority=priority,
-                    rate_limit=rate_limit,
-                    secret=secret,
-                )
-            )
+            options = {"queue": queue, "timeout": timeout, "priority": priority, "secret": secret}
+            return self._declare(func, name=name, retries=retries, rate_limit=rate_limit, **options)
 
         return declare(fn) if fn is not None else declare
 
-    def _add(self, task: Task[P, R]) -> Task[P, R]:
+    def _declare(self, fn: Callable[..., Any], *, retries: int | None, **options: Any) -> Task[Any, Any]:
+        """A new task of this app (``retries`` defaulting to the app's); its name must be free."""
+        task: Task[Any, Any] = Task(
+            self, fn, retries=self.settings.default_retries if retries is None else retries, **options
+        )
         if task.name in self.tasks:
             raise TaskDefinitionError(
                 f"task name {task.name!r} is already declared (by {self.tasks[task.name].fn!r}); pass a different name="
@@ -365,19 +358,8 @@ class App:
             wrapper = handler_wrapper(fn, schema)
             wrapper.__name__, wrapper.__qualname__ = fn.__name__, fn.__qualname__
             wrapper.__module__, wrapper.__doc__ = fn.__module__, fn.__doc__
-            task = self._add(
-                Task(
-                    self,
-                    wrapper,
-                    name=name or default_name(fn),
-                    queue=queue,
-                    retries=self.settings.default_retries if retries is None else retries,
-                    timeout=timeout,
-                    priority=priority,
-                    secret=fields,
-                    handles=pattern,
-                )
-            )
+            options = {"queue": queue, "timeout": timeout, "priority": priority, "secret": fields}
+            task = self._declare(wrapper, name=name or default_name(fn), retries=retries, handles=pattern, **options)
             self.handlers.append(Handler(pattern=pattern, task=task, schema=schema))
             return task
 

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 from backbeat.app import App
 from backbeat.config import Settings
 from backbeat.errors import ConfigError
-
-T = TypeVar("T")
 
 
 def load_app(ref: str, url: str | None = None) -> App:
@@ -44,15 +39,3 @@ def load_app(ref: str, url: str | None = None) -> App:
 def app_for(app_ref: str | None, url: str | None) -> App:
     """The app ``--app`` names, else a bare one on the store (``--url``, ``BACKBEAT_URL``)."""
     return load_app(app_ref, url) if app_ref else App(Settings.build(url).url)
-
-
-def run_app(app: App, fn: Callable[[App], Awaitable[T]]) -> T:
-    """Run ``fn(app)``, closing the app's store afterwards."""
-
-    async def main() -> T:
-        try:
-            return await fn(app)
-        finally:
-            await app.aclose()
-
-    return asyncio.run(main())

@@ -9,8 +9,8 @@ import click
 
 from backbeat import shapes
 from backbeat.app import App
-from backbeat.cli.loader import app_for, run_app
-from backbeat.cli.main import cli, json_option, print_json, url_option
+from backbeat.cli.loader import app_for
+from backbeat.cli.main import cli, json_option, print_json, run_closing, url_option
 from backbeat.errors import TaskNotFound
 from backbeat.schedule_manager import SyncReport
 from backbeat.serialization import parse_json_array, parse_json_object
@@ -44,7 +44,7 @@ def schedules_list(
 ) -> None:
     """Schedules by key."""
     app = app_for(None, url)
-    records = run_app(
+    records = run_closing(
         app,
         lambda a: a.schedules.alist(
             after=after, limit=limit, search=search, origin=ScheduleOrigin(origin) if origin else None
@@ -133,7 +133,7 @@ def schedules_add(
         assert cron_expr is not None
         return await a.acron(cron_expr, task_name, tz=tz, **common)
 
-    _show(run_app(app, add), as_json)
+    _show(run_closing(app, add), as_json)
 
 
 @schedules.command("update")
@@ -191,7 +191,7 @@ def schedules_update(
         changes["args"] = parse_json_array(args_json, "--args")
     if not changes:
         raise click.UsageError("nothing to update: pass at least one option")
-    _show(run_app(app_for(app_ref, url), lambda a: a.schedules.aupdate(key, **changes)), as_json)
+    _show(run_closing(app_for(app_ref, url), lambda a: a.schedules.aupdate(key, **changes)), as_json)
 
 
 def _show(record: ScheduleRecord, as_json: bool) -> None:
@@ -214,7 +214,7 @@ def _act(action: str, keys: tuple[str, ...], url: str | None, as_json: bool) -> 
                 out.append({"key": key, "paused": (await method(key)).paused})
         return out
 
-    results = run_app(app_for(None, url), apply)
+    results = run_closing(app_for(None, url), apply)
     if as_json:
         print_json(results)
         return
@@ -270,7 +270,7 @@ def schedules_load(path: Path, force: bool, app_ref: str | None, url: str | None
         if app_ref
         else ("checked against the tasks workers registered")
     )
-    report: SyncReport = run_app(app, lambda a: a.schedules.aload(text, str(path), tasks=tasks, force=force))
+    report: SyncReport = run_closing(app, lambda a: a.schedules.aload(text, str(path), tasks=tasks, force=force))
     data = {
         "added": report.added,
         "changed": report.changed,

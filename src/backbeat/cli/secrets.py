@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from backbeat.cli.loader import app_for, run_app
-from backbeat.cli.main import cli, json_option, print_json, url_option
+from backbeat.cli.loader import app_for
+from backbeat.cli.main import cli, json_option, print_json, run_closing, url_option
 from backbeat.cli.schedules import app_option
 from backbeat.config import Settings
 from backbeat.secrets import keygen, keyring
@@ -45,7 +45,7 @@ def secrets_reseal(app_ref: str | None, url: str | None, as_json: bool) -> None:
     rotation; then the previous key can go once older jobs and events are pruned), and
     seal plain values of parameters their tasks now declare secret."""
     app = app_for(app_ref, url)
-    keys = run_app(app, lambda a: a.schedules.areseal())
+    keys = run_closing(app, lambda a: a.schedules.areseal())
     if as_json:
         print_json({"resealed": keys})
     else:
