@@ -249,15 +249,16 @@ class Client:
         key is set, ``EmitError`` when the broker or store stayed unreachable for
         ``send_timeout`` seconds.
         """
-        event = self._check_size(await self.aseal_event(self._event(name, payload, id, key, occurred_at), secret))
-        await self._deliver([event], connection)
+        event = self._event(name, payload, id, key, occurred_at)
+        await self._deliver([event], connection, secret)
         return event.id
 
     async def aseal_event(self, event: NewEvent, secret: Sequence[str] = ()) -> NewEvent:
         """``event`` with the fields ``secret`` names sealed, and on a store URL those the
-        registered handlers declare."""
+        registered handlers declare (read from the store); ``EventError`` if ``secret``
+        names a field the payload lacks."""
         fields = set(secret_names(secret, f"event {event.name}", EventError))
-        missing = sorted(fields - set(json.loads(event.payload)))
+        missing = sorted(fields - set(json.loads(event.payload))) if fields else []
         if missing:
             raise EventError(f"event {event.name}: secret names {missing[0]!r}, which is not a field of the payload")
         if self.broker_url is None:
@@ -323,26 +324,29 @@ class Client:
             body["priority"] = priority
         if queue is not None:
             body["queue"] = check_queue_name(queue)
-        await self._deliver([self._check_size(self._event(ENQUEUE_EVENT, body, job_id, None, None))], None)
+        await self._deliver([self._event(ENQUEUE_EVENT, body, job_id, None, None)], None)
         return Job(self, job_id)
 
-    async def _deliver(self, events: Sequence[NewEvent], connection: object | None) -> None:
+    async def _deliver(self, events: Sequence[NewEvent], connection: object | None, secret: Sequence[str] = ()) -> None:
+        """Seal (``aseal_event``) and send, retrying an unreachable store or broker."""
         if connection is not None:
             if self.broker_url is not None:
                 raise EventError(
                     f"connection= joins your database transaction: it needs the store's URL, not {self.url}"
                 )
-            await (await self.astore()).event_append_on(connection, events, now=self.clock.now())
+            sealed = [self._check_size(await self.aseal_event(e, secret)) for e in events]
+            await (await self.astore()).event_append_on(connection, sealed, now=self.clock.now())
             return
         limit = self.settings.send_timeout
         deadline = time.monotonic() + limit
         backoff = 0.1
         while True:
             try:
+                sealed = [self._check_size(await self.aseal_event(e, secret)) for e in events]
                 if self.broker_url is not None:
-                    await (await self._publisher()).publish(events)
+                    await (await self._publisher()).publish(sealed)
                 else:
-                    await (await self.astore()).event_append(events, now=self.clock.now())
+                    await (await self.astore()).event_append(sealed, now=self.clock.now())
                 return
             except (OSError, TimeoutError, StoreError) as exc:
                 if isinstance(exc, SchemaTooNew) or time.monotonic() + backoff > deadline:

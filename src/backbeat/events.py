@@ -349,6 +349,8 @@ def secret_fields_of(name: str, tasks: Iterable[TaskInfo]) -> set[str]:
 
 def seal_event(event: NewEvent, fields: Collection[str], settings: Settings) -> NewEvent:
     """``event`` with ``fields`` of its payload sealed (the one place event fields are sealed)."""
+    if not fields:
+        return event
     payload = json.loads(event.payload)
     if not any(f in payload and not is_sealed(payload[f]) for f in fields):
         return event

@@ -254,7 +254,7 @@ def same_values(old: str, new: str, task: str, keys: Keyring) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Sealer:
-    """Seals and opens the named values of one task's arguments or one event's payload."""
+    """Seals the named values of one task's arguments or one event's payload."""
 
     names: tuple[str, ...]
     keys: Keyring
