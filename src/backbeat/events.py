@@ -311,7 +311,8 @@ class Dispatcher:
                 try:
                     event = _with_payload(event, {**body, "kwargs": sealer.seal(kwargs)})
                 except SecretError:
-                    event = _with_payload(event, {**body, "kwargs": {**kwargs, **dict.fromkeys(info.secret, REDACTED)}})
+                    hidden = {k: REDACTED if k in info.secret else v for k, v in kwargs.items()}
+                    event = _with_payload(event, {**body, "kwargs": hidden})
             return EventSettlement(event=event, state=EventState.DEAD, reason=f"enqueue refused: {exc}")
         sealed = json.loads(job.payload)["kwargs"]
         if sealed != kwargs and kwargs:

@@ -208,3 +208,14 @@ def test_a_sealed_field_names_its_event_and_field() -> None:
     payload = json.loads(stored_events(sender)[0].payload)
     assert sec.is_sealed(payload["token"])
     assert sec.keyring(sender.settings).reveal(payload["token"], aad="event:account.linked\x00token", what="t") == TOKEN
+
+
+def test_an_enqueue_event_that_cannot_be_sealed_is_kept_dead_without_the_secret() -> None:
+    app = make_app("enqueue-no-key", secret_key=None)
+    register(app, TaskInfo(name="twitter.poll", queue="default", max_attempts=1, secret=("token",)))
+    append_raw(app, ENQUEUE_EVENT, {"task": "twitter.poll", "kwargs": {"user_id": 1, "token": TOKEN}})
+    run_until_idle(app)
+    [record] = stored_events(app)
+    assert record.state is EventState.DEAD and record.reason is not None and "set BACKBEAT_SECRET_KEY" in record.reason
+    assert json.loads(record.payload)["kwargs"] == {"user_id": 1, "token": "***"}
+    assert stored_jobs(app) == []
