@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from backbeat.tasks import Task
 
 ENQUEUE_EVENT = "backbeat.enqueue"
+EARLIEST, LATEST = -62135596800.0, 253402300799.0
+"""The first second of year 1 and the last of year 9999: other times cannot be shown."""
 NAME = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 PATTERN = re.compile(r"^(\*\*|\*|[A-Za-z0-9_\-]+)(\.(\*\*|\*|[A-Za-z0-9_\-]+))*$")
 ENVELOPE_SCHEMA: dict[str, Any] = {
@@ -73,16 +75,19 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
             "type": ["string", "null"],
             "minLength": 1,
             "maxLength": 200,
+            "pattern": "^[^\\u0000]*$",
             "description": "unique: a repeat is ignored (missing or null: one is made up, and the event "
             "cannot be deduplicated)",
         },
         "occurred_at": {
             "type": ["string", "number", "null"],
             "format": "date-time",
-            "description": "ISO 8601 (or Unix seconds); missing or null: when it was received",
+            "minimum": EARLIEST,
+            "maximum": LATEST,
+            "description": "ISO 8601 (or Unix seconds), years 1 to 9999; missing or null: when it was received",
         },
         "payload": {"type": "object"},
-        "key": {"type": ["string", "null"], "maxLength": 500},
+        "key": {"type": ["string", "null"], "maxLength": 500, "pattern": "^[^\\u0000]*$"},
     },
 }
 
@@ -147,7 +152,7 @@ def from_envelope(data: Mapping[str, Any], *, source: str, received: float, defa
         raise EventError(f"event {name}: id and key must be strings")
     try:
         check_text(event_id, f"event {name}: id", limit=200, error=EventError)
-        if key is not None:
+        if key:
             check_text(key, f"event {name}: key", limit=MAX_KEY, error=EventError)
         check_json(payload, "payload")
         text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
@@ -164,10 +169,6 @@ def from_envelope(data: Mapping[str, Any], *, source: str, received: float, defa
     )
 
 
-LATEST = 253402300799.0
-"""The last second of year 9999: later times cannot be shown."""
-
-
 def _time(value: Any, default: float) -> float:
     if value is None:
         return default
@@ -176,11 +177,13 @@ def _time(value: Any, default: float) -> float:
     else:
         try:
             moment = datetime.fromisoformat(str(value))
-        except ValueError:
+            seconds = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        except (ValueError, OverflowError):
             raise EventError(f"occurred_at {value!r} is not an ISO 8601 time") from None
-        seconds = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-    if not 0 <= seconds <= LATEST:
-        raise EventError(f"occurred_at {value!r} is out of range (1970 to 9999)")
+        # a valid local time at the very edge of year 1 or 9999 may fall outside it in UTC
+        seconds = min(max(seconds, EARLIEST), LATEST)
+    if not EARLIEST <= seconds <= LATEST:
+        raise EventError(f"occurred_at {value!r} is out of range (years 1 to 9999)")
     return seconds
 
 
