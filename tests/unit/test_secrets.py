@@ -317,3 +317,25 @@ def test_rate_limit_buckets_of_secrets_are_keyed_hashes_of_the_opened_value() ->
     assert t.bucket((), {"token": TOKEN, "n": 1}, KEY) == expected
     assert t.bucket((), {"token": TOKEN, "n": 1}, OLD) != expected
     assert TOKEN not in expected
+
+
+def test_a_declared_schedule_is_sealed_and_syncs_without_change() -> None:
+    app = make_app("periodic")
+
+    @app.periodic(every=60, key="poll-forever", kwargs={"token": TOKEN}, secret=("token",), name="poll.forever")
+    def poll_forever(token: str) -> None: ...
+
+    assert poll_forever.info.secret == ("token",)
+    first = app.client.sync(app.schedules.async_declared)
+    assert first.added == ["poll-forever"] and TOKEN not in app.schedules.get("poll-forever").spec.payload
+    assert app.client.sync(app.schedules.async_declared).unchanged == ["poll-forever"]  # a restart changes nothing
+
+
+def test_a_schedule_of_a_secret_task_needs_a_key_and_writes_nothing_without_one() -> None:
+    app = make_app("schedule-no-key", secret_key=None)
+    poll = declare_poll(app, [])
+    with pytest.raises(
+        SecretError, match=r"task 'twitter.poll' declares secret arguments \(token\): set BACKBEAT_SECRET"
+    ):
+        app.every(20, poll, key="twitter:1", kwargs={"user_id": 1, "token": TOKEN})
+    assert app.schedules.list() == []
