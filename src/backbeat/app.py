@@ -13,11 +13,21 @@ from backbeat import ratelimits
 from backbeat.client import Client
 from backbeat.clock import Clock, SystemClock
 from backbeat.config import DEFAULT_QUEUE, Settings
-from backbeat.errors import ConfigError, ScheduleError, TaskDefinitionError
-from backbeat.events import NAME, Event, Handler, check_pattern, check_schema, handler_wrapper
+from backbeat.errors import ConfigError, EventError, ScheduleError, TaskDefinitionError
+from backbeat.events import (
+    NAME,
+    Event,
+    Handler,
+    check_pattern,
+    check_schema,
+    handler_wrapper,
+    secret_fields,
+    secret_fields_of,
+)
 from backbeat.jobs import Job
 from backbeat.schedule_manager import Declared, Duration, Schedules, SyncReport, build_spec
 from backbeat.schedules import parse_duration
+from backbeat.secrets import secret_names
 from backbeat.sla import SlaEvent
 from backbeat.tasks import Task, default_name
 from backbeat.types import RateLimit, ScheduleKind, ScheduleOrigin, ScheduleRecord
@@ -36,7 +46,7 @@ class App:
     def __init__(
         self, url: str | None = None, *, name: str = "default", clock: Clock | None = None, **settings: Any
     ) -> None:
-        if not isinstance(name, str) or not NAME.match(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise ConfigError(f"app name must be letters, digits, '_', '-' or '.', got {name!r}")
         self.name = name
         """Names this app's broker consumers (the RabbitMQ queue ``backbeat.events.<name>``, the
@@ -83,6 +93,7 @@ class App:
         timeout: float | timedelta | None = None,
         priority: int = 0,
         rate_limit: str | None = None,
+        secret: Sequence[str] = (),
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -95,35 +106,35 @@ class App:
         timeout: float | timedelta | None = None,
         priority: int = 0,
         rate_limit: str | None = None,
+        secret: Sequence[str] = (),
     ) -> Any:
         """Declare a task: ``@app.task`` or ``@app.task(name=..., queue=..., retries=..., timeout=...)``.
 
         The name defaults to ``module.qualname``; ``retries`` to the app's default (3).
         ``rate_limit="twitter:{token}"`` starts each job under the bucket its arguments name
-        (declare the limit with ``app.rate_limit``). A parameter named like an enqueue
-        option, or a name already taken, is refused.
+        (declare the limit with ``app.rate_limit``). ``secret=("token",)`` names parameters
+        whose values are sealed before they reach the store, in its jobs and in schedules
+        of it (needs ``BACKBEAT_SECRET_KEY``; docs/secrets.md). A parameter named like an
+        enqueue option, or a name already taken, is refused.
         """
 
         def declare(func: Callable[..., Any]) -> Task[Any, Any]:
-            task = Task(
-                self,
-                func,
-                name=name,
-                queue=queue,
-                retries=self.settings.default_retries if retries is None else retries,
-                timeout=timeout,
-                priority=priority,
-                rate_limit=rate_limit,
-            )
-            if task.name in self.tasks:
-                raise TaskDefinitionError(
-                    f"task name {task.name!r} is already declared (by {self.tasks[task.name].fn!r}); "
-                    "pass a different name="
-                )
-            self.tasks[task.name] = task
-            return task
+            options = {"queue": queue, "timeout": timeout, "priority": priority, "secret": secret}
+            return self._declare(func, name=name, retries=retries, rate_limit=rate_limit, **options)
 
         return declare(fn) if fn is not None else declare
+
+    def _declare(self, fn: Callable[..., Any], *, retries: int | None, **options: Any) -> Task[Any, Any]:
+        """A new task of this app (``retries`` defaulting to the app's); its name must be free."""
+        task: Task[Any, Any] = Task(
+            self, fn, retries=self.settings.default_retries if retries is None else retries, **options
+        )
+        if task.name in self.tasks:
+            raise TaskDefinitionError(
+                f"task name {task.name!r} is already declared (by {self.tasks[task.name].fn!r}); pass a different name="
+            )
+        self.tasks[task.name] = task
+        return task
 
     def rate_limit(
         self,
@@ -189,7 +200,7 @@ class App:
             queue=queue,
             priority=priority,
             description=description,
-            max_payload_bytes=self.settings.max_payload_bytes,
+            settings=self.settings,
         )
         first = None if first_in is None else parse_duration(first_in, "first_in")
         return (await self.schedules.aput(spec, first_in=first)).record
@@ -232,7 +243,7 @@ class App:
             queue=queue,
             priority=priority,
             description=description,
-            max_payload_bytes=self.settings.max_payload_bytes,
+            settings=self.settings,
         )
         return (await self.schedules.aput(spec)).record
 
@@ -261,11 +272,12 @@ class App:
         retries: int | None = None,
         timeout: float | timedelta | None = None,
         priority: int = 0,
+        secret: Sequence[str] = (),
     ) -> Callable[[Callable[P, R]], Task[P, R]]:
         """Declare a schedule owned by the code: ``@app.periodic(cron="30 6 * * 1", key=...)``.
 
-        The function becomes a task (``name``/``queue``/``retries``/``timeout``/``priority``
-        as for ``@app.task``; an existing ``Task`` is used as is). Nothing is written at
+        The function becomes a task (``name``/``queue``/``retries``/``timeout``/``priority``/
+        ``secret`` as for ``@app.task``; an existing ``Task`` is used as is). Nothing is written at
         import: the scheduler syncs declared schedules when it starts (adding, changing,
         and removing those no longer declared).
         """
@@ -276,7 +288,9 @@ class App:
             task: Task[P, R] = (
                 fn
                 if isinstance(fn, Task)
-                else self.task(name=name, queue=queue, retries=retries, timeout=timeout, priority=priority)(fn)
+                else self.task(
+                    name=name, queue=queue, retries=retries, timeout=timeout, priority=priority, secret=secret
+                )(fn)
             )
             task.check_arguments(args, kwargs or {})
             spec = build_spec(
@@ -296,7 +310,7 @@ class App:
                 catch_up_limit=catch_up_limit,
                 description=description,
                 origin=ScheduleOrigin.CODE,
-                max_payload_bytes=self.settings.max_payload_bytes,
+                settings=self.settings,
             )
             if spec.key in self.schedules.declared:
                 raise ScheduleError(f"schedule key {spec.key!r} is already declared; pass a different key=")
@@ -324,6 +338,7 @@ class App:
         retries: int | None = None,
         timeout: float | timedelta | None = None,
         priority: int = 0,
+        secret: Sequence[str] = (),
     ) -> Callable[[Callable[[Event], Any]], Task[Any, Any]]:
         """Handle events named like ``pattern`` (``"account.linked"``, ``"account.*"``): each
         matching event becomes one durable job of this handler, retried on its own.
@@ -331,18 +346,20 @@ class App:
         ``schema`` (a pydantic model) is the event's contract: a payload it refuses is
         dead-lettered with the reason, and ``event.data`` holds the validated object. The
         handler takes one argument, the ``Event``; it is a task (``name``, ``queue``,
-        ``retries``, ``timeout``, ``priority`` as for ``@app.task``).
+        ``retries``, ``timeout``, ``priority`` as for ``@app.task``). ``secret=("token",)``
+        names payload fields sealed before they reach the store (with the contract's
+        ``SecretStr`` fields; docs/secrets.md).
         """
         check_pattern(pattern)
         check_schema(schema, pattern)
+        fields = secret_fields(secret, schema, pattern)
 
         def declare(fn: Callable[[Event], Any]) -> Task[Any, Any]:
             wrapper = handler_wrapper(fn, schema)
             wrapper.__name__, wrapper.__qualname__ = fn.__name__, fn.__qualname__
             wrapper.__module__, wrapper.__doc__ = fn.__module__, fn.__doc__
-            task = self.task(
-                name=name or default_name(fn), queue=queue, retries=retries, timeout=timeout, priority=priority
-            )(wrapper)
+            options = {"queue": queue, "timeout": timeout, "priority": priority, "secret": fields}
+            task = self._declare(wrapper, name=name or default_name(fn), retries=retries, handles=pattern, **options)
             self.handlers.append(Handler(pattern=pattern, task=task, schema=schema))
             return task
 
@@ -416,10 +433,15 @@ class App:
         key: str | None = None,
         occurred_at: datetime | None = None,
         connection: object | None = None,
+        secret: Sequence[str] = (),
     ) -> str:
-        """Emit an event into this app's store (see ``Client.aemit``); return its id."""
+        """Emit an event into this app's store (see ``Client.aemit``); return its id. The
+        payload fields this app's handlers of ``name`` declare secret are sealed too."""
+        declared = secret_fields_of(name, [h.task.info for h in self.handlers])
+        given = set(payload or ()) if isinstance(payload, Mapping) else set()
+        secret = (*secret_names(secret, f"event {name}", EventError), *sorted(declared & given))
         event_id = await self.client.aemit(
-            name, payload, id=id, key=key, occurred_at=occurred_at, connection=connection
+            name, payload, id=id, key=key, occurred_at=occurred_at, connection=connection, secret=secret
         )
         if self.eager:
             await self.arun_until_idle()
@@ -434,9 +456,10 @@ class App:
         key: str | None = None,
         occurred_at: datetime | None = None,
         connection: object | None = None,
+        secret: Sequence[str] = (),
     ) -> str:
         return self.client.sync(
-            self.aemit, name, payload, id=id, key=key, occurred_at=occurred_at, connection=connection
+            self.aemit, name, payload, id=id, key=key, occurred_at=occurred_at, connection=connection, secret=secret
         )
 
     def job(self, job_id: str) -> Job:

@@ -16,6 +16,7 @@ operation.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -27,13 +28,14 @@ from typing import Any, ParamSpec, TypeVar
 
 from backbeat.brokers import Publisher, is_broker_url, open_publisher, redact
 from backbeat.clock import Clock, SystemClock, iso
-from backbeat.config import DEFAULT_QUEUE, Settings, check_queue_name
+from backbeat.config import DEFAULT_QUEUE, MAX_NAME, Settings, check_queue_name, check_text
 from backbeat.errors import ConfigError, EmitError, EnqueueError, EventError, SchemaTooNew, StoreError
-from backbeat.events import ENQUEUE_EVENT, from_envelope
+from backbeat.events import ENQUEUE_EVENT, from_envelope, seal_event, secret_fields_of
 from backbeat.ids import uuid7
 from backbeat.jobs import Job, build_job, resolve_run_at
 from backbeat.metrics import job_metrics
 from backbeat.portal import Portal
+from backbeat.secrets import refuse_positional, secret_names
 from backbeat.serialization import encode_payload
 from backbeat.store import open_store, store_is_loop_bound
 from backbeat.store.base import Store
@@ -42,6 +44,8 @@ from backbeat.types import NewEvent, NewJob, TaskInfo
 P = ParamSpec("P")
 T = TypeVar("T")
 log = logging.getLogger("backbeat.client")
+REGISTRY_TTL = 30.0
+"""Seconds the task registry read from the store is reused (a new task name re-reads it)."""
 
 
 class Client:
@@ -71,6 +75,7 @@ class Client:
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Store] = weakref.WeakKeyDictionary()
         self._publishers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Publisher] = weakref.WeakKeyDictionary()
         self._registry: dict[str, TaskInfo] | None = None
+        self._registry_at = 0.0
 
     @property
     def url(self) -> str:
@@ -130,12 +135,20 @@ class Client:
 
     # -- enqueue by name ---------------------------------------------------------------
 
-    async def atask_info(self, name: str) -> TaskInfo:
-        """How workers declared ``name`` (queue, retries, timeout), or the defaults."""
-        if self._registry is None or name not in self._registry:
+    async def aregistry(self, *, refresh: bool = False) -> dict[str, TaskInfo]:
+        """The tasks workers registered, by name: read again after ``REGISTRY_TTL`` seconds."""
+        if refresh or self._registry is None or time.monotonic() - self._registry_at > REGISTRY_TTL:
             store = await self.astore()
             self._registry = {t.name: t for t in await store.task_list()}
-        return self._registry.get(name) or TaskInfo(
+            self._registry_at = time.monotonic()
+        return self._registry
+
+    async def atask_info(self, name: str) -> TaskInfo:
+        """How workers declared ``name`` (queue, retries, timeout, secret arguments), or the defaults."""
+        registry = await self.aregistry()
+        if name not in registry:
+            registry = await self.aregistry(refresh=True)
+        return registry.get(name) or TaskInfo(
             name=name, queue=DEFAULT_QUEUE, max_attempts=1 + self.settings.default_retries
         )
 
@@ -153,14 +166,14 @@ class Client:
     ) -> Job:
         """Enqueue a job of the task named ``task``. Queue, retries and timeout default to
         what workers registered for that name. Raises ``EnqueueError`` on bad input."""
-        if not isinstance(task, str) or not task:
-            raise EnqueueError(f"task must be a task name, got {task!r}")
+        check_text(task, "task name", limit=MAX_NAME, error=EnqueueError)
         if self.broker_url is not None:
             run_at = resolve_run_at(self.clock.now(), delay, at) if delay is not None or at is not None else None
             return await self._send_enqueue(
                 task, args, kwargs or {}, run_at=run_at, dedup_key=dedup_key, priority=priority, queue=queue
             )
         info = await self.atask_info(task)
+        refuse_positional(info, args)
         new = build_job(
             info,
             args,
@@ -222,18 +235,43 @@ class Client:
         key: str | None = None,
         occurred_at: datetime | None = None,
         connection: object | None = None,
+        secret: Sequence[str] = (),
     ) -> str:
         """Send the event ``name`` with ``payload`` (a JSON object); return its id.
 
         ``id`` makes it idempotent (an id is processed once, however often sent; default a
         new UUIDv7). With ``connection`` (your open transaction on the store's own
         database) the event is written in that transaction: it exists once you commit,
-        never if you roll back. Raises ``EventError`` on a bad event, ``EmitError`` when
-        the broker or store stayed unreachable for ``send_timeout`` seconds.
+        never if you roll back. ``secret=("token",)`` names payload fields sealed before
+        they leave this process (``BACKBEAT_SECRET_KEY``, the jobs app's key); on a store
+        URL so are the fields the jobs app's handlers declare secret. Raises
+        ``EventError`` on a bad event, ``SecretError`` when a field must be sealed and no
+        key is set, ``EmitError`` when the broker or store stayed unreachable for
+        ``send_timeout`` seconds.
         """
         event = self._event(name, payload, id, key, occurred_at)
-        await self._deliver([event], connection)
+        await self._deliver([event], connection, secret)
         return event.id
+
+    async def aseal_event(self, event: NewEvent, secret: Sequence[str] = ()) -> NewEvent:
+        """``event`` with the fields ``secret`` names sealed, and on a store URL those the
+        registered handlers declare (read from the store); ``EventError`` if ``secret``
+        names a field the payload lacks."""
+        fields = set(secret_names(secret, f"event {event.name}", EventError))
+        missing = sorted(fields - set(json.loads(event.payload))) if fields else []
+        if missing:
+            raise EventError(f"event {event.name}: secret names {missing[0]!r}, which is not a field of the payload")
+        if self.broker_url is None:
+            fields |= secret_fields_of(event.name, (await self.aregistry()).values())
+        return seal_event(event, fields, self.settings)
+
+    def _check_size(self, event: NewEvent) -> NewEvent:
+        size = len(event.payload.encode())
+        if size > self.settings.max_payload_bytes:
+            raise EventError(
+                f"event {event.name}: payload is {size:,} bytes, over the limit of {self.settings.max_payload_bytes:,}"
+            )
+        return event
 
     def emit(
         self,
@@ -244,8 +282,11 @@ class Client:
         key: str | None = None,
         occurred_at: datetime | None = None,
         connection: object | None = None,
+        secret: Sequence[str] = (),
     ) -> str:
-        return self.sync(self.aemit, name, payload, id=id, key=key, occurred_at=occurred_at, connection=connection)
+        return self.sync(
+            self.aemit, name, payload, id=id, key=key, occurred_at=occurred_at, connection=connection, secret=secret
+        )
 
     def _event(
         self, name: str, payload: Mapping[str, Any] | None, id: str | None, key: str | None, at: datetime | None
@@ -259,13 +300,7 @@ class Client:
         for field, value in (("id", id), ("key", key), ("occurred_at", at)):
             if value is not None:
                 envelope[field] = value
-        event = from_envelope(envelope, source="store", received=self.clock.now())
-        size = len(event.payload.encode())
-        if size > self.settings.max_payload_bytes:
-            raise EventError(
-                f"event {name}: payload is {size:,} bytes, over the limit of {self.settings.max_payload_bytes:,}"
-            )
-        return event
+        return from_envelope(envelope, source="store", received=self.clock.now())
 
     async def _send_enqueue(
         self,
@@ -292,23 +327,26 @@ class Client:
         await self._deliver([self._event(ENQUEUE_EVENT, body, job_id, None, None)], None)
         return Job(self, job_id)
 
-    async def _deliver(self, events: Sequence[NewEvent], connection: object | None) -> None:
+    async def _deliver(self, events: Sequence[NewEvent], connection: object | None, secret: Sequence[str] = ()) -> None:
+        """Seal (``aseal_event``) and send, retrying an unreachable store or broker."""
         if connection is not None:
             if self.broker_url is not None:
                 raise EventError(
                     f"connection= joins your database transaction: it needs the store's URL, not {self.url}"
                 )
-            await (await self.astore()).event_append_on(connection, events, now=self.clock.now())
+            sealed = [self._check_size(await self.aseal_event(e, secret)) for e in events]
+            await (await self.astore()).event_append_on(connection, sealed, now=self.clock.now())
             return
         limit = self.settings.send_timeout
         deadline = time.monotonic() + limit
         backoff = 0.1
         while True:
             try:
+                sealed = [self._check_size(await self.aseal_event(e, secret)) for e in events]
                 if self.broker_url is not None:
-                    await (await self._publisher()).publish(events)
+                    await (await self._publisher()).publish(sealed)
                 else:
-                    await (await self.astore()).event_append(events, now=self.clock.now())
+                    await (await self.astore()).event_append(sealed, now=self.clock.now())
                 return
             except (OSError, TimeoutError, StoreError) as exc:
                 if isinstance(exc, SchemaTooNew) or time.monotonic() + backoff > deadline:

@@ -20,6 +20,12 @@ from backbeat.types import Retention
 DEFAULT_URL = "sqlite:///backbeat.db"
 DEFAULT_QUEUE = "default"
 RESERVED_QUEUE_CHARS = frozenset(",\x00")
+MAX_NAME = 200
+"""Longest queue or task name."""
+MAX_KEY = 500
+"""Longest schedule key or dedup key (an event's key too; its id at most 200)."""
+MAX_SECONDS = 100 * 365.25 * 86400
+"""Longest interval, delay or SLA: 100 years, so every time stays one that can be shown."""
 
 
 def seconds(value: float | int | timedelta, what: str, *, allow_zero: bool = True) -> float:
@@ -35,10 +41,47 @@ def seconds(value: float | int | timedelta, what: str, *, allow_zero: bool = Tru
     return result
 
 
+def check_text(value: object, what: str, *, limit: int, error: type[Exception] = ConfigError) -> str:
+    """A name or key as every store keeps it: a non-empty string of at most ``limit``
+    characters, without NUL bytes (PostgreSQL text cannot hold one) and valid Unicode (no
+    lone surrogate, which no store can encode). Raises ``error`` naming ``what``."""
+    if not isinstance(value, str) or not value:
+        raise error(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > limit:
+        raise error(f"{what} is {len(value):,} characters, over the limit of {limit:,}: {value[:40]!r}...")
+    if "\x00" in value:
+        raise error(f"{what} must not contain NUL bytes, got {value!r}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise error(f"{what} is not valid Unicode (it holds a lone surrogate), got {value!r}") from None
+    return value
+
+
 def check_queue_name(name: object) -> str:
-    if not isinstance(name, str) or not name or RESERVED_QUEUE_CHARS & set(name):
+    if isinstance(name, str) and RESERVED_QUEUE_CHARS & set(name):
         raise ConfigError(f"queue name must be a non-empty string without commas or NUL bytes, got {name!r}")
-    return name
+    return check_text(name, "queue name", limit=MAX_NAME)
+
+
+def secret_keys_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """``secret_key`` and ``previous_secret_keys`` from ``BACKBEAT_SECRET_KEY`` or
+    ``BACKBEAT_SECRET_KEYS="current,previous,..."`` (one of the two)."""
+    single, several = env.get("BACKBEAT_SECRET_KEY"), env.get("BACKBEAT_SECRET_KEYS")
+    if single and several:
+        raise ConfigError(
+            "both BACKBEAT_SECRET_KEY and BACKBEAT_SECRET_KEYS are set: set one (for rotation, "
+            "BACKBEAT_SECRET_KEYS=new,old and unset BACKBEAT_SECRET_KEY)"
+        )
+    if single:
+        return {"secret_key": single}
+    if not several:
+        return {}
+    keys = [k.strip() for k in several.split(",")]
+    if not all(keys):
+        raise ConfigError("BACKBEAT_SECRET_KEYS has an empty key: give comma-separated keys, the current one first")
+    return {"secret_key": keys[0], "previous_secret_keys": tuple(keys[1:])}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -133,8 +176,13 @@ class Settings:
     """Seconds ``emit`` (and ``enqueue`` over a broker) keeps retrying an unreachable broker
     or store before raising ``EmitError``."""
     secret_key: str | None = field(default=None, repr=False)
-    """``BACKBEAT_SECRET_KEY``: keys the hashes that name rate-limit buckets (so a bucket
-    built from a token never stores the token, nor a hash anyone could test guesses against)."""
+    """``BACKBEAT_SECRET_KEY`` (or the first of ``BACKBEAT_SECRET_KEYS``): seals the values
+    of secret arguments and event fields (``backbeat.secrets``), and keys the hashes that
+    name rate-limit buckets (so a bucket built from a token never stores the token, nor a
+    hash anyone could test guesses against)."""
+    previous_secret_keys: tuple[str, ...] = field(default=(), repr=False)
+    """The rest of ``BACKBEAT_SECRET_KEYS="new,old,..."``: keys that still open what they
+    sealed, and seal nothing new (key rotation)."""
     retention: Retention = field(default_factory=Retention)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
@@ -148,6 +196,14 @@ class Settings:
         if not isinstance(self.default_retries, int) or self.default_retries < 0:
             raise ConfigError(f"default_retries must be an integer >= 0, got {self.default_retries!r}")
         seconds(self.send_timeout, "send_timeout")
+        if self.secret_key is not None and (not isinstance(self.secret_key, str) or not self.secret_key):
+            raise ConfigError("secret_key must be a non-empty string")
+        if not isinstance(self.previous_secret_keys, tuple) or not all(
+            isinstance(k, str) and k for k in self.previous_secret_keys
+        ):
+            raise ConfigError("previous_secret_keys must be a tuple of non-empty strings")
+        if self.previous_secret_keys and self.secret_key is None:
+            raise ConfigError("previous_secret_keys need a current secret_key (the first of BACKBEAT_SECRET_KEYS)")
 
     def with_worker(self, **changes: Any) -> Settings:
         return replace(self, worker=replace(self.worker, **changes))
@@ -157,8 +213,8 @@ class Settings:
         """Settings from keyword arguments, then ``BACKBEAT_*`` environment variables, then defaults."""
         env = os.environ if env is None else env
         url = url or env.get("BACKBEAT_URL") or DEFAULT_URL
-        if "secret_key" not in kwargs and env.get("BACKBEAT_SECRET_KEY"):
-            kwargs["secret_key"] = env["BACKBEAT_SECRET_KEY"]
+        if "secret_key" not in kwargs:
+            kwargs.update(secret_keys_from_env(env))
         if "max_payload_bytes" not in kwargs and env.get("BACKBEAT_MAX_PAYLOAD_BYTES"):
             raw = env["BACKBEAT_MAX_PAYLOAD_BYTES"]
             try:

@@ -70,6 +70,11 @@ class InvalidTransition(BackbeatError):
     """The job is not in a state that allows the operation (e.g. retrying a running job)."""
 
 
+class SecretError(BackbeatError, ValueError):
+    """A secret cannot be sealed or opened: no key is configured, the key that sealed it is
+    not configured, or the sealed value was altered (see docs/secrets.md)."""
+
+
 class StoreError(BackbeatError):
     """The store failed or holds something this version of backbeat cannot use."""
 

@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from backbeat.config import Settings, check_queue_name
+from backbeat import secrets
+from backbeat.config import MAX_KEY, MAX_SECONDS, Settings, check_queue_name, check_text
 from backbeat.errors import EnqueueError, JobCancelled, JobFailed
 from backbeat.ids import uuid7
 from backbeat.serialization import decode_result, encode_payload
@@ -37,6 +38,8 @@ def resolve_run_at(now: float, delay: float | timedelta | None, at: datetime | N
             raise EnqueueError(f"delay must be seconds or a timedelta, got {delay!r}")
         if not seconds >= 0:
             raise EnqueueError(f"delay cannot be negative, got {seconds} s")
+        if seconds > MAX_SECONDS:
+            raise EnqueueError(f"delay must be at most 100 years, got {seconds} s")
         return now + seconds
     if at is not None:
         if not isinstance(at, datetime):
@@ -63,8 +66,8 @@ def build_job(
     queue: str | None = None,
 ) -> NewJob:
     """A validated ``NewJob``; raises ``EnqueueError`` (nothing written) on bad input."""
-    if dedup_key is not None and (not isinstance(dedup_key, str) or not dedup_key):
-        raise EnqueueError(f"dedup_key must be a non-empty string, got {dedup_key!r}")
+    if dedup_key is not None:
+        check_text(dedup_key, "dedup_key", limit=MAX_KEY, error=EnqueueError)
     if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
         raise EnqueueError(f"priority must be an integer, got {priority!r}")
     run_at = resolve_run_at(now, delay, at)
@@ -72,7 +75,7 @@ def build_job(
         id=uuid7(),
         task=task.name,
         queue=check_queue_name(queue) if queue is not None else task.queue,
-        payload=encode_payload(args, kwargs, limit=settings.max_payload_bytes),
+        payload=encode_payload(args, kwargs, limit=settings.max_payload_bytes, sealer=secrets.for_task(task, settings)),
         run_at=run_at,
         priority=task.priority if priority is None else priority,
         max_attempts=task.max_attempts,

@@ -33,6 +33,8 @@ from backbeat.schedules import parse_duration
 from backbeat.types import ScheduleKind
 
 IGNORED = frozenset({"rails_env", "custom_job_class", "persist"})
+MAX_VALUES = 100_000
+"""Most values (scalars, lists, mappings) a schedule file may hold, aliases expanded."""
 KNOWN = frozenset(
     {
         "cron",
@@ -81,27 +83,69 @@ def parse(text: str, path: str = "<schedules>") -> tuple[list[Entry], list[str]]
     """(entries, problems) of a schedule file: each problem names its entry and line.
     ``ScheduleFileError`` only when the file as a whole cannot be read."""
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        found = _definitions(text)
     except yaml.YAMLError as exc:
         raise ScheduleFileError(path, [f"not valid YAML: {exc}"]) from None
-    if data is None:
-        return [], []
-    if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
-        raise ScheduleFileError(path, ["the file must be a mapping of entry names to schedules"])
-    lines: dict[str, list[int]] = {}
-    for key_node, _ in root.value:
-        lines.setdefault(str(key_node.value), []).append(key_node.start_mark.line + 1)
+    except RecursionError:
+        raise ScheduleFileError(path, ["nested too deeply"]) from None
+    except ScheduleError as exc:
+        raise ScheduleFileError(path, [str(exc)]) from None
     entries, problems = [], []
-    for name, where in lines.items():
-        if len(where) > 1:
-            problems.append(f"{name} (lines {', '.join(map(str, where))}): defined more than once")
+    for name, definitions in found.items():
+        if len(definitions) > 1:
+            problems.append(f"{name} (lines {', '.join(str(line) for line, _ in definitions)}): defined more than once")
             continue
+        [(line, body)] = definitions
         try:
-            entries.append(_entry(name, where[0], data[name]))
+            entries.append(_entry(name, line, body))
         except ScheduleError as exc:
-            problems.append(f"{name} (line {where[0]}): {exc}")
+            problems.append(f"{name} (line {line}): {exc}")
     return entries, problems
+
+
+def _definitions(text: str) -> dict[str, list[tuple[int, Any]]]:
+    """Entry name (as written) -> each (line, body) defining it. Safe YAML only: a tag
+    that would build an object is a ``YAMLError``."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    _check_size(root)
+    if root is None:
+        return {}
+    if not isinstance(root, yaml.MappingNode):
+        raise ScheduleError("the file must be a mapping of entry names to schedules")
+    loader = yaml.SafeLoader("")
+    found: dict[str, list[tuple[int, Any]]] = {}
+    for key_node, value_node in root.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise ScheduleError(f"line {key_node.start_mark.line + 1}: an entry name must be plain text")
+        body = loader.construct_object(value_node, deep=True)
+        found.setdefault(str(key_node.value), []).append((key_node.start_mark.line + 1, body))
+    return found
+
+
+def _check_size(root: yaml.Node | None) -> None:
+    """Refuse a document that refers to itself, or that aliases expand past ``MAX_VALUES``
+    (a "billion laughs" file is small as text and enormous once loaded)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            if known < 0:
+                raise ScheduleError("the file refers to itself through a YAML alias")
+            return known
+        sizes[id(node)] = -1
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        if total > MAX_VALUES:
+            raise ScheduleError(f"the file holds more than {MAX_VALUES:,} values once its YAML aliases are expanded")
+        sizes[id(node)] = total
+        return total
+
+    if root is not None:
+        size(root)
 
 
 def _entry(name: str, line: int, body: Any) -> Entry:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from backbeat import resque
-from backbeat.config import check_queue_name
+from backbeat import resque, secrets
+from backbeat.config import Settings, check_queue_name
 from backbeat.errors import ConfigError, EnqueueError, ScheduleError, ScheduleNotFound
 from backbeat.schedules import check_spec, first_timing, parse_duration, retimed
+from backbeat.secrets import refuse_positional
 from backbeat.serialization import decode_payload, encode_payload
 from backbeat.store.base import Store
 from backbeat.types import (
@@ -93,15 +94,21 @@ def build_spec(
     priority: int | None = None,
     description: str = "",
     origin: ScheduleOrigin = ScheduleOrigin.RUNTIME,
-    max_payload_bytes: int,
+    settings: Settings,
 ) -> ScheduleSpec:
-    """A validated spec for a schedule of the task ``info``; ``ScheduleError`` says what is wrong."""
+    """A validated spec for a schedule of the task ``info``, its secret arguments sealed;
+    ``ScheduleError`` says what is wrong."""
     try:
         spec = ScheduleSpec(
             key=key if key is not None else info.name,
             task=info.name,
             queue=check_queue_name(queue) if queue is not None else info.queue,
-            payload=encode_payload(list(args), dict(kwargs or {}), limit=max_payload_bytes),
+            payload=encode_payload(
+                list(args),
+                dict(kwargs or {}),
+                limit=settings.max_payload_bytes,
+                sealer=secrets.for_task(info, settings),
+            ),
             kind=kind,
             every=None if every is None else parse_duration(every, "interval"),
             cron=cron,
@@ -140,13 +147,17 @@ class Schedules:
         if local is not None:
             local.check_arguments(args, kwargs)
             return local.info
-        return await self.app.client.atask_info(name)
+        info = await self.app.client.atask_info(name)
+        refuse_positional(info, args)
+        return info
 
     # -- writing ---------------------------------------------------------------------------
 
     async def aput(self, spec: ScheduleSpec, *, first_in: float | None = None) -> Upserted:
         """Add ``spec`` or replace the schedule with its key; timing as ``first_in`` (new) or
-        kept where only non-timing fields changed."""
+        kept where only non-timing fields changed. Sealed arguments that hold the same
+        values as the stored ones keep the stored sealing (each sealing differs), unless
+        that was made with a key other than the current one."""
         store = await self._store()
         now = self.app.clock.now()
         try:
@@ -156,6 +167,9 @@ class Schedules:
         if existing is None:
             tick, at = first_timing(spec, now, first_in, self.rng)
         else:
+            old, keys = existing.spec, secrets.keyring(self.app.settings)
+            if old.payload != spec.payload and secrets.same_values(old.payload, spec.payload, spec.task, keys):
+                spec = replace(spec, payload=old.payload)
             tick, at = retimed(existing, spec, now, self.rng)
         result = await store.schedule_upsert(spec, next_tick=tick, next_at=at, now=now)
         if result.change is Change.CHANGED and existing is not None:
@@ -182,6 +196,8 @@ class Schedules:
             changes.setdefault("every", None)
             spec = replace(spec, kind=ScheduleKind.CRON)
         args, kwargs = decode_payload(spec.payload)
+        if "kwargs" not in changes:
+            kwargs, _ = secrets.open_fields(kwargs, secrets.keyring(self.app.settings), secrets.task_context(spec.task))
         args = list(changes.pop("args", args))
         kwargs = dict(changes.pop("kwargs", kwargs))
         info = await self.task_info(spec.task, args, kwargs)
@@ -204,7 +220,7 @@ class Schedules:
             priority=changes.get("priority"),
             description=changes.get("description", spec.description),
             origin=spec.origin,
-            max_payload_bytes=self.app.settings.max_payload_bytes,
+            settings=self.app.settings,
         )
         return (await self.aput(new)).record
 
@@ -220,6 +236,28 @@ class Schedules:
         detail = "resumed; occurrences missed while paused follow the misfire policy"
         await store.decision_append([Decision(key=key, at=now, kind=DecisionKind.RESUMED, detail=detail)])
         return record
+
+    async def areseal(self) -> list[str]:
+        """Seal every schedule's secret arguments with the current key (after a rotation,
+        so that the previous key can be retired) and seal plain values of parameters its
+        task now declares secret; return the keys of the schedules rewritten."""
+        store, keys = await self._store(), secrets.keyring(self.app.settings)
+        registry = await self.app.client.aregistry(refresh=True)
+        rewritten: list[str] = []
+        after = None
+        while page := await store.schedule_list(ScheduleFilter(after=after, limit=500)):
+            for record in page:
+                spec = record.spec
+                info = self.app.tasks[spec.task].info if spec.task in self.app.tasks else registry.get(spec.task)
+                declared = info.secret if info is not None and info.handles is None else ()
+                args, kwargs = decode_payload(spec.payload)
+                sealed = secrets.reseal(kwargs, declared, keys, spec.task)
+                if sealed is not None:
+                    payload = encode_payload(args, sealed, limit=self.app.settings.max_payload_bytes)
+                    await self.aput(replace(spec, payload=payload))
+                    rewritten.append(spec.key)
+            after = page[-1].key
+        return rewritten
 
     async def aremove(self, key: str) -> bool:
         return await (await self._store()).schedule_remove(key)
@@ -284,7 +322,7 @@ class Schedules:
             args=args,
             kwargs=kwargs,
             origin=ScheduleOrigin.FILE,
-            max_payload_bytes=self.app.settings.max_payload_bytes,
+            settings=self.app.settings,
             **options,
         )
 
@@ -328,6 +366,9 @@ class Schedules:
     def remove(self, key: str) -> bool:
         return self.app.client.sync(self.aremove, key)
 
+    def reseal(self) -> list[str]:
+        return self.app.client.sync(self.areseal)
+
     def get(self, key: str) -> ScheduleRecord:
         return self.app.client.sync(self.aget, key)
 
@@ -370,13 +411,13 @@ _UPDATABLE = frozenset(
 
 
 def differences(old: ScheduleSpec, new: ScheduleSpec) -> str:
-    """``every 20 -> 60; sla None -> 30`` for the fields that changed."""
+    """``every 20 -> 60; sla None -> 30`` for the fields that changed (sealed values as ``***``)."""
     changed = [
         f"{name} {getattr(old, name)!r} -> {getattr(new, name)!r}"
         for name in ScheduleSpec.__dataclass_fields__
         if getattr(old, name) != getattr(new, name)
     ]
-    return "; ".join(changed) or "no change"
+    return secrets.redact_text("; ".join(changed)) or "no change"
 
 
 def describe(spec: ScheduleSpec) -> str:

@@ -26,12 +26,14 @@ from dataclasses import replace
 from datetime import timedelta
 
 from backbeat import cron
+from backbeat.config import MAX_KEY, MAX_SECONDS, check_text
 from backbeat.errors import ScheduleError
 from backbeat.ids import uuid7
 from backbeat.types import Fire, Misfire, NewJob, ScheduleKind, ScheduleMode, ScheduleRecord, ScheduleSpec
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+MAX_DESCRIPTION = 10_000
 COUNT_CAP = 10_000
 """Most missed occurrences counted for the record (a per-second cron down for a year)."""
 
@@ -41,7 +43,7 @@ def parse_duration(value: object, what: str = "duration") -> float:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        seconds = float(value) if abs(value) < 1e300 else math.inf
     elif isinstance(value, str) and value.strip():
         text = value.strip()
         try:
@@ -57,14 +59,19 @@ def parse_duration(value: object, what: str = "duration") -> float:
         raise ScheduleError(f"{what} must be seconds, a timedelta or a string such as '30s', got {value!r}")
     if not math.isfinite(seconds) or seconds < 0:
         raise ScheduleError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
+    if seconds > MAX_SECONDS:
+        raise ScheduleError(f"{what} must be at most 100 years, got {value!r}")
     return seconds
 
 
 def check_spec(spec: ScheduleSpec) -> ScheduleSpec:
     """The spec with its cron expression normalised; ``ScheduleError`` naming what is wrong."""
-    if not isinstance(spec.key, str) or not spec.key.strip():
-        raise ScheduleError(f"a schedule key must be a non-empty string, got {spec.key!r}")
+    check_text(spec.key, "a schedule key", limit=MAX_KEY, error=ScheduleError)
+    if not spec.key.strip():
+        raise ScheduleError(f"a schedule key must not be blank, got {spec.key!r}")
     where = f"schedule {spec.key!r}"
+    if spec.description:
+        check_text(spec.description, f"{where}: description", limit=MAX_DESCRIPTION, error=ScheduleError)
     cron.zone(spec.tz)
     if spec.kind is ScheduleKind.EVERY:
         if spec.cron is not None or spec.every is None or not spec.every > 0:

@@ -1,7 +1,7 @@
 """The JSON shapes of what backbeat shows: one function per thing, used by the CLI's
 ``--json`` and the HTTP API (``backbeat.web``), so both always agree. Timestamps are
 ISO 8601 UTC. The OpenAPI document (``backbeat/web/openapi.py``) describes each shape;
-change both together."""
+change both together. Sealed secrets (``backbeat.secrets``) are shown as ``***``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from backbeat.clock import iso
+from backbeat.secrets import redact, redact_text
 from backbeat.types import (
     FINAL_STATES,
     EventRecord,
@@ -27,10 +28,7 @@ STATES = [s.value for s in JobState]
 
 
 def job(record: JobRecord, *, detail: bool = False) -> dict[str, Any]:
-    try:
-        payload = json.loads(record.payload)
-    except ValueError:
-        payload = {"args": [], "kwargs": {}, "undecodable": record.payload}
+    payload = _payload(record.payload, {"args": [], "kwargs": {}})
     shape: dict[str, Any] = {
         "id": record.id,
         "task": record.task,
@@ -58,11 +56,16 @@ def job(record: JobRecord, *, detail: bool = False) -> dict[str, Any]:
     return shape
 
 
-def event(record: EventRecord) -> dict[str, Any]:
+def _payload(text: str, empty: dict[str, Any]) -> Any:
+    """A stored payload to show: decoded, sealed values as ``***``."""
     try:
-        payload = json.loads(record.payload)
+        return redact(json.loads(text))
     except ValueError:
-        payload = {"undecodable": record.payload}
+        return {**empty, "undecodable": redact_text(text)}
+
+
+def event(record: EventRecord) -> dict[str, Any]:
+    payload = _payload(record.payload, {})
     return {
         "id": record.id,
         "name": record.name,
@@ -154,7 +157,7 @@ def queues(infos: Sequence[QueueInfo], counts: Sequence[JobCount]) -> list[dict[
 
 def schedule(record: ScheduleRecord) -> dict[str, Any]:
     spec = record.spec
-    payload = json.loads(spec.payload)
+    payload = _payload(spec.payload, {"args": [], "kwargs": {}})
     return {
         "key": spec.key,
         "task": spec.task,

@@ -8,10 +8,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from backbeat.config import check_queue_name, seconds
+from backbeat.config import MAX_NAME, check_queue_name, check_text, seconds
 from backbeat.errors import ConfigError, EnqueueError, TaskDefinitionError
 from backbeat.jobs import RESERVED_OPTIONS, Job, build_job
 from backbeat.ratelimits import bucket_id, template_fields
+from backbeat.secrets import Keyring, open_arguments, secret_names
+from backbeat.serialization import decode_payload
 from backbeat.types import TaskInfo
 
 if TYPE_CHECKING:
@@ -43,14 +45,18 @@ class Task(Generic[P, R]):
         timeout: float | timedelta | None,
         priority: int,
         rate_limit: str | None = None,
+        secret: Sequence[str] = (),
+        handles: str | None = None,
     ) -> None:
         if not callable(fn):
             raise TaskDefinitionError(f"@app.task decorates a function, got {fn!r}")
         self.app = app
         self.fn = fn
-        self.name = name if name is not None else default_name(fn)
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise TaskDefinitionError(f"task name must be a non-empty string, got {self.name!r}")
+        self.name = check_text(
+            name if name is not None else default_name(fn), "task name", limit=MAX_NAME, error=TaskDefinitionError
+        )
+        if not self.name.strip():
+            raise TaskDefinitionError(f"task name must not be blank, got {self.name!r}")
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         clashes = [p for p in self.signature.parameters if p in RESERVED_OPTIONS]
@@ -68,7 +74,15 @@ class Task(Generic[P, R]):
             raise TaskDefinitionError(str(exc)) from None
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise TaskDefinitionError(f"task {self.name!r}: priority must be an integer, got {priority!r}")
-        self.info = TaskInfo(name=self.name, queue=queue, max_attempts=retries + 1, timeout=limit, priority=priority)
+        self.info = TaskInfo(
+            name=self.name,
+            queue=queue,
+            max_attempts=retries + 1,
+            timeout=limit,
+            priority=priority,
+            secret=secret_names(secret, f"task {self.name!r}") if handles else self._secret_parameters(secret),
+            handles=handles,
+        )
         self.rate_limit = rate_limit
         """Key template naming the bucket each job starts under (``"twitter:{token}"``)."""
         self.limit_name: str | None = None
@@ -84,12 +98,48 @@ class Task(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
 
-    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-        """Raise ``EnqueueError`` if the function could not be called with these arguments."""
+    def _secret_parameters(self, secret: Sequence[str]) -> tuple[str, ...]:
+        names = secret_names(secret, f"task {self.name!r}")
+        for name in names:
+            parameter = self.signature.parameters.get(name)
+            if parameter is None:
+                raise TaskDefinitionError(
+                    f"task {self.name!r}: secret names {name!r}, which is not a parameter of the task "
+                    f"({', '.join(self.signature.parameters) or 'none'})"
+                )
+            if parameter.kind not in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+                raise TaskDefinitionError(
+                    f"task {self.name!r}: secret parameter {name!r} is {parameter.kind.description}; a secret "
+                    "must be a named parameter that can be passed by keyword"
+                )
+        return names
+
+    def check_call(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> inspect.BoundArguments:
+        """The arguments bound to the function; ``EnqueueError`` if it could not be called with them."""
         try:
-            self.signature.bind(*args, **kwargs)
+            return self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise EnqueueError(f"task {self.name!r}: {exc}") from None
+
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise ``EnqueueError`` if the function could not be called with these arguments,
+        or if a secret parameter is given positionally (only named values are sealed)."""
+        bound = self.check_call(args, kwargs)
+        if self.info.handles is None:
+            positional = [n for n in self.info.secret if n in bound.arguments and n not in kwargs]
+            if positional:
+                raise EnqueueError(
+                    f"task {self.name!r}: pass the secret argument {positional[0]!r} by keyword "
+                    f"({positional[0]}=...): only named arguments are sealed"
+                )
+
+    def arguments(self, payload: str, keys: Keyring) -> tuple[list[Any], dict[str, Any], list[str]]:
+        """A job's arguments as the function takes them, its secrets opened, and the opened
+        values (to scrub from what is shown). Raises ``ValueError`` (``SecretError``) if
+        they cannot be read."""
+        args, kwargs = decode_payload(payload)
+        kwargs, opened = open_arguments(self.info, kwargs, keys)
+        return args, kwargs, opened
 
     def bucket(self, args: Sequence[Any], kwargs: Mapping[str, Any], secret: str | None) -> str | None:
         """The rate-limit bucket a job with these arguments starts under, if any."""

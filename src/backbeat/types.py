@@ -223,6 +223,11 @@ class TaskInfo:
     max_attempts: int
     timeout: float | None = None
     priority: int = 0
+    secret: tuple[str, ...] = ()
+    """Names whose values are stored sealed (``@app.task(secret=...)``): the task's
+    parameters; for an event handler (``handles`` set), fields of the event payload."""
+    handles: str | None = None
+    """For an event handler (``@app.on``): the event pattern it handles."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -144,7 +144,7 @@ def test_client_enqueues_by_name_with_registered_defaults(app: App) -> None:
         assert (info.queue, info.max_attempts) == ("q1", 1)
         unknown = client.enqueue("not.registered", kwargs={"a": 1}).info()
         assert (unknown.queue, unknown.max_attempts) == ("default", 4)
-        with pytest.raises(EnqueueError, match="task must be a task name"):
+        with pytest.raises(EnqueueError, match="task name must be a non-empty string"):
             client.enqueue("")
     finally:
         client.close()

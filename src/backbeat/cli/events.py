@@ -27,14 +27,29 @@ TARGET_HELP = (
 @click.option("--payload", "payload_json", default="{}", metavar="JSON", help="The payload, a JSON object.")
 @click.option("--id", "event_id", default=None, help="Event id (a repeat of an id is processed once).")
 @click.option("--key", default=None, help="Optional key (e.g. user:123).")
+@click.option(
+    "--secret",
+    "secret",
+    multiple=True,
+    metavar="FIELD",
+    help="A payload field to seal before sending (repeatable; needs BACKBEAT_SECRET_KEY).",
+)
 @click.option("--url", default=None, metavar="URL", help=TARGET_HELP)
 @json_option
-def emit(name: str, payload_json: str, event_id: str | None, key: str | None, url: str | None, as_json: bool) -> None:
+def emit(
+    name: str,
+    payload_json: str,
+    event_id: str | None,
+    key: str | None,
+    secret: tuple[str, ...],
+    url: str | None,
+    as_json: bool,
+) -> None:
     """Emit the event NAME (e.g. account.linked)."""
     payload = parse_json_object(payload_json, "--payload")
     client = Client(url)
     try:
-        sent = client.emit(name, payload, id=event_id, key=key)
+        sent = client.emit(name, payload, id=event_id, key=key, secret=secret)
     finally:
         client.close()
     if as_json:

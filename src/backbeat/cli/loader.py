@@ -7,6 +7,7 @@ import os
 import sys
 
 from backbeat.app import App
+from backbeat.config import Settings
 from backbeat.errors import ConfigError
 
 
@@ -33,3 +34,8 @@ def load_app(ref: str, url: str | None = None) -> App:
     if url is not None:
         app.configure(url=url)
     return app
+
+
+def app_for(app_ref: str | None, url: str | None) -> App:
+    """The app ``--app`` names, else a bare one on the store (``--url``, ``BACKBEAT_URL``)."""
+    return load_app(app_ref, url) if app_ref else App(Settings.build(url).url)

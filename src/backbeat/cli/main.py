@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import click
 
@@ -57,17 +57,28 @@ def settings_for(url: str | None) -> Settings:
     return Settings.build(url)
 
 
-def run(fn: Callable[[Client], Awaitable[T]], url: str | None) -> T:
-    """Run ``fn(client)`` against the store, closing it afterwards."""
-    client = Client(settings=settings_for(url))
+class Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
+def run_closing(target: C, fn: Callable[[C], Awaitable[T]]) -> T:
+    """Run ``fn(target)`` (a ``Client`` or an ``App``), closing its store afterwards."""
 
     async def main() -> T:
         try:
-            return await fn(client)
+            return await fn(target)
         finally:
-            await client.aclose()
+            await target.aclose()
 
     return asyncio.run(main())
+
+
+def run(fn: Callable[[Client], Awaitable[T]], url: str | None) -> T:
+    """Run ``fn(client)`` against the store, closing it afterwards."""
+    return run_closing(Client(settings=settings_for(url)), fn)
 
 
 def print_json(data: Any) -> None:
@@ -81,6 +92,17 @@ def cli() -> None:
 
 
 def main() -> None:
-    from backbeat.cli import admin, dashboard, demo, events, jobs, planning, processes, schedules, sla  # noqa: F401
+    from backbeat.cli import (  # noqa: F401 - importing registers the commands
+        admin,
+        dashboard,
+        demo,
+        events,
+        jobs,
+        planning,
+        processes,
+        schedules,
+        secrets,
+        sla,
+    )
 
     cli(prog_name="backbeat")

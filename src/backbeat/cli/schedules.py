@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from backbeat import shapes
 from backbeat.app import App
-from backbeat.cli.loader import load_app
-from backbeat.cli.main import cli, json_option, print_json, settings_for, url_option
+from backbeat.cli.loader import app_for
+from backbeat.cli.main import cli, json_option, print_json, run_closing, url_option
 from backbeat.errors import TaskNotFound
 from backbeat.schedule_manager import SyncReport
 from backbeat.serialization import parse_json_array, parse_json_object
 from backbeat.types import ScheduleOrigin, ScheduleRecord
-
-T = TypeVar("T")
-
-
-def _app(app_ref: str | None, url: str | None) -> App:
-    return load_app(app_ref, url) if app_ref else App(settings_for(url).url)
-
-
-def _run(app: App, fn: Callable[[App], Awaitable[T]]) -> T:
-    async def main() -> T:
-        try:
-            return await fn(app)
-        finally:
-            await app.aclose()
-
-    return asyncio.run(main())
 
 
 def app_option(fn: Any) -> Any:
@@ -61,8 +43,8 @@ def schedules_list(
     search: str | None, origin: str | None, after: str | None, limit: int, url: str | None, as_json: bool
 ) -> None:
     """Schedules by key."""
-    app = _app(None, url)
-    records = _run(
+    app = app_for(None, url)
+    records = run_closing(
         app,
         lambda a: a.schedules.alist(
             after=after, limit=limit, search=search, origin=ScheduleOrigin(origin) if origin else None
@@ -133,7 +115,7 @@ def schedules_add(
         raise click.UsageError("pass exactly one of --every or --cron")
     kwargs = parse_json_object(kwargs_json, "--kwargs")
     args = parse_json_array(args_json, "--args")
-    app = _app(app_ref, url)
+    app = app_for(app_ref, url)
 
     async def add(a: App) -> ScheduleRecord:
         await _known_task(a, task_name, force)
@@ -151,7 +133,7 @@ def schedules_add(
         assert cron_expr is not None
         return await a.acron(cron_expr, task_name, tz=tz, **common)
 
-    _show(_run(app, add), as_json)
+    _show(run_closing(app, add), as_json)
 
 
 @schedules.command("update")
@@ -209,7 +191,7 @@ def schedules_update(
         changes["args"] = parse_json_array(args_json, "--args")
     if not changes:
         raise click.UsageError("nothing to update: pass at least one option")
-    _show(_run(_app(app_ref, url), lambda a: a.schedules.aupdate(key, **changes)), as_json)
+    _show(run_closing(app_for(app_ref, url), lambda a: a.schedules.aupdate(key, **changes)), as_json)
 
 
 def _show(record: ScheduleRecord, as_json: bool) -> None:
@@ -232,7 +214,7 @@ def _act(action: str, keys: tuple[str, ...], url: str | None, as_json: bool) -> 
                 out.append({"key": key, "paused": (await method(key)).paused})
         return out
 
-    results = _run(_app(None, url), apply)
+    results = run_closing(app_for(None, url), apply)
     if as_json:
         print_json(results)
         return
@@ -279,7 +261,7 @@ def schedules_remove(keys: tuple[str, ...], url: str | None, as_json: bool) -> N
 def schedules_load(path: Path, force: bool, app_ref: str | None, url: str | None, as_json: bool) -> None:
     """Load a resque-scheduler YAML file: upsert each entry by name; all or nothing."""
     text = path.read_text(encoding="utf-8")
-    app = _app(app_ref, url)
+    app = app_for(app_ref, url)
     tasks = set(app.tasks) if app_ref else None
     checked = (
         "not checked: --force"
@@ -288,7 +270,7 @@ def schedules_load(path: Path, force: bool, app_ref: str | None, url: str | None
         if app_ref
         else ("checked against the tasks workers registered")
     )
-    report: SyncReport = _run(app, lambda a: a.schedules.aload(text, str(path), tasks=tasks, force=force))
+    report: SyncReport = run_closing(app, lambda a: a.schedules.aload(text, str(path), tasks=tasks, force=force))
     data = {
         "added": report.added,
         "changed": report.changed,

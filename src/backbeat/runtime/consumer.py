@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from backbeat.brokers import Incoming, Source, open_source
 from backbeat.errors import EventError, StoreError
 from backbeat.events import Dispatcher, dead, parse
+from backbeat.secrets import require_keys
 from backbeat.store.base import Store
 from backbeat.types import EventRecord, EventSettlement, EventState, NewEvent, TaskInfo
 
@@ -53,6 +54,7 @@ class Consumer:
         self._stopping.set()
 
     async def run(self) -> None:
+        require_keys((h.task.info for h in self.app.handlers), self.app.settings)
         store = await self.app.client.astore()
         tasks = [asyncio.create_task(self._store_loop(store), name="events:store")]
         tasks += [

@@ -27,9 +27,10 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from backbeat.context import JobContext, Next, set_current
-from backbeat.errors import EnqueueError, RateLimited, Retry
+from backbeat.errors import EnqueueError, RateLimited, Retry, SecretError
 from backbeat.retry import retry_delay
-from backbeat.serialization import decode_payload, encode_result
+from backbeat.secrets import keyring, scrub
+from backbeat.serialization import encode_result
 from backbeat.types import JobOutcome, JobRecord, Lease, Outcome
 
 if TYPE_CHECKING:
@@ -84,6 +85,8 @@ class Attempt:
     began: float = 0.0
     bucket: str | None = None
     """The rate-limit bucket this attempt started under."""
+    opened: list[str] = field(default_factory=list)
+    """The secrets opened for this attempt: scrubbed from its error and traceback."""
 
     @property
     def lease(self) -> Lease:
@@ -116,14 +119,17 @@ class Executor:
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.settings = settings
         self.clock = clock
+        self.keys = keyring(settings)
 
     def prepare(self, attempt: Attempt) -> tuple[list[Any], dict[str, Any]] | JobOutcome:
-        """Decoded arguments that fit the task (and ``current_job()`` set), or the outcome
-        of an attempt that cannot run."""
+        """Decoded arguments that fit the task, secrets opened (and ``current_job()`` set),
+        or the outcome of an attempt that cannot run."""
         job = attempt.job
         try:
-            args, kwargs = decode_payload(job.payload)
-            attempt.task.check_arguments(args, kwargs)
+            args, kwargs, attempt.opened = attempt.task.arguments(job.payload, self.keys)
+            attempt.task.check_call(args, kwargs)
+        except SecretError as exc:
+            return self.failed(attempt, exc, final=True)
         except (ValueError, EnqueueError) as exc:
             return self.failed(attempt, TypeError(f"the stored arguments do not fit: {exc}"), final=True)
         set_current(
@@ -228,7 +234,7 @@ class Executor:
             delay = retry_delay(
                 attempts=job.attempts, max_attempts=job.max_attempts, policy=self.settings.retry, requested=requested
             )
-        error = f"{type(exc).__name__}: {exc}"
+        error = scrub(f"{type(exc).__name__}: {exc}", attempt.opened)
         if delay is None and job.max_attempts > 1 and not final:
             error += f" (after {job.attempts} attempts)"
         level = logging.ERROR if delay is None else logging.INFO if isinstance(exc, Retry) else logging.WARNING
@@ -241,7 +247,7 @@ class Executor:
             error,
             f"; retry in {delay:.1f} s" if delay is not None else "; dead",
         )
-        tb = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
+        tb = scrub("".join(traceback.format_exception(exc)), attempt.opened)[-MAX_TRACEBACK:]
         retry_at = None if delay is None else self.clock.now() + delay
         return JobOutcome(lease=attempt.lease, outcome=Outcome.FAILED, error=error, traceback=tb, retry_at=retry_at)
 

@@ -34,7 +34,7 @@ from backbeat.ids import uuid7
 from backbeat.metrics import job_metrics
 from backbeat.runtime.executor import Attempt, Executor, Interrupt
 from backbeat.runtime.threads import TaskThreads
-from backbeat.serialization import decode_payload
+from backbeat.secrets import require_keys
 from backbeat.store.base import Store
 from backbeat.types import (
     BucketRequest,
@@ -142,6 +142,7 @@ class Worker:
                 f"tasks refer to rate limits nobody declared: {', '.join(missing)} "
                 "(declare each with app.rate_limit(name, limit=..., per=...))"
             )
+        require_keys((t.info for t in self.app.tasks.values()), self.app.settings)
         store = self._store = await self.app.client.astore()
         if not self._tasks:
             log.warning("worker %s knows no tasks: declare them with @app.task in the app it loads", self.id)
@@ -278,10 +279,10 @@ class Worker:
             if task.limit_name is None:
                 continue
             try:
-                args, kwargs = decode_payload(job.payload)
+                args, kwargs, _ = task.arguments(job.payload, self.executor.keys)
                 bucket = task.bucket(args, kwargs, self.app.settings.secret_key)
             except (ValueError, TypeError):
-                continue  # the executor reports bad arguments
+                continue  # the executor reports bad arguments (and secrets that do not open)
             assert bucket is not None
             limit = self.app.rate_limits[task.limit_name]
             per = None if limit.per is None else limit.per + START_SLACK

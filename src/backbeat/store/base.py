@@ -428,8 +428,9 @@ class Store(abc.ABC):
 
         An id not recorded yet is recorded with the settlement's state and reason
         (``received_at = settled_at = now``) and its jobs enqueued (as by ``job_enqueue``).
-        A ``pending`` event moves to that state the same way. An event already settled is
-        a duplicate: nothing changes, False.
+        A ``pending`` event moves to that state the same way, and its payload becomes the
+        settlement's ``event.payload`` (the consumer seals secret fields a sender left in
+        plain text). An event already settled is a duplicate: nothing changes, False.
         """
 
     @abc.abstractmethod
@@ -483,7 +484,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def worker_register(self, info: WorkerInfo) -> None:
         """Insert or replace the worker's row, and record each of ``info.tasks`` in the
-        task registry (replacing an older definition of the same name)."""
+        task registry (replacing an older definition of the same name): every field of
+        ``TaskInfo``, including ``secret`` (names, in order) and ``handles``."""
 
     @abc.abstractmethod
     async def worker_heartbeat(self, worker_id: str, *, in_flight: int, now: float) -> bool:

@@ -7,7 +7,7 @@ reached 503). The API answers ``{"error": "<one line>"}``; the pages show the sa
 
 from __future__ import annotations
 
-from backbeat.errors import BackbeatError, ConfigError, InvalidTransition, StoreError
+from backbeat.errors import BackbeatError, ConfigError, InvalidTransition, SecretError, StoreError
 
 
 class WebError(BackbeatError):
@@ -48,6 +48,8 @@ def status_of(exc: BackbeatError) -> int:
         return 409
     if isinstance(exc, StoreError):
         return 503
+    if isinstance(exc, SecretError):  # a key the server lacks: its configuration, not the request
+        return 500
     if isinstance(exc, ConfigError | ValueError):
         return 400
     return 500

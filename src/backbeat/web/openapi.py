@@ -43,6 +43,7 @@ BOOL = {"type": "boolean"}
 TIME = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC"}
 MAYBE_TIME = {"type": ["string", "null"], "format": "date-time", "description": "ISO 8601, UTC"}
 MAYBE_STR = {"type": ["string", "null"]}
+SECRET_NOTE = 'values declared secret are stored sealed and shown as "***" (docs/secrets.md)'
 TEXT = {"type": "string", "pattern": "^[^\\u0000]*$", "description": "no NUL characters (a filter, not data)"}
 
 JOB = {
@@ -52,7 +53,7 @@ JOB = {
     "state": _ref("JobState"),
     "priority": INT,
     "args": _array({}),
-    "kwargs": {"type": "object"},
+    "kwargs": {"type": "object", "description": SECRET_NOTE},
     "attempts": COUNT,
     "max_attempts": COUNT,
     "run_at": TIME,
@@ -90,7 +91,7 @@ EVENT = {
     "occurred_at": TIME,
     "received_at": TIME,
     "settled_at": MAYBE_TIME,
-    "payload": {"type": "object"},
+    "payload": {"type": "object", "description": SECRET_NOTE},
 }
 _ENVELOPE = {k: v for k, v in ENVELOPE_SCHEMA.items() if not k.startswith("$")}
 

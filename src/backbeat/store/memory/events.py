@@ -34,7 +34,7 @@ class EventMethods(MemoryState):
                     continue
                 base = current or _record(s.event, s.state, now)
                 self._events[s.event.id] = evolve(
-                    base, state=s.state, reason=s.reason, jobs=len(s.jobs), settled_at=now
+                    base, state=s.state, reason=s.reason, jobs=len(s.jobs), settled_at=now, payload=s.event.payload
                 )
                 for job in s.jobs:
                     self._put(new_record(job, now))

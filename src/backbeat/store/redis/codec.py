@@ -157,6 +157,8 @@ def task_json(task: TaskInfo) -> str:
             "max_attempts": task.max_attempts,
             "timeout": task.timeout,
             "priority": task.priority,
+            "secret": list(task.secret),
+            "handles": task.handles,
         }
     )
 
@@ -164,7 +166,13 @@ def task_json(task: TaskInfo) -> str:
 def task_info(name: str, text: str) -> TaskInfo:
     d = json.loads(text)
     return TaskInfo(
-        name=name, queue=d["queue"], max_attempts=d["max_attempts"], timeout=d["timeout"], priority=d["priority"]
+        name=name,
+        queue=d["queue"],
+        max_attempts=d["max_attempts"],
+        timeout=d["timeout"],
+        priority=d["priority"],
+        secret=tuple(d.get("secret", ())),
+        handles=d.get("handles"),
     )
 
 

@@ -96,8 +96,8 @@ def _settle_one(
         if row[0] != EventState.PENDING.value:
             return False
     conn.execute(
-        "UPDATE backbeat_events SET state = ?, reason = ?, jobs = ?, settled_at = ? WHERE id = ?",
-        (s.state.value, s.reason, len(s.jobs), now, s.event.id),
+        "UPDATE backbeat_events SET state = ?, reason = ?, jobs = ?, settled_at = ?, payload = ? WHERE id = ?",
+        (s.state.value, s.reason, len(s.jobs), now, s.event.payload, s.event.id),
     )
     for job in s.jobs:
         insert_job(conn, job, now)

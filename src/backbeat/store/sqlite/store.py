@@ -506,12 +506,8 @@ class SQLiteStore(Store):
         return [r[0] for r in rows]
 
     async def task_list(self) -> list[TaskInfo]:
-        rows = await self._run(
-            lambda conn: conn.execute(
-                "SELECT name, queue, max_attempts, timeout, priority FROM backbeat_tasks ORDER BY name"
-            ).fetchall()
-        )
-        return [TaskInfo(name=n, queue=q, max_attempts=m, timeout=t, priority=p) for n, q, m, t, p in rows]
+        rows = await self._run(lambda conn: conn.execute(f"{TASK_SELECT} ORDER BY name").fetchall())
+        return [_task(r) for r in rows]
 
     # -- published state ---------------------------------------------------------------
 
@@ -761,17 +757,32 @@ def _register(conn: sqlite3.Connection, info: WorkerInfo) -> None:
             ),
         )
         conn.executemany(
-            "INSERT OR REPLACE INTO backbeat_tasks (name, queue, max_attempts, timeout, priority) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(t.name, t.queue, t.max_attempts, t.timeout, t.priority) for t in info.tasks],
+            "INSERT OR REPLACE INTO backbeat_tasks (name, queue, max_attempts, timeout, priority, secret, handles) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (t.name, t.queue, t.max_attempts, t.timeout, t.priority, json.dumps(list(t.secret)), t.handles)
+                for t in info.tasks
+            ],
         )
 
 
+TASK_SELECT = "SELECT name, queue, max_attempts, timeout, priority, secret, handles FROM backbeat_tasks"
+
+
+def _task(r: Sequence[Any]) -> TaskInfo:
+    return TaskInfo(
+        name=r[0],
+        queue=r[1],
+        max_attempts=r[2],
+        timeout=r[3],
+        priority=r[4],
+        secret=tuple(json.loads(r[5])),
+        handles=r[6],
+    )
+
+
 def _workers(conn: sqlite3.Connection) -> list[WorkerInfo]:
-    tasks = {
-        r[0]: TaskInfo(name=r[0], queue=r[1], max_attempts=r[2], timeout=r[3], priority=r[4])
-        for r in conn.execute("SELECT name, queue, max_attempts, timeout, priority FROM backbeat_tasks")
-    }
+    tasks = {r[0]: _task(r) for r in conn.execute(TASK_SELECT)}
     rows = conn.execute(
         "SELECT id, host, pid, queues, concurrency, tasks, started_at, heartbeat_at, in_flight, version "
         "FROM backbeat_workers ORDER BY started_at, id"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -67,6 +68,15 @@ class EventTests(Base):
         got = await store.event_get(event.id)
         assert (got.state, got.received_at, got.settled_at) == (EventState.HANDLED, T0, T0 + 5)
         assert await store.event_pending(limit=10) == []
+
+    async def test_settling_a_pending_event_stores_the_settled_payload(self, store: Store) -> None:
+        event = new_event()
+        await store.event_append([event], now=T0)
+        sealed = replace(event, payload='{"user_id":123,"token":"bbsecret:1:0123abcd:c2VhbGVk"}')
+        assert await store.event_settle([settled(sealed, jobs=1)], now=T0 + 5) == [True]
+        assert (await store.event_get(event.id)).payload == sealed.payload
+        assert await store.event_settle([settled(event, jobs=1)], now=T0 + 6) == [False]  # settled: kept as is
+        assert (await store.event_get(event.id)).payload == sealed.payload
 
     async def test_unhandled_and_dead_events_are_kept(self, store: Store) -> None:
         lonely, bad = new_event(name="nobody.listens"), new_event(payload='{"raw":"{not json"}')

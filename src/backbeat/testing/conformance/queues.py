@@ -111,3 +111,11 @@ class QueueWorkerTests(Base):
         await store.worker_unregister("w2")
         assert [t.name for t in await store.task_list()] == ["t.a", "t.b"]
         assert (await store.task_list())[0] == newer
+
+    async def test_task_registry_keeps_secret_names_and_handled_patterns(self, store: Store) -> None:
+        poll = TaskInfo(name="twitter.poll", queue="default", max_attempts=3, secret=("token", "refresh"))
+        handler = TaskInfo(name="on.linked", queue="default", max_attempts=1, secret=("token",), handles="account.*")
+        await store.worker_register(self.worker("w1", tasks=(poll, handler)))
+        assert await store.task_list() == [handler, poll]
+        [worker] = await store.worker_list()
+        assert set(worker.tasks) == {poll, handler}

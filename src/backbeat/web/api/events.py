@@ -66,7 +66,7 @@ async def post_events(request: Request, d: Dashboard) -> Response:
         try:
             if not isinstance(item, dict):
                 raise EventError(f"an event must be a JSON object (the envelope), got {type(item).__name__}")
-            events.append(from_envelope(item, source=SOURCE, received=now))
+            events.append(await d.client.aseal_event(from_envelope(item, source=SOURCE, received=now)))
             _check_size(events[-1], d.client.settings.max_payload_bytes)
         except EventError as exc:
             text = json.dumps(item, ensure_ascii=False)

@@ -29,7 +29,8 @@ for k, s in ipairs(settlements) do
     if current then
       local received = redis.call('HGET', event_key(e[1]), 'received_at')
       ev_move(e[1], received, 'pending', state)
-      redis.call('HSET', event_key(e[1]), 'state', state)
+      -- the payload as settled (secret fields sealed by the consumer that dispatched it)
+      redis.call('HSET', event_key(e[1]), 'state', state, 'payload', e[5])
     else
       ev_insert(e, state, now)
     end
