@@ -19,6 +19,7 @@ from backbeat.demo.figures import Run, Snapshot, Upstreams
 from backbeat.demo.mainapp import MainApp
 from backbeat.demo.runner import TIGHTENED, documented_limit
 from backbeat.ids import uuid7
+from backbeat.secrets import keygen
 from backbeat.store.base import Store
 from backbeat.testing import arun_for
 from backbeat.types import DecisionKind
@@ -30,17 +31,20 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def app(clock: ManualClock) -> AsyncIterator[App]:
-    """The demo's own module-level app, on a fresh memory store and the manual clock."""
-    app, before, url = jobs.app, jobs.app.clock, jobs.app.settings.url
+async def app(clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[App]:
+    """The demo's own module-level app, on a fresh memory store and the manual clock, with a
+    key for the tokens (the main app's Client reads it from the environment)."""
+    app, before, settings = jobs.app, jobs.app.clock, jobs.app.settings
+    key = keygen()
+    monkeypatch.setenv("BACKBEAT_SECRET_KEY", key)
     app.clock = clock
-    app.configure(url=f"memory://{uuid7()}")
+    app.configure(url=f"memory://{uuid7()}", secret_key=key)
     try:
         yield app
     finally:
         await app.aclose()
         app.clock = before
-        app.configure(url=url)
+        app.configure(url=settings.url, secret_key=settings.secret_key)
 
 
 @pytest.fixture

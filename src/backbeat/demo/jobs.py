@@ -12,6 +12,8 @@ the handler below turns that into a recurring poll for that user, with a service
   answers 429 anyway (it tightened its limit without notice), the task raises
   ``RateLimited(retry_after=...)`` with the answer's ``Retry-After``: the run waits, no retry
   is used up, and the token's bucket is blocked for every worker until then.
+* The token is a secret (``secret=("token",)``): encrypted in every job, event and schedule
+  the store holds, shown as ``***`` everywhere (docs/secrets.md).
 * ``max_every`` gives the autopilot room: a schedule whose polls keep waiting on Twitter is
   stretched (up to 26 s, inside the SLA) so it stops asking too early, and shrinks back to
   20 s once Twitter relents.
@@ -67,7 +69,7 @@ class UpstreamError(Exception):
     """An upstream answered with an error other than 429 (the job fails and is retried)."""
 
 
-@app.task(name="demo.poll", rate_limit="twitter:{token}", timeout=2 * HTTP_TIMEOUT + 1)
+@app.task(name="demo.poll", rate_limit="twitter:{token}", timeout=2 * HTTP_TIMEOUT + 1, secret=("token",))
 def poll_twitter(user_id: int, token: str) -> int:
     """Read the user's timeline with their token, post it to their feed; return how many
     items were posted."""
@@ -77,7 +79,7 @@ def poll_twitter(user_id: int, token: str) -> int:
     return len(items)
 
 
-@app.on(EVENT, schema=AccountLinked, name="demo.start_polling")
+@app.on(EVENT, schema=AccountLinked, name="demo.start_polling", secret=("token",))
 def start_polling(event: Event) -> None:
     """A user linked their Twitter account: poll it every 20 s, and promise 30 s."""
     linked: AccountLinked = event.data

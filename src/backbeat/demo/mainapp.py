@@ -41,5 +41,6 @@ class MainApp:
             {"user_id": user_id, "token": token},
             id=f"account.linked:{user_id}",
             key=f"user:{user_id}",
+            secret=("token",),  # encrypted before it is stored, like every copy the jobs app makes
         )
         self.emitted += 1

@@ -45,11 +45,14 @@ from backbeat.runtime.autopilot import Autopilot, scaler
 from backbeat.runtime.consumer import Consumer
 from backbeat.runtime.scheduler import Scheduler
 from backbeat.runtime.supervisor import Supervisor, worker_argv
+from backbeat.secrets import keygen
 from backbeat.store import check_url
 from backbeat.store.base import Store
 from backbeat.types import Capability, EventFilter, ScheduleFilter
 
 log = logging.getLogger("backbeat.demo")
+SECRET_KEY_ENV = "BACKBEAT_SECRET_KEY"
+"""Where the demo's key for the tokens lives (made up for the run unless already set)."""
 APP_REF = "backbeat.demo.jobs:app"
 MAIN_APP = "the main app"
 TIGHTENED = Limit(requests=1, per=25.0)
@@ -131,11 +134,13 @@ class Demo:
     async def run(self) -> Snapshot:
         """Run the demo to its end; return the summary."""
         url = self.url
+        if not os.environ.get(SECRET_KEY_ENV):  # the tokens are secrets: a key for this run
+            os.environ[SECRET_KEY_ENV] = keygen()  # the worker processes inherit it
+        jobs.app.configure(url=url, secret_key=os.environ[SECRET_KEY_ENV])
         view_client, main_client = Client(url), Client(url)
         try:
             store = await view_client.astore()
             await check_store(store, url)
-            jobs.app.configure(url=url)
             with served(self.twitter, name="twitter") as twitter, served(self.feed, name="feed") as feed:
                 os.environ[jobs.TWITTER_URL_ENV] = twitter.url
                 os.environ[jobs.FEED_URL_ENV] = feed.url
