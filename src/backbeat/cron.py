@@ -39,7 +39,7 @@ def zone(name: str) -> ZoneInfo:
     """The IANA time zone ``name`` (``Europe/Berlin``, ``UTC``), or ``ScheduleError``."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory of the tz database ("America")
         raise ScheduleError(f"unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin' or 'UTC')") from None
 
 
