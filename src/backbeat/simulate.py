@@ -234,7 +234,7 @@ class _Fleet:
     async def round(self, store: Store, now: float) -> None:
         await self.autopilot.step(store)
         if now - self._pruned >= 60.0:  # keep only the window the autopilot reads
-            await store.job_prune({JobState.SUCCEEDED: now - 2 * self.autopilot.window})
+            await store.job_prune({JobState.SUCCEEDED: now - 2 * self.autopilot.window}, limit=10_000_000)
             self._pruned = now
 
 

@@ -82,9 +82,11 @@ class ScheduleMethods(MemoryState):
 
     async def schedule_list(self, filter: ScheduleFilter) -> list[ScheduleRecord]:
         with self._lock:
+            table = self._schedules
+            candidates = ((k, table[k]) for k in table.adaptive) if filter.adaptive else table.items()
             found = [
                 r
-                for key, r in self._schedules.items()
+                for key, r in candidates
                 if (filter.after is None or key > filter.after)
                 and (filter.origin is None or r.spec.origin is filter.origin)
                 and (filter.search is None or filter.search in key or filter.search in r.spec.task)
@@ -94,6 +96,7 @@ class ScheduleMethods(MemoryState):
 
     async def schedule_remove(self, key: str) -> bool:
         with self._lock:
+            self._schedules.adaptive.discard(key)
             return self._schedules.pop(key, None) is not None
 
     async def schedule_pause(self, key: str, *, now: float) -> ScheduleRecord:

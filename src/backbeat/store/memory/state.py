@@ -125,9 +125,15 @@ class ScheduleTable(dict[str, ScheduleRecord]):
     def __init__(self) -> None:
         super().__init__()
         self.heap: list[tuple[float, str]] = []
+        self.adaptive: set[str] = set()
+        """Keys of the schedules with a range (``max_every``), for the autopilot's listing."""
 
     def __setitem__(self, key: str, record: ScheduleRecord) -> None:
         super().__setitem__(key, record)
+        if record.spec.max_every is not None:
+            self.adaptive.add(key)
+        else:
+            self.adaptive.discard(key)
         if self._fires_at(record) is not None:
             assert record.next_at is not None
             heapq.heappush(self.heap, (record.next_at, key))
