@@ -22,7 +22,20 @@ def test_plan_the_talks_example(cluster: Cluster) -> None:
 
 def test_simulate_reports_and_charts(cluster: Cluster, tmp_path: Path) -> None:
     chart = tmp_path / "sim.html"
-    args = ["--schedules", "40", "--sla", "3", "--job-time", "0.5", "--duration", "5m", "--concurrency", "1"]
+    args = [
+        "--schedules",
+        "40",
+        "--sla",
+        "3",
+        "--job-time",
+        "0.5",
+        "--duration",
+        "5m",
+        "--warmup",
+        "90s",
+        "--concurrency",
+        "1",
+    ]
     out = cluster.backbeat("simulate", *args, "--chart", str(chart), "--json", check=True)
     data = json.loads(out.stdout)
     assert data["compliance"] >= 0.99
