@@ -34,10 +34,10 @@ from backbeat.events import ENQUEUE_EVENT, from_envelope, seal_event, secret_fie
 from backbeat.ids import uuid7
 from backbeat.jobs import Job, build_job, resolve_run_at
 from backbeat.metrics import job_metrics
-from backbeat.portal import Portal
+from backbeat.portal import Portal, close_with_thread
 from backbeat.secrets import refuse_positional, secret_names
 from backbeat.serialization import encode_payload
-from backbeat.store import open_store, store_is_loop_bound
+from backbeat.store import open_store, store_sync_inline
 from backbeat.store.base import Store
 from backbeat.types import NewEvent, NewJob, TaskInfo
 
@@ -69,7 +69,7 @@ class Client:
         self._token = token if token is not None else os.environ.get("BACKBEAT_TOKEN") or None
         if self.broker_url is not None:
             open_publisher(self.broker_url, token=self._token)  # validates the URL and the driver now
-        self._portal = Portal(inline=self.broker_url is None and not store_is_loop_bound(self.settings.url))
+        self._portal = Portal(inline=self.broker_url is None and store_sync_inline(self.settings.url))
         self._lock = threading.Lock()
         self._shared: Store | None = None
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Store] = weakref.WeakKeyDictionary()
@@ -101,6 +101,7 @@ class Client:
                 store = open_store(self.settings.url)
                 if store.loop_bound:
                     self._per_loop[loop] = store
+                    close_with_thread(store.close)
                 else:
                     self._shared = store
         await store.open()
@@ -127,10 +128,11 @@ class Client:
             await publisher.close()
 
     def close(self) -> None:
-        """Close the shared store and the portal's; stop the portal thread."""
+        """Close the shared store, the portal's and this thread's; stop the portal thread.
+        (The store a sync call opened on another thread closes when that thread ends.)"""
         if self._portal.started:
             self._portal.close(self.aclose)
-        elif self._shared is not None:
+        if self._shared is not None or (self._portal.inline and self._per_loop):
             self._portal.call(self.aclose)
 
     # -- enqueue by name ---------------------------------------------------------------

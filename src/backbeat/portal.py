@@ -4,9 +4,10 @@ backbeat has one implementation of everything, async. A sync method is
 ``client.sync(self.amethod, ...)`` and nothing else; this module decides where the
 coroutine runs:
 
-* inline, for stores that are not bound to one event loop (SQLite, memory): on a
+* inline, for stores that allow it (``Store.sync_inline``: SQLite, memory, Redis): on a
   private event loop of the calling thread, with ``BLOCKING_OK`` set so the store may do
-  its blocking I/O right there (no thread hop; the caller waits anyway);
+  its blocking I/O right there (no thread hop; the caller waits anyway). A loop-bound
+  store (Redis) gets an instance per such thread, closed when the thread ends;
 * otherwise, or when the calling thread already runs a loop, on a background loop in a
   daemon thread (the portal), whose store connections stay on that loop.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
@@ -28,17 +30,33 @@ T = TypeVar("T")
 
 
 class _ThreadLoop:
-    """A private event loop per thread, closed when the thread's locals go."""
+    """A private event loop per thread, closed when the thread's locals go (after the
+    closers registered on it, e.g. a loop-bound store's connections, have run)."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self.closers: list[Callable[[], Awaitable[Any]]] = []
 
     def __del__(self) -> None:
-        if not self.loop.is_closed():
-            self.loop.close()
+        if self.loop.is_closed():
+            return
+        for closer in self.closers:
+            with contextlib.suppress(Exception):  # the thread is going: nothing to report to
+                self.loop.run_until_complete(closer())
+        self.loop.close()
 
 
 _local = threading.local()
+
+
+def close_with_thread(closer: Callable[[], Awaitable[Any]]) -> bool:
+    """Run ``closer`` on the running loop when its thread ends, if it is a thread's private
+    loop (a sync call running inline); False, doing nothing, on any other loop."""
+    holder: _ThreadLoop | None = getattr(_local, "loop", None)
+    if holder is None or not _loop_running() or asyncio.get_running_loop() is not holder.loop:
+        return False
+    holder.closers.append(closer)
+    return True
 
 
 def run_inline(coro: Awaitable[T]) -> T:

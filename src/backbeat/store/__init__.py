@@ -64,9 +64,9 @@ def check_url(url: str) -> None:
         parse_url(url)
 
 
-def store_is_loop_bound(url: str) -> bool:
-    """Whether the store for ``url`` must be used from the loop that opened it."""
-    return open_store(url).loop_bound
+def store_sync_inline(url: str) -> bool:
+    """Whether sync calls may run the store for ``url`` on the calling thread's own loop."""
+    return open_store(url).sync_inline
 
 
 def open_store(url: str) -> Store:
