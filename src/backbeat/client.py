@@ -37,6 +37,7 @@ from backbeat.metrics import job_metrics
 from backbeat.portal import Portal, close_with_thread
 from backbeat.secrets import refuse_positional, secret_names
 from backbeat.serialization import encode_payload
+from backbeat.signing import signing
 from backbeat.store import open_store, store_sync_inline
 from backbeat.store.base import Store
 from backbeat.types import NewEvent, NewJob, TaskInfo
@@ -366,5 +367,7 @@ class Client:
         with self._lock:
             publisher = self._publishers.get(loop)
             if publisher is None:
-                publisher = self._publishers[loop] = open_publisher(self.broker_url, token=self._token)
+                publisher = self._publishers[loop] = open_publisher(
+                    self.broker_url, token=self._token, signing=signing(self.settings)
+                )
         return publisher

@@ -65,23 +65,22 @@ def check_queue_name(name: object) -> str:
     return check_text(name, "queue name", limit=MAX_NAME)
 
 
-def secret_keys_from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """``secret_key`` and ``previous_secret_keys`` from ``BACKBEAT_SECRET_KEY`` or
-    ``BACKBEAT_SECRET_KEYS="current,previous,..."`` (one of the two)."""
-    single, several = env.get("BACKBEAT_SECRET_KEY"), env.get("BACKBEAT_SECRET_KEYS")
+def keys_from_env(env: Mapping[str, str], kind: str) -> dict[str, Any]:
+    """``<kind>_key`` and ``previous_<kind>_keys`` from ``BACKBEAT_<KIND>_KEY`` or
+    ``BACKBEAT_<KIND>_KEYS="current,previous,..."`` (one of the two); ``kind`` is
+    ``secret`` or ``signing``."""
+    name = f"BACKBEAT_{kind.upper()}_KEY"
+    single, several = env.get(name), env.get(f"{name}S")
     if single and several:
-        raise ConfigError(
-            "both BACKBEAT_SECRET_KEY and BACKBEAT_SECRET_KEYS are set: set one (for rotation, "
-            "BACKBEAT_SECRET_KEYS=new,old and unset BACKBEAT_SECRET_KEY)"
-        )
+        raise ConfigError(f"both {name} and {name}S are set: set one (for rotation, {name}S=new,old and unset {name})")
     if single:
-        return {"secret_key": single}
+        return {f"{kind}_key": single}
     if not several:
         return {}
     keys = [k.strip() for k in several.split(",")]
     if not all(keys):
-        raise ConfigError("BACKBEAT_SECRET_KEYS has an empty key: give comma-separated keys, the current one first")
-    return {"secret_key": keys[0], "previous_secret_keys": tuple(keys[1:])}
+        raise ConfigError(f"{name}S has an empty key: give comma-separated keys, the current one first")
+    return {f"{kind}_key": keys[0], f"previous_{kind}_keys": tuple(keys[1:])}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -183,6 +182,13 @@ class Settings:
     previous_secret_keys: tuple[str, ...] = field(default=(), repr=False)
     """The rest of ``BACKBEAT_SECRET_KEYS="new,old,..."``: keys that still open what they
     sealed, and seal nothing new (key rotation)."""
+    signing_key: str | None = field(default=None, repr=False)
+    """``BACKBEAT_SIGNING_KEY`` (or the first of ``BACKBEAT_SIGNING_KEYS``): when set, every
+    job payload and every event sent over a broker is signed with it (HMAC-SHA256), and
+    workers and event consumers refuse what no known key signed (``backbeat.signing``)."""
+    previous_signing_keys: tuple[str, ...] = field(default=(), repr=False)
+    """The rest of ``BACKBEAT_SIGNING_KEYS="new,old,..."``: keys whose signatures are still
+    accepted (key rotation)."""
     retention: Retention = field(default_factory=Retention)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
@@ -196,14 +202,16 @@ class Settings:
         if not isinstance(self.default_retries, int) or self.default_retries < 0:
             raise ConfigError(f"default_retries must be an integer >= 0, got {self.default_retries!r}")
         seconds(self.send_timeout, "send_timeout")
-        if self.secret_key is not None and (not isinstance(self.secret_key, str) or not self.secret_key):
-            raise ConfigError("secret_key must be a non-empty string")
-        if not isinstance(self.previous_secret_keys, tuple) or not all(
-            isinstance(k, str) and k for k in self.previous_secret_keys
-        ):
-            raise ConfigError("previous_secret_keys must be a tuple of non-empty strings")
-        if self.previous_secret_keys and self.secret_key is None:
-            raise ConfigError("previous_secret_keys need a current secret_key (the first of BACKBEAT_SECRET_KEYS)")
+        for kind in ("secret", "signing"):
+            current, previous = getattr(self, f"{kind}_key"), getattr(self, f"previous_{kind}_keys")
+            if current is not None and (not isinstance(current, str) or not current):
+                raise ConfigError(f"{kind}_key must be a non-empty string")
+            if not isinstance(previous, tuple) or not all(isinstance(k, str) and k for k in previous):
+                raise ConfigError(f"previous_{kind}_keys must be a tuple of non-empty strings")
+            if previous and current is None:
+                raise ConfigError(
+                    f"previous_{kind}_keys need a current {kind}_key (the first of BACKBEAT_{kind.upper()}_KEYS)"
+                )
 
     def with_worker(self, **changes: Any) -> Settings:
         return replace(self, worker=replace(self.worker, **changes))
@@ -213,8 +221,9 @@ class Settings:
         """Settings from keyword arguments, then ``BACKBEAT_*`` environment variables, then defaults."""
         env = os.environ if env is None else env
         url = url or env.get("BACKBEAT_URL") or DEFAULT_URL
-        if "secret_key" not in kwargs:
-            kwargs.update(secret_keys_from_env(env))
+        for kind in ("secret", "signing"):
+            if f"{kind}_key" not in kwargs:
+                kwargs.update(keys_from_env(env, kind))
         if "max_payload_bytes" not in kwargs and env.get("BACKBEAT_MAX_PAYLOAD_BYTES"):
             raw = env["BACKBEAT_MAX_PAYLOAD_BYTES"]
             try:

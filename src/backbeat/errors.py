@@ -75,6 +75,11 @@ class SecretError(BackbeatError, ValueError):
     not configured, or the sealed value was altered (see docs/secrets.md)."""
 
 
+class SignatureError(BackbeatError, ValueError):
+    """A job or event is not signed by a key this process knows, or was altered after it
+    was signed, while signatures are required (``BACKBEAT_SIGNING_KEY``; docs/secrets.md)."""
+
+
 class StoreError(BackbeatError):
     """The store failed or holds something this version of backbeat cannot use."""
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from backbeat.clock import iso
 from backbeat.config import MAX_KEY, check_text
-from backbeat.errors import EnqueueError, EventError, PayloadError, SecretError, TaskDefinitionError
+from backbeat.errors import EnqueueError, EventError, PayloadError, SecretError, SignatureError, TaskDefinitionError
 from backbeat.ids import uuid7
 from backbeat.jobs import build_job
 from backbeat.secrets import (
@@ -51,6 +51,7 @@ from backbeat.secrets import (
     secret_names,
 )
 from backbeat.serialization import check_json, utf8_size
+from backbeat.signing import SIGNATURE, Signing
 from backbeat.types import EventSettlement, EventState, NewEvent, NewJob, TaskInfo
 
 if TYPE_CHECKING:
@@ -88,6 +89,12 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
         },
         "payload": {"type": "object"},
         "key": {"type": ["string", "null"], "maxLength": 500, "pattern": "^[^\\u0000]*$"},
+        "sig": {
+            "type": "string",
+            "pattern": f"^{SIGNATURE.pattern}$",
+            "description": "HMAC-SHA256 signature, when the sender has a signing key (docs/secrets.md); "
+            "a consumer with a signing key refuses an event without a valid one",
+        },
     },
 }
 
@@ -105,19 +112,32 @@ class Event:
     data: Any = None
 
 
-def envelope(event: NewEvent) -> dict[str, Any]:
-    return {
+def envelope(event: NewEvent, signing: Signing | None = None) -> dict[str, Any]:
+    """The wire form of ``event``, signed when ``signing`` is given."""
+    body = {
         "name": event.name,
         "id": event.id,
         "occurred_at": iso(event.occurred_at),
         "payload": json.loads(event.payload),
         "key": event.key,
     }
+    if signing is not None:
+        body["sig"] = signing.sign_event(event.name, event.id, body["payload"])
+    return body
 
 
-def parse(raw: bytes | str, *, source: str, received: float, limit: int, default_id: str | None = None) -> NewEvent:
-    """The event a wire message carries; ``EventError`` naming what is wrong.
-    ``default_id`` (the broker's id of the message) stands in for a missing ``id``."""
+def parse(
+    raw: bytes | str,
+    *,
+    source: str,
+    received: float,
+    limit: int,
+    default_id: str | None = None,
+    signing: Signing | None = None,
+) -> NewEvent:
+    """The event a wire message carries; ``EventError`` naming what is wrong (also when
+    ``signing`` is given and no known key signed it). ``default_id`` (the broker's id of
+    the message) stands in for a missing ``id``."""
     size = len(raw)
     if size > limit:
         raise EventError(f"message is {size:,} bytes, over the limit of {limit:,} bytes")
@@ -129,14 +149,21 @@ def parse(raw: bytes | str, *, source: str, received: float, limit: int, default
         raise EventError("message is nested too deeply") from None
     if not isinstance(data, dict):
         raise EventError(f"message must be a JSON object (the envelope), got {type(data).__name__}")
-    return from_envelope(data, source=source, received=received, default_id=default_id)
+    return from_envelope(data, source=source, received=received, default_id=default_id, signing=signing)
 
 
-def from_envelope(data: Mapping[str, Any], *, source: str, received: float, default_id: str | None = None) -> NewEvent:
+def from_envelope(
+    data: Mapping[str, Any],
+    *,
+    source: str,
+    received: float,
+    default_id: str | None = None,
+    signing: Signing | None = None,
+) -> NewEvent:
     unknown = sorted(set(data) - set(ENVELOPE_SCHEMA["properties"]))
     if unknown:
         raise EventError(
-            f"envelope has unknown field(s) {', '.join(unknown)}; allowed: name, id, occurred_at, payload, key"
+            f"envelope has unknown field(s) {', '.join(unknown)}; allowed: name, id, occurred_at, payload, key, sig"
         )
     name = data.get("name")
     if not isinstance(name, str) or not NAME.fullmatch(name) or len(name) > 200:
@@ -159,6 +186,7 @@ def from_envelope(data: Mapping[str, Any], *, source: str, received: float, defa
         utf8_size(text, "payload")
     except PayloadError as exc:
         raise EventError(f"event {name}: {exc}") from None
+    _check_signature(data, name, signing)
     return NewEvent(
         id=event_id,
         name=name,
@@ -167,6 +195,17 @@ def from_envelope(data: Mapping[str, Any], *, source: str, received: float, defa
         key=key,
         source=source,
     )
+
+
+def _check_signature(data: Mapping[str, Any], name: str, signing: Signing | None) -> None:
+    """``EventError`` if ``sig`` is malformed, or if ``signing`` is given and no key it knows signed."""
+    if "sig" in data and not (isinstance(data["sig"], str) and SIGNATURE.fullmatch(data["sig"])):
+        raise EventError(f"event {name}: sig must be a signature (bbsig:1:<key id>:<mac>), got {data['sig']!r:.80}")
+    if signing is not None:
+        try:
+            signing.verify_event(data, data["id"] if isinstance(data.get("id"), str) else "")
+        except SignatureError as exc:
+            raise EventError(str(exc)) from None
 
 
 def _time(value: Any, default: float) -> float:

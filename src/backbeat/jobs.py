@@ -15,6 +15,7 @@ from backbeat.config import MAX_KEY, MAX_SECONDS, Settings, check_queue_name, ch
 from backbeat.errors import EnqueueError, JobCancelled, JobFailed
 from backbeat.ids import uuid7
 from backbeat.serialization import decode_result, encode_payload
+from backbeat.signing import sign_payload
 from backbeat.types import JobRecord, JobState, NewJob, TaskInfo
 
 if TYPE_CHECKING:
@@ -75,7 +76,11 @@ def build_job(
         id=uuid7(),
         task=task.name,
         queue=check_queue_name(queue) if queue is not None else task.queue,
-        payload=encode_payload(args, kwargs, limit=settings.max_payload_bytes, sealer=secrets.for_task(task, settings)),
+        payload=sign_payload(
+            settings,
+            task.name,
+            encode_payload(args, kwargs, limit=settings.max_payload_bytes, sealer=secrets.for_task(task, settings)),
+        ),
         run_at=run_at,
         priority=task.priority if priority is None else priority,
         max_attempts=task.max_attempts,

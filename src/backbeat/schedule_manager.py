@@ -20,6 +20,7 @@ from backbeat.errors import ConfigError, EnqueueError, ScheduleError, ScheduleNo
 from backbeat.schedules import check_spec, first_timing, parse_duration, retimed
 from backbeat.secrets import refuse_positional
 from backbeat.serialization import decode_payload, encode_payload
+from backbeat.signing import sign_payload, signed_by_current
 from backbeat.store.base import Store
 from backbeat.types import (
     Change,
@@ -103,11 +104,15 @@ def build_spec(
             key=key if key is not None else info.name,
             task=info.name,
             queue=check_queue_name(queue) if queue is not None else info.queue,
-            payload=encode_payload(
-                list(args),
-                dict(kwargs or {}),
-                limit=settings.max_payload_bytes,
-                sealer=secrets.for_task(info, settings),
+            payload=sign_payload(
+                settings,
+                info.name,
+                encode_payload(
+                    list(args),
+                    dict(kwargs or {}),
+                    limit=settings.max_payload_bytes,
+                    sealer=secrets.for_task(info, settings),
+                ),
             ),
             kind=kind,
             every=None if every is None else parse_duration(every, "interval"),
@@ -157,7 +162,8 @@ class Schedules:
         """Add ``spec`` or replace the schedule with its key; timing as ``first_in`` (new) or
         kept where only non-timing fields changed. Sealed arguments that hold the same
         values as the stored ones keep the stored sealing (each sealing differs), unless
-        that was made with a key other than the current one."""
+        that was made with a key other than the current one (or it lacks the current
+        signing key's signature)."""
         store = await self._store()
         now = self.app.clock.now()
         try:
@@ -168,7 +174,11 @@ class Schedules:
             tick, at = first_timing(spec, now, first_in, self.rng)
         else:
             old, keys = existing.spec, secrets.keyring(self.app.settings)
-            if old.payload != spec.payload and secrets.same_values(old.payload, spec.payload, spec.task, keys):
+            if (
+                old.payload != spec.payload
+                and signed_by_current(self.app.settings, old.payload)
+                and secrets.same_values(old.payload, spec.payload, spec.task, keys)
+            ):
                 spec = replace(spec, payload=old.payload)
             tick, at = retimed(existing, spec, now, self.rng)
         result = await store.schedule_upsert(spec, next_tick=tick, next_at=at, now=now)
@@ -252,9 +262,11 @@ class Schedules:
                 declared = info.secret if info is not None and info.handles is None else ()
                 args, kwargs = decode_payload(spec.payload)
                 sealed = secrets.reseal(kwargs, declared, keys, spec.task)
-                if sealed is not None:
-                    payload = encode_payload(args, sealed, limit=self.app.settings.max_payload_bytes)
-                    await self.aput(replace(spec, payload=payload))
+                if sealed is not None or not signed_by_current(self.app.settings, spec.payload):
+                    payload = encode_payload(
+                        args, kwargs if sealed is None else sealed, limit=self.app.settings.max_payload_bytes
+                    )
+                    await self.aput(replace(spec, payload=sign_payload(self.app.settings, spec.task, payload)))
                     rewritten.append(spec.key)
             after = page[-1].key
         return rewritten

@@ -59,7 +59,7 @@ mangle the message and are not secrets worth the name)."""
 KEY_HELP = "set BACKBEAT_SECRET_KEY (generate one with `backbeat secrets keygen`; see docs/secrets.md)"
 
 
-def _derive(key: str, purpose: bytes) -> bytes:
+def derive(key: str, purpose: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"backbeat", info=purpose).derive(key.encode())
 
 
@@ -76,7 +76,7 @@ class Keyring:
         self.problem: str | None = None
         for position, key in enumerate(keys):
             what = "BACKBEAT_SECRET_KEY" if position == 0 else f"previous secret key #{position}"
-            key_id = _derive(key, b"backbeat secrets v1: key id")[:4].hex()
+            key_id = derive(key, b"backbeat secrets v1: key id")[:4].hex()
             if len(key) < MIN_KEY_LENGTH:
                 self.problem = self.problem or (
                     f"{what} is {len(key)} characters: a key must be at least {MIN_KEY_LENGTH} random "
@@ -84,7 +84,7 @@ class Keyring:
                 )
             elif key_id in self._ciphers:
                 self.problem = self.problem or f"{what} is given twice (key id {key_id})"
-            self._ciphers[key_id] = AESGCM(_derive(key, b"backbeat secrets v1: aes-256-gcm"))
+            self._ciphers[key_id] = AESGCM(derive(key, b"backbeat secrets v1: aes-256-gcm"))
             self.ids += (key_id,)
 
     def __repr__(self) -> str:
@@ -225,9 +225,12 @@ def reseal(kwargs: Mapping[str, Any], declared: Collection[str], keys: Keyring, 
     """A schedule's keyword arguments brought up to date: values sealed with an older key
     sealed again with the current one, and plain values of ``declared`` parameters sealed;
     ``None`` when nothing needs it."""
-    current = f"{PREFIX}{keys.require(f'resealing task {task!r}')}:"
-    stale = [n for n, v in kwargs.items() if is_sealed(v) and not v.startswith(current)]
+    sealed = [n for n, v in kwargs.items() if is_sealed(v)]
     plain = [n for n in declared if n in kwargs and not is_sealed(kwargs[n])]
+    if not sealed and not plain:
+        return None  # nothing secret: no key needed
+    current = f"{PREFIX}{keys.require(f'resealing task {task!r}')}:"
+    stale = [n for n in sealed if not kwargs[n].startswith(current)]
     if not stale and not plain:
         return None
     context = task_context(task)

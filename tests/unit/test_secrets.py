@@ -12,7 +12,7 @@ import pytest
 
 from backbeat import App, Client
 from backbeat import secrets as sec
-from backbeat.config import Settings, secret_keys_from_env
+from backbeat.config import Settings, keys_from_env
 from backbeat.errors import ConfigError, EnqueueError, SecretError, TaskDefinitionError
 from backbeat.runtime.scheduler import Scheduler
 from backbeat.schedule_manager import describe
@@ -92,15 +92,15 @@ def test_missing_and_bad_keys_are_clear_errors() -> None:
 
 
 def test_keys_from_the_environment() -> None:
-    assert secret_keys_from_env({"BACKBEAT_SECRET_KEY": KEY}) == {"secret_key": KEY}
-    assert secret_keys_from_env({"BACKBEAT_SECRET_KEYS": f"{KEY}, {OLD}"}) == {
+    assert keys_from_env({"BACKBEAT_SECRET_KEY": KEY}, "secret") == {"secret_key": KEY}
+    assert keys_from_env({"BACKBEAT_SECRET_KEYS": f"{KEY}, {OLD}"}, "secret") == {
         "secret_key": KEY,
         "previous_secret_keys": (OLD,),
     }
     with pytest.raises(ConfigError, match="both BACKBEAT_SECRET_KEY and BACKBEAT_SECRET_KEYS are set"):
-        secret_keys_from_env({"BACKBEAT_SECRET_KEY": KEY, "BACKBEAT_SECRET_KEYS": KEY})
+        keys_from_env({"BACKBEAT_SECRET_KEY": KEY, "BACKBEAT_SECRET_KEYS": KEY}, "secret")
     with pytest.raises(ConfigError, match="BACKBEAT_SECRET_KEYS has an empty key"):
-        secret_keys_from_env({"BACKBEAT_SECRET_KEYS": f"{KEY},,{OLD}"})
+        keys_from_env({"BACKBEAT_SECRET_KEYS": f"{KEY},,{OLD}"}, "secret")
     settings = Settings.build(env={"BACKBEAT_SECRET_KEYS": f"{KEY},{OLD}"})
     assert sec.keyring(settings).ids == sec.Keyring([KEY, OLD]).ids
     with pytest.raises(ConfigError, match="previous_secret_keys need a current secret_key"):

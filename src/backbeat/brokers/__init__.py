@@ -18,9 +18,12 @@ import abc
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from backbeat.errors import ConfigError
+from backbeat.events import envelope
+from backbeat.signing import Signing
 from backbeat.types import NewEvent
 
 BROKER_SCHEMES = ("amqp", "amqps", "nats", "tls", "http", "https")
@@ -58,10 +61,16 @@ class Publisher(abc.ABC):
     """Sends events to one broker; ``ConnectionError`` when it cannot be reached."""
 
     url: str
+    signing: Signing | None = None
+    """Signs each envelope sent, when a signing key is configured."""
 
     @abc.abstractmethod
     async def publish(self, events: Sequence[NewEvent]) -> None:
         """Hand every event to the broker and wait for its confirmation."""
+
+    def body(self, event: NewEvent) -> dict[str, Any]:
+        """The envelope sent for ``event`` (signed if this publisher signs)."""
+        return envelope(event, self.signing)
 
     @abc.abstractmethod
     async def close(self) -> None: ...
@@ -113,20 +122,24 @@ def open_source(url: str, *, app_name: str) -> Source:
     )
 
 
-def open_publisher(url: str, *, token: str | None = None) -> Publisher:
+def open_publisher(url: str, *, token: str | None = None, signing: Signing | None = None) -> Publisher:
     """The publisher for a broker URL, not yet connected."""
     scheme = url.split("://", 1)[0].lower()
+    publisher: Publisher
     if scheme in ("amqp", "amqps"):
         from backbeat.brokers.amqp import AmqpPublisher
 
-        return AmqpPublisher(url)
-    if scheme in ("nats", "tls"):
+        publisher = AmqpPublisher(url)
+    elif scheme in ("nats", "tls"):
         from backbeat.brokers.nats import NatsPublisher
 
-        return NatsPublisher(url)
-    from backbeat.brokers.http import HttpPublisher
+        publisher = NatsPublisher(url)
+    else:
+        from backbeat.brokers.http import HttpPublisher
 
-    return HttpPublisher(url, token=token)
+        publisher = HttpPublisher(url, token=token)
+    publisher.signing = signing
+    return publisher
 
 
 def missing(package: str, extra: str, url: str) -> ConfigError:

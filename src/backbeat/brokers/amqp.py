@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from backbeat.brokers import Accept, Incoming, Publisher, Source, missing, number_option, redact, split_options
-from backbeat.events import envelope
 from backbeat.types import NewEvent
 
 if TYPE_CHECKING:
@@ -161,7 +160,7 @@ class AmqpPublisher(Publisher):
 
     def _message(self, event: NewEvent) -> aio_pika.Message:
         return self._aio_pika.Message(  # type: ignore[no-any-return]
-            json.dumps(envelope(event), ensure_ascii=False).encode(),
+            json.dumps(self.body(event), ensure_ascii=False).encode(),
             content_type="application/json",
             message_id=event.id,
             delivery_mode=self._aio_pika.DeliveryMode.PERSISTENT,

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 from backbeat.brokers import Publisher, redact
 from backbeat.errors import ConfigError, EventError
-from backbeat.events import envelope
 from backbeat.types import NewEvent
 
 TIMEOUT = 10.0
@@ -32,7 +31,7 @@ class HttpPublisher(Publisher):
         self.token = token
 
     async def publish(self, events: Sequence[NewEvent]) -> None:
-        body = json.dumps([envelope(e) for e in events], ensure_ascii=False).encode()
+        body = json.dumps([self.body(e) for e in events], ensure_ascii=False).encode()
         await asyncio.to_thread(self._post, body)
 
     def _post(self, body: bytes) -> None:

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from backbeat.brokers import Accept, Incoming, Publisher, Source, missing, number_option, redact, split_options
 from backbeat.errors import EventError
-from backbeat.events import envelope
 from backbeat.types import NewEvent
 
 if TYPE_CHECKING:
@@ -147,7 +146,7 @@ class NatsPublisher(Publisher):
         try:
             js = await self._conn.jetstream(max_reconnect_attempts=0, allow_reconnect=False)
             for e in events:
-                body = json.dumps(envelope(e), ensure_ascii=False).encode()
+                body = json.dumps(self.body(e), ensure_ascii=False).encode()
                 await js.publish(f"{prefix}.{e.name}", body, headers={"Nats-Msg-Id": e.id})
         except MaxPayloadError:
             raise EventError(f"an event is over the max_payload of the NATS server at {self.url}") from None

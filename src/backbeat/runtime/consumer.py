@@ -26,6 +26,7 @@ from backbeat.brokers import Incoming, Source, open_source
 from backbeat.errors import EventError, StoreError
 from backbeat.events import Dispatcher, dead, parse
 from backbeat.secrets import require_keys
+from backbeat.signing import signing
 from backbeat.store.base import Store
 from backbeat.types import EventRecord, EventSettlement, EventState, NewEvent, TaskInfo
 
@@ -45,6 +46,8 @@ class Consumer:
         self.dispatcher = Dispatcher(app)
         self.sources: list[Source] = [open_source(url, app_name=app.name) for url in sources]
         self.poll = poll
+        self.signing = signing(app.settings)
+        """When set, a broker message becomes an event only if a known key signed it."""
         self.settled = 0
         self._stopping = asyncio.Event()
         self._registry: dict[str, TaskInfo] = {}
@@ -107,7 +110,12 @@ class Consumer:
         for message in batch:
             try:
                 event = parse(
-                    message.raw, source=message.source, received=now, limit=limit, default_id=message.fallback_id
+                    message.raw,
+                    source=message.source,
+                    received=now,
+                    limit=limit,
+                    default_id=message.fallback_id,
+                    signing=self.signing,
                 )
             except EventError as exc:
                 log.warning("dead-lettered a message from %s: %s", message.source, exc)

@@ -27,10 +27,11 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from backbeat.context import JobContext, Next, set_current
-from backbeat.errors import EnqueueError, RateLimited, Retry, SecretError
+from backbeat.errors import EnqueueError, RateLimited, Retry, SecretError, SignatureError
 from backbeat.retry import retry_delay
 from backbeat.secrets import keyring, scrub
 from backbeat.serialization import encode_result
+from backbeat.signing import signing
 from backbeat.types import JobOutcome, JobRecord, Lease, Outcome
 
 if TYPE_CHECKING:
@@ -120,15 +121,19 @@ class Executor:
         self.settings = settings
         self.clock = clock
         self.keys = keyring(settings)
+        self.signing = signing(settings)
+        """When set, a job runs only if a known key signed its payload for its task."""
 
     def prepare(self, attempt: Attempt) -> tuple[list[Any], dict[str, Any]] | JobOutcome:
         """Decoded arguments that fit the task, secrets opened (and ``current_job()`` set),
         or the outcome of an attempt that cannot run."""
         job = attempt.job
         try:
+            if self.signing is not None:
+                self.signing.verify_payload(job.task, job.payload, f"job {job.id} of {job.task}")
             args, kwargs, attempt.opened = attempt.task.arguments(job.payload, self.keys)
             attempt.task.check_call(args, kwargs)
-        except SecretError as exc:
+        except (SecretError, SignatureError) as exc:
             return self.failed(attempt, exc, final=True)
         except (ValueError, EnqueueError) as exc:
             return self.failed(attempt, TypeError(f"the stored arguments do not fit: {exc}"), final=True)

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from backbeat import shapes
 from backbeat.errors import EventError
 from backbeat.events import dead, from_envelope
+from backbeat.signing import signing
 from backbeat.types import EventSettlement, EventState, NewEvent
 from backbeat.web import params
 from backbeat.web.api.common import endpoint, page
@@ -66,7 +67,8 @@ async def post_events(request: Request, d: Dashboard) -> Response:
         try:
             if not isinstance(item, dict):
                 raise EventError(f"an event must be a JSON object (the envelope), got {type(item).__name__}")
-            events.append(await d.client.aseal_event(from_envelope(item, source=SOURCE, received=now)))
+            event = from_envelope(item, source=SOURCE, received=now, signing=signing(d.client.settings))
+            events.append(await d.client.aseal_event(event))
             _check_size(events[-1], d.client.settings.max_payload_bytes)
         except EventError as exc:
             text = json.dumps(item, ensure_ascii=False)
