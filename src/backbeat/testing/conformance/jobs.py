@@ -138,6 +138,10 @@ class JobTests(Base):
         counts = {(c.task, c.state): c.count for c in await store.job_counts()}
         assert counts[("t.unknown", JobState.QUEUED)] == 1
 
+    async def test_a_queue_named_twice_still_fills_the_batch(self, store: Store) -> None:
+        await store.job_enqueue([new_job(), new_job(), new_job()], now=T0)
+        assert len(await store.job_claim(claim(2, queues=("default", "default")), now=T0)) == 2
+
     async def test_claim_across_queues_uses_one_dispatch_order(self, store: Store) -> None:
         a = new_job(queue="a", priority=1)
         b = new_job(queue="b", priority=9)
