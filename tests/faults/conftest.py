@@ -16,6 +16,7 @@ import pytest
 from backbeat import Client, JobState
 from backbeat.jobs import build_job
 from backbeat.tasks import Task
+from backbeat.types import JobFilter, JobRecord
 from tests.faults import fapps
 from tests.faults.ledger import Ledger
 from tests.faults.servers import SERVERS, PrivateServer
@@ -81,6 +82,18 @@ class FaultCluster:
             return ids
 
         return self.client.sync(write)
+
+    def jobs(self) -> list[JobRecord]:
+        async def read() -> list[JobRecord]:
+            store = await self.client.astore()
+            out: list[JobRecord] = []
+            before = None
+            while page := await store.job_list(JobFilter(limit=1000, before=before)):
+                out += page
+                before = page[-1].id
+            return out
+
+        return self.client.sync(read)
 
     def counts(self) -> dict[JobState, int]:
         async def read() -> dict[JobState, int]:
