@@ -181,3 +181,26 @@ async def test_every_key_is_in_the_slot_of_the_prefix() -> None:
             await s.close()
     assert set(mine) == tagged and len(tagged) > 10
     assert {key_slot(k.encode()) for k in tagged} == {key_slot(s.keys.meta.encode())}
+
+
+async def test_run_until_idle_writes_every_outcome() -> None:
+    """A worker stopping (here: ``run_until_idle``'s, once idle) waits for the batch of
+    outcomes it is writing; it cancelled the write, which on Redis is then not made (the
+    job stayed ``running``). Found by tests/faults/test_scheduler_replicas.py."""
+    from backbeat import App
+    from backbeat.clock import ManualClock
+
+    with fresh_url() as url:
+        app = App(url, clock=ManualClock())
+
+        @app.task(name="t.sync")
+        def sync_task(n: int) -> int:
+            return n
+
+        try:
+            for n in range(10):
+                job = await sync_task.aenqueue(n)
+                assert await app.arun_until_idle() == 1
+                assert (await job.ainfo()).state is JobState.SUCCEEDED, n
+        finally:
+            await app.aclose()

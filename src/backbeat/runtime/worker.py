@@ -100,6 +100,10 @@ class Worker:
         self.recycle_requested = False
         self._wake = asyncio.Event()
         self._ack_needed = asyncio.Event()
+        self._ack_writing = asyncio.Lock()
+        """Held by the ack loop while it writes a batch: shutdown waits for it, never cancels
+        a write (on Redis a cancelled write is not made, and its outcomes were lost: the jobs
+        stayed ``running`` until their leases expired, and ran again)."""
         self._starved = asyncio.Event()
         """Set when the last claim found less than it asked for: wake on the store's hint."""
         self._stopping = asyncio.Event()
@@ -169,14 +173,26 @@ class Worker:
             await self._claim_loop(store)
         finally:
             await self._drain(store)
-            for t in running:
-                t.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            await self._stop_helpers(running)
             await self._flush_acks(store)
             if self.background:
                 await _quietly(store.worker_unregister(self.id))
             self.threads.stop()
             log.info("worker %s stopped", self.id)
+
+    async def _stop_helpers(self, running: list[asyncio.Task[None]]) -> None:
+        """Cancel the helper loops, once a batch of outcomes being written is written (a
+        store that never answers gets a lease's time)."""
+        try:
+            async with asyncio.timeout(self.settings.lease):
+                await self._ack_writing.acquire()
+        except TimeoutError:
+            log.warning("writing job outcomes did not finish within %g s; stopping without them", self.settings.lease)
+        for t in running:
+            t.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        if self._ack_writing.locked():
+            self._ack_writing.release()
 
     def _info(self) -> WorkerInfo:
         now = self.clock.now()
@@ -372,7 +388,9 @@ class Worker:
                 # write instead of many); a real-time pause, not a scheduling decision
                 await asyncio.sleep(ACK_LINGER)
             self._ack_needed.clear()
-            if not await self._flush_acks(store):
+            async with self._ack_writing:
+                written = await self._flush_acks(store)
+            if not written:
                 await self.clock.sleep(1.0)
                 self._ack_needed.set()
 
