@@ -204,3 +204,21 @@ async def test_run_until_idle_writes_every_outcome() -> None:
                 assert (await job.ainfo()).state is JobState.SUCCEEDED, n
         finally:
             await app.aclose()
+
+
+async def test_a_skewed_system_clock_follows_the_servers(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    from backbeat.clock import SystemClock, correct
+
+    class Fast(SystemClock):
+        def now(self) -> float:
+            return super().now() + 30
+
+    clock = Fast()
+    with caplog.at_level(logging.WARNING, logger="backbeat.clock"):
+        offset = await correct(clock, store)
+    assert offset is not None and abs(offset + 30) < 1
+    server = await store.server_time()
+    assert server is not None and abs(clock.now() - server) < 1
+    assert "30.0 s ahead of the store server's" in caplog.text
+    assert await correct(clock, store) == pytest.approx(offset, abs=0.5)  # stays put
+    assert len(caplog.records) == 1

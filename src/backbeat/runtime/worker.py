@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from backbeat import __version__
-from backbeat.clock import iso
+from backbeat.clock import correct, iso
 from backbeat.errors import ConfigError, StoreError
 from backbeat.ids import uuid7
 from backbeat.metrics import job_metrics
@@ -438,10 +438,11 @@ class Worker:
             await _quietly(self._heartbeat(store))
 
     async def _heartbeat(self, store: Store) -> None:
-        now = self.clock.now()
-        leases = list(self.held.values())
         try:  # a heartbeat stuck on a black-holed connection must not hold up the next ones
             async with asyncio.timeout(self.settings.lease):
+                await correct(self.clock, store)  # follow the store server's clock (leases, due times)
+                now = self.clock.now()
+                leases = list(self.held.values())
                 result = await store.job_heartbeat(self.id, leases, lease=self.settings.lease, now=now)
         except TimeoutError:
             raise StoreError(f"no answer to a heartbeat within the lease ({self.settings.lease:g} s)") from None

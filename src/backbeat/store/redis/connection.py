@@ -217,6 +217,11 @@ class RedisBase(Store):
         with self._guarded():
             return await self._check_schema(self._redis)
 
+    async def server_time(self) -> float:
+        """Redis ``TIME`` (the server's clock, to the microsecond)."""
+        seconds, micros = await self._redis_call("time")
+        return int(seconds) + int(micros) / 1_000_000
+
     async def _check_schema(self, client: Redis) -> int:
         await client.hsetnx(self.keys.meta, "schema_version", SCHEMA_VERSION)
         version = int(await client.hget(self.keys.meta, "schema_version") or 0)

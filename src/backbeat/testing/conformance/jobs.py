@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 
 import pytest
@@ -442,3 +443,7 @@ class JobTests(Base):
             assert (await reopened.job_get(new.id)).state is JobState.QUEUED
         finally:
             await reopened.close()
+
+    async def test_server_time_is_none_or_the_servers_clock(self, store: Store) -> None:
+        server = await store.server_time()
+        assert server is None or abs(server - time.time()) < 300  # a server on this machine
