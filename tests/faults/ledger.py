@@ -57,10 +57,9 @@ class Ledger:
         return {e.job for e in self.executions() if e.finished}
 
     def ticks(self) -> list[tuple[str, float, float]]:
-        """(job id, fire_at, the running process's clock) of each scheduled run."""
+        """(job id, fire_at, when it ran by the machine's real clock) of each scheduled run."""
         out = []
-        for event, job, _attempt, _pid, _at, extra in self.lines():
+        for event, job, _attempt, _pid, at, extra in self.lines():
             if event == "tick":
-                fire_at, seen = extra.split(":")
-                out.append((job, float(fire_at), float(seen)))
+                out.append((job, float(extra.split(":")[0]), float(at)))
         return out

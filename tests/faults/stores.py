@@ -14,3 +14,6 @@ def _param(name: str) -> object:
 
 SHARED = [_param(name) for name in ("sqlite", "redis", "postgresql")]
 """Stores several processes share: ``@pytest.mark.parametrize("store_url", SHARED, indirect=True)``."""
+
+SERVERS = [_param(name) for name in ("redis", "postgresql")]
+"""Stores with a server of their own (and its clock)."""
