@@ -122,7 +122,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PrivateSe
     try:
         yield instance
     finally:
-        instance.stop()
+        instance.close()
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         try:
             yield instance.url
         finally:
-            instance.stop()
+            instance.close()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -63,6 +64,10 @@ class PrivateServer(ABC):
     @abstractmethod
     def connections_received(self) -> int:
         """Connections the server accepted since it started."""
+
+    def close(self) -> None:
+        """Stop for good, and delete what lives outside ``directory``."""
+        self.stop()
 
 
 class PrivateRedis(PrivateServer):
@@ -130,8 +135,11 @@ class PrivatePostgres(PrivateServer):
         if not versions:
             pytest.fail("PostgreSQL is not installed: run scripts/services.sh")
         self.bin = versions[-1].parent
-        self.data = directory / "data"
-        directory.chmod(0o777)  # the postgres user writes here
+        # a directory of its own that the postgres user can reach (pytest's are root's, 0700)
+        self.home = Path(tempfile.mkdtemp(prefix="bbpg-"))
+        if os.geteuid() == 0:
+            shutil.chown(self.home, "postgres", "postgres")
+        self.data = self.home / "data"
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
 
     def _run(self, tool: str, *args: str) -> None:
@@ -145,8 +153,8 @@ class PrivatePostgres(PrivateServer):
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c max_connections=200"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.directory / "pg.log"), "-w", "start")
+        options = f"-p {self.port} -k {self.home} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.home / "pg.log"), "-w", "start")
 
     def _pid(self) -> int:
         return int((self.data / "postmaster.pid").read_text().split()[0])
@@ -163,6 +171,10 @@ class PrivatePostgres(PrivateServer):
 
     def connections_received(self) -> int:
         raise NotImplementedError("PostgreSQL: count pg_stat_activity instead")
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
