@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 from backbeat.brokers import Publisher, is_broker_url, open_publisher, redact
-from backbeat.clock import Clock, SystemClock, iso
+from backbeat.clock import Clock, SystemClock, correct, iso
 from backbeat.config import DEFAULT_QUEUE, MAX_NAME, Settings, check_queue_name, check_text
 from backbeat.errors import ConfigError, EmitError, EnqueueError, EventError, SchemaTooNew, StoreError
 from backbeat.events import ENQUEUE_EVENT, from_envelope, seal_event, secret_fields_of
@@ -77,6 +77,7 @@ class Client:
         self._publishers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Publisher] = weakref.WeakKeyDictionary()
         self._registry: dict[str, TaskInfo] | None = None
         self._registry_at = 0.0
+        self._clock_checked = False
 
     @property
     def url(self) -> str:
@@ -106,7 +107,17 @@ class Client:
                 else:
                     self._shared = store
         await store.open()
+        if not self._clock_checked:
+            self._clock_checked = True
+            await self._correct_clock(store)
         return store
+
+    async def _correct_clock(self, store: Store) -> None:
+        """Follow the store server's clock from the start (``backbeat.clock.correct``)."""
+        try:
+            await correct(self.clock, store)
+        except StoreError as exc:
+            log.warning("could not read the store server's clock (%s); using this machine's", exc)
 
     def use_store(self, store: Store) -> None:
         """Make an already-open store the one this client uses (a worker shares its own)."""

@@ -3,6 +3,14 @@
 Every component asks its ``Clock`` for the time and sleeps through it; store methods take
 ``now`` from the caller and never read the wall clock. Tests drive time with
 ``ManualClock`` instead of sleeping.
+
+The production clock (``SystemClock``) follows the store server's clock where the store has
+one (``Store.server_time``: Redis ``TIME``): measured when a client opens its store, on
+every worker heartbeat and every scheduler repair round (``correct``). So workers and
+schedulers on machines whose clocks disagree still agree on due times and leases: a
+scheduler 30 s fast would fire every occurrence 30 s early, a worker 30 s fast would claim
+delayed jobs early and rescue other workers' leases before they expire (both found by
+``tests/faults/test_clock_skew.py``). The correction is as good as half a round trip.
 """
 
 from __future__ import annotations
@@ -10,10 +18,18 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from backbeat.store.base import Store
+
+log = logging.getLogger("backbeat.clock")
+SKEW_WARNING = 5.0
+"""Seconds of disagreement with the store server that are logged as a warning."""
 
 
 class Clock(Protocol):
@@ -31,10 +47,13 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The wall clock."""
+    """The wall clock, corrected by ``offset`` (the store server's clock minus this machine's)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
 
     def now(self) -> float:
-        return time.time()
+        return time.time() + self.offset
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
@@ -119,6 +138,33 @@ class ManualClock:
             fut: asyncio.Future[None] = loop.create_future()
             heapq.heappush(self._sleepers, (deadline, next(self._seq), loop, fut))
             return fut
+
+
+async def correct(clock: Clock, store: Store) -> float | None:
+    """Set a ``SystemClock``'s offset to the store server's clock (measured now, halfway
+    through the round trip); return the offset, or ``None`` if nothing was corrected (any
+    other clock, a store without a clock). A change smaller than the round trip is noise
+    and left alone, so the clock does not wobble."""
+    if not isinstance(clock, SystemClock):
+        return None
+    before = clock.now()
+    server = await store.server_time()
+    after = clock.now()
+    if server is None:
+        return None
+    change = server - (before + after) / 2
+    if abs(change) > max(after - before, 0.001):
+        first = clock.offset == 0.0
+        clock.offset += change
+        if abs(clock.offset) >= SKEW_WARNING and (first or abs(change) >= SKEW_WARNING):
+            side = "behind" if clock.offset > 0 else "ahead of"
+            log.warning(
+                "this machine's clock is %.1f s %s the store server's; backbeat uses the server's time "
+                "(fix the clock: NTP)",
+                abs(clock.offset),
+                side,
+            )
+    return clock.offset
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -181,3 +181,44 @@ async def test_every_key_is_in_the_slot_of_the_prefix() -> None:
             await s.close()
     assert set(mine) == tagged and len(tagged) > 10
     assert {key_slot(k.encode()) for k in tagged} == {key_slot(s.keys.meta.encode())}
+
+
+async def test_run_until_idle_writes_every_outcome() -> None:
+    """A worker stopping (here: ``run_until_idle``'s, once idle) waits for the batch of
+    outcomes it is writing; it cancelled the write, which on Redis is then not made (the
+    job stayed ``running``). Found by tests/faults/test_scheduler_replicas.py."""
+    from backbeat import App
+    from backbeat.clock import ManualClock
+
+    with fresh_url() as url:
+        app = App(url, clock=ManualClock())
+
+        @app.task(name="t.sync")
+        def sync_task(n: int) -> int:
+            return n
+
+        try:
+            for n in range(10):
+                job = await sync_task.aenqueue(n)
+                assert await app.arun_until_idle() == 1
+                assert (await job.ainfo()).state is JobState.SUCCEEDED, n
+        finally:
+            await app.aclose()
+
+
+async def test_a_skewed_system_clock_follows_the_servers(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    from backbeat.clock import SystemClock, correct
+
+    class Fast(SystemClock):
+        def now(self) -> float:
+            return super().now() + 30
+
+    clock = Fast()
+    with caplog.at_level(logging.WARNING, logger="backbeat.clock"):
+        offset = await correct(clock, store)
+    assert offset is not None and abs(offset + 30) < 1
+    server = await store.server_time()
+    assert server is not None and abs(clock.now() - server) < 1
+    assert "30.0 s ahead of the store server's" in caplog.text
+    assert await correct(clock, store) == pytest.approx(offset, abs=0.5)  # stays put
+    assert len(caplog.records) == 1

@@ -78,7 +78,11 @@ class Consumer:
                 if await self.drain(store):
                     continue
             except StoreError as exc:
-                log.warning("events: store call failed (%s); retrying", exc)
+                # wait before the next try: the wake-up below fails at once too while the
+                # store is down, and this loop spun, reconnecting as fast as it could
+                log.warning("events: store call failed (%s); retrying in %.1f s", exc, self.poll)
+                await self.clock.wait(self._stopping, self.poll)
+                continue
             woken = asyncio.ensure_future(store.wakeup_wait(self.poll))
             stopped = asyncio.ensure_future(self._stopping.wait())
             await asyncio.wait({woken, stopped}, return_when=asyncio.FIRST_COMPLETED)

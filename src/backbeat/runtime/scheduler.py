@@ -21,6 +21,7 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
+from backbeat.clock import correct
 from backbeat.config import SchedulerSettings
 from backbeat.errors import StoreError
 from backbeat.schedules import plan_fire
@@ -122,6 +123,7 @@ class Scheduler:
                 log.exception("on_sla_breach hook %r failed for schedule %s", hook, event.key)
 
     async def _repair(self, store: Store) -> None:
+        await correct(self.clock, store)  # follow the store server's clock (due times)
         now = self.clock.now()
         repaired = await store.schedule_repair(now=now)
         if repaired:

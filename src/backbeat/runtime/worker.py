@@ -8,6 +8,8 @@ One asyncio loop runs five small loops that share the worker's state:
 * ack: outcomes are queued as attempts end and written in one batch per round trip;
 * heartbeat: renews the leases this worker holds and its registry row; learns which jobs
   were cancelled or lost;
+* lease watch: stops an attempt whose lease could not be renewed before it expires (the
+  store is unreachable), so no job runs on two workers at once (``runtime/leases.py``);
 * maintenance: rescues jobs whose leases expired (their workers died), prunes finished
   jobs past their retention and workers that stopped heartbeating;
 * watch: turns the store's wake-up hint into the claim loop's wake event.
@@ -28,11 +30,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from backbeat import __version__
-from backbeat.clock import iso
+from backbeat.clock import correct, iso
 from backbeat.errors import ConfigError, StoreError
 from backbeat.ids import uuid7
 from backbeat.metrics import job_metrics
 from backbeat.runtime.executor import Attempt, Executor, Interrupt
+from backbeat.runtime.leases import Renewals
 from backbeat.runtime.threads import TaskThreads
 from backbeat.secrets import require_keys
 from backbeat.store.base import Store
@@ -84,6 +87,7 @@ class Worker:
         self.ready: deque[JobRecord] = deque()
         """Claimed, not started yet (prefetched): handed back on shutdown."""
         self.held: dict[str, Lease] = {}
+        self.renewals = Renewals(self.settings.lease, self.settings.heartbeat_interval / 2)
         self._mean_run = 0.1
         """EWMA of run time, seconds; starts pessimistic so the first claim is small."""
         self.acks: list[JobOutcome] = []
@@ -96,6 +100,10 @@ class Worker:
         self.recycle_requested = False
         self._wake = asyncio.Event()
         self._ack_needed = asyncio.Event()
+        self._ack_writing = asyncio.Lock()
+        """Held by the ack loop while it writes a batch: shutdown waits for it, never cancels
+        a write (on Redis a cancelled write is not made, and its outcomes were lost: the jobs
+        stayed ``running`` until their leases expired, and ran again)."""
         self._starved = asyncio.Event()
         """Set when the last claim found less than it asked for: wake on the store's hint."""
         self._stopping = asyncio.Event()
@@ -159,20 +167,32 @@ class Worker:
         self.threads.start(asyncio.get_running_loop())
         helpers = [self._ack_loop(store), self._watch_loop(store)]
         if self.background:
-            helpers += [self._heartbeat_loop(store), self._maintenance_loop(store)]
+            helpers += [self._heartbeat_loop(store), self._maintenance_loop(store), self._lease_watch_loop()]
         running = [asyncio.create_task(h) for h in helpers]
         try:
             await self._claim_loop(store)
         finally:
             await self._drain(store)
-            for t in running:
-                t.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            await self._stop_helpers(running)
             await self._flush_acks(store)
             if self.background:
                 await _quietly(store.worker_unregister(self.id))
             self.threads.stop()
             log.info("worker %s stopped", self.id)
+
+    async def _stop_helpers(self, running: list[asyncio.Task[None]]) -> None:
+        """Cancel the helper loops, once a batch of outcomes being written is written (a
+        store that never answers gets a lease's time)."""
+        try:
+            async with asyncio.timeout(self.settings.lease):
+                await self._ack_writing.acquire()
+        except TimeoutError:
+            log.warning("writing job outcomes did not finish within %g s; stopping without them", self.settings.lease)
+        for t in running:
+            t.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        if self._ack_writing.locked():
+            self._ack_writing.release()
 
     def _info(self) -> WorkerInfo:
         now = self.clock.now()
@@ -224,8 +244,9 @@ class Worker:
         request = ClaimRequest(
             worker_id=self.id, queues=self.settings.queues, tasks=self._tasks, limit=limit, lease=self.settings.lease
         )
+        now = self.clock.now()
         try:
-            jobs = await store.job_claim(request, now=self.clock.now())
+            jobs = await store.job_claim(request, now=now)
         except StoreError as exc:
             log.warning("claim failed (%s); retrying", exc)
             await self.clock.sleep(1.0)
@@ -233,6 +254,7 @@ class Worker:
         for job in jobs:
             assert job.lease_token is not None
             self.held[job.id] = Lease(job_id=job.id, token=job.lease_token)
+        self.renewals.renewed(self.held.keys() & {j.id for j in jobs}, now)
         return jobs
 
     async def _idle_timeout(self, store: Store) -> float:
@@ -253,7 +275,12 @@ class Worker:
         for the GIL at once.)"""
         starting: list[JobRecord] = []
         while self.ready and len(self.attempts) + len(starting) < self.settings.concurrency:
-            starting.append(self.ready.popleft())
+            job = self.ready.popleft()
+            if self.background and self.renewals.overdue([job.id], self.clock.now()):
+                log.warning("job %s: its lease expires before it could start (a late answer); not starting it", job.id)
+                self._forget(job.id)
+                continue
+            starting.append(job)
         if not starting:
             return
         buckets = await self._admit(store, starting)
@@ -343,7 +370,7 @@ class Worker:
         self.metrics.attempt_ended(attempt.job, outcome, began=attempt.began, ended=self.clock.now())
         self._wake.set()
         if outcome is None:
-            self.held.pop(attempt.job.id, None)
+            self._forget(attempt.job.id)
             return
         self._ack(outcome)
 
@@ -361,7 +388,9 @@ class Worker:
                 # write instead of many); a real-time pause, not a scheduling decision
                 await asyncio.sleep(ACK_LINGER)
             self._ack_needed.clear()
-            if not await self._flush_acks(store):
+            async with self._ack_writing:
+                written = await self._flush_acks(store)
+            if not written:
                 await self.clock.sleep(1.0)
                 self._ack_needed.set()
 
@@ -395,7 +424,7 @@ class Worker:
             self.acks = batch + self.acks
             return False
         for outcome in batch:
-            self.held.pop(outcome.lease.job_id, None)
+            self._forget(outcome.lease.job_id)
         if refused:
             log.warning("lease lost before the outcome was written (another worker took over): %s", refused)
         return True
@@ -409,12 +438,19 @@ class Worker:
             await _quietly(self._heartbeat(store))
 
     async def _heartbeat(self, store: Store) -> None:
-        now = self.clock.now()
-        result = await store.job_heartbeat(self.id, list(self.held.values()), lease=self.settings.lease, now=now)
+        try:  # a heartbeat stuck on a black-holed connection must not hold up the next ones
+            async with asyncio.timeout(self.settings.lease):
+                await correct(self.clock, store)  # follow the store server's clock (leases, due times)
+                now = self.clock.now()
+                leases = list(self.held.values())
+                result = await store.job_heartbeat(self.id, leases, lease=self.settings.lease, now=now)
+        except TimeoutError:
+            raise StoreError(f"no answer to a heartbeat within the lease ({self.settings.lease:g} s)") from None
+        self.renewals.renewed({lease.job_id for lease in leases} - result.lost, now)
         if result.lost or result.cancel_requested:
             self._drop_ready(result.lost, result.cancel_requested)
         for job_id in result.lost:
-            self.held.pop(job_id, None)
+            self._forget(job_id)
             if (attempt := self.attempts.get(job_id)) is not None:
                 log.warning("job %s: lease lost (taken over after expiry); abandoning this attempt", job_id)
                 attempt.stop(Interrupt.LOST)
@@ -424,6 +460,34 @@ class Worker:
                 attempt.stop(Interrupt.CANCEL)
         if not await store.worker_heartbeat(self.id, in_flight=len(self.attempts), now=now):
             await store.worker_register(replace(self._info(), started_at=now))
+
+    def _forget(self, job_id: str) -> None:
+        """This worker holds the job's lease no more."""
+        self.held.pop(job_id, None)
+        self.renewals.forget(job_id)
+
+    async def _lease_watch_loop(self) -> None:
+        """Stop attempts (and drop prefetched jobs) whose leases could not be renewed in
+        time, before another worker may rescue them."""
+        while True:
+            await self.clock.sleep(self.renewals.margin / 2)
+            now = self.clock.now()
+            overdue = set(self.renewals.overdue(self.held.keys(), now))
+            if not overdue:
+                continue
+            self.ready = deque(job for job in self.ready if job.id not in overdue)
+            for job_id in overdue:
+                attempt = self.attempts.get(job_id)
+                if attempt is not None and attempt.interrupt is None:
+                    log.warning(
+                        "job %s: lease lost: not renewed for %.1f s (store unreachable, or this process was "
+                        "paused); stopping this attempt before another worker may take it over",
+                        job_id,
+                        now - (self.renewals.deadline(job_id) - self.settings.lease + self.renewals.margin),
+                    )
+                    attempt.stop(Interrupt.LOST)
+                if attempt is None or attempt.finished:
+                    self._forget(job_id)
 
     def _drop_ready(self, lost: frozenset[str], cancelled: frozenset[str]) -> None:
         """Prefetched jobs that were cancelled or lost never start."""

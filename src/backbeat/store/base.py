@@ -138,6 +138,15 @@ class Store(abc.ABC):
         Safe when many processes call it at once (they serialise; one applies each step).
         Raises ``SchemaTooNew`` like ``open``."""
 
+    async def server_time(self) -> float | None:
+        """The store server's clock, seconds since the Unix epoch; ``None`` for a store with
+        no clock of its own (memory, SQLite: every process shares the machine's clock).
+
+        The one exception to "stores never read a clock": processes on machines whose
+        clocks disagree correct their ``Clock`` by it (``backbeat.clock.correct``), so they
+        agree on due times and lease expiries. Raises ``StoreError`` if unreachable."""
+        return None
+
     # -- jobs --------------------------------------------------------------------------
 
     @abc.abstractmethod

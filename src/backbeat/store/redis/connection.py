@@ -1,13 +1,21 @@
 """The Redis store's connection: clients, scripts, error translation, the schema marker.
 
-Failures: redis-py retries a command whose connection failed (its default policy, which
-also heals connections a server or proxy closed while idle). A script it re-sends may
+Failures: redis-py retries a command whose connection failed, twice (which heals
+connections a server or proxy closed while idle). A script it re-sends may
 have run already: a claim run twice leaves the first batch ``running`` until its lease
 expires and ``job_rescue`` requeues it (late, not lost); an ack run twice is refused
 the second time (a "lease lost" warning); an enqueue run twice fails with "job id
 already exists" although the job was written; a fire run twice fires nothing the second
 time (the compare-and-set on ``next_at``); an event settled twice is a duplicate the
 second time. Whatever still fails is a ``StoreError``, which the worker's loops retry.
+
+Reconnecting: while the server is gone, one ``ReconnectGate`` per store instance paces every
+loop of the process (claim, ack, heartbeat, rescue, wake-ups; fires; events): the first
+call that cannot reach the server closes the gate for a jittered, doubling backoff (0.1 s
+up to 5 s); calls meanwhile fail at once without touching the network; the first call
+after it probes, and a success opens the gate again. Without it every loop, and redis-py
+under each failing command, knocked on its own: thousands of connection attempts a second
+from one scheduler during a restart (``tests/faults/test_store_restart.py``).
 
 An instance belongs to the event loop that opened it (``loop_bound``): redis-py's
 connections are bound to their loop. Blocking waits (``wakeup_wait``) use a connection
@@ -19,13 +27,19 @@ Internal module.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from backbeat.errors import SchemaTooNew, StoreError
 from backbeat.store.base import Store
@@ -72,6 +86,42 @@ def _raise_if_cancelled(task: asyncio.Task[Any] | None, before: int) -> None:
         raise asyncio.CancelledError
 
 
+class ReconnectGate:
+    """When this process may try the server again after it stopped answering (see the
+    module docstring). Real time (``time.monotonic``): it paces sockets, it decides nothing
+    about jobs."""
+
+    BASE = 0.1
+    CAP = 5.0
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.failures = 0
+        self._until = 0.0
+        self._rng = rng or random.Random()
+
+    def check(self) -> None:
+        """Raise ``StoreError`` while the backoff lasts; else let this call through (as the
+        probe, if calls are failing: the others wait for it)."""
+        if not self.failures:
+            return
+        now = time.monotonic()
+        if now < self._until:
+            wait = self._until - now
+            raise StoreError(f"Redis unreachable ({self.failures} failures in a row); next try in {wait:.1f} s")
+        self._until = now + self._delay()
+
+    def failed(self) -> None:
+        self.failures += 1
+        self._until = time.monotonic() + self._delay()
+
+    def ok(self) -> None:
+        self.failures = 0
+
+    def _delay(self) -> float:
+        ceiling: float = min(self.CAP, self.BASE * 2.0 ** min(self.failures - 1, 16))
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+
 def _keepalive() -> dict[int, int]:
     """TCP keepalive probes that notice a dead server in about 25 s, also in the middle
     of a blocking read (backbeat sets no socket timeout by default; see ``_connect``)."""
@@ -101,6 +151,7 @@ class RedisBase(Store):
         self._waiter: Redis | None = None
         self._scripts: Scripts | None = None
         self._lock = asyncio.Lock()
+        self._gate = ReconnectGate()
         self._wake_seen = "0-0"
         """The newest wake-stream entry this instance has accounted for (at open, and
         by each claim): ``wakeup_wait`` returns at once for anything newer."""
@@ -113,6 +164,7 @@ class RedisBase(Store):
         client = Redis.from_url(
             self.options.client_url,
             decode_responses=True,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 2),
             socket_timeout=None,
             socket_connect_timeout=10,
             socket_keepalive=True,
@@ -130,7 +182,7 @@ class RedisBase(Store):
                 return
             client = self._connect()
             try:
-                with translated():
+                with self._guarded():
                     await check_version(client)
                     await check_durability(client, f"{_where(client)} (prefix {self.options.prefix})")
                     await self._check_schema(client)
@@ -141,6 +193,19 @@ class RedisBase(Store):
             self._scripts = Scripts(client)
             self._client = client
 
+    @contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """``translated``, paced by the reconnect gate."""
+        self._gate.check()
+        try:
+            with translated():
+                yield
+        except StoreError as exc:
+            if isinstance(exc.__cause__, (RedisConnectionError, RedisTimeoutError, OSError)):
+                self._gate.failed()
+            raise
+        self._gate.ok()
+
     async def close(self) -> None:
         clients = [c for c in (self._client, self._waiter) if c is not None]
         self._client = self._waiter = self._scripts = None
@@ -149,8 +214,13 @@ class RedisBase(Store):
 
     async def migrate(self) -> int:
         await self.open()
-        with translated():
+        with self._guarded():
             return await self._check_schema(self._redis)
+
+    async def server_time(self) -> float:
+        """Redis ``TIME`` (the server's clock, to the microsecond)."""
+        seconds, micros = await self._redis_call("time")
+        return int(seconds) + int(micros) / 1_000_000
 
     async def _check_schema(self, client: Redis) -> int:
         await client.hsetnx(self.keys.meta, "schema_version", SCHEMA_VERSION)
@@ -178,20 +248,20 @@ class RedisBase(Store):
     async def _run(self, name: str, args: list[str]) -> Any:
         await self.open()
         assert self._scripts is not None
-        with translated():
+        with self._guarded():
             return await self._scripts.run(name, self.keys.meta, args)
 
     async def _redis_call(self, command: str, *args: Any, **kwargs: Any) -> Any:
         """One redis-py command (``hset``, ``zrange``...) on the open client, translated."""
         await self.open()
-        with translated():
+        with self._guarded():
             return await getattr(self._redis, command)(*args, **kwargs)
 
     async def _read(self, queue: Any, *, transaction: bool = False) -> list[Any]:
         """Run the commands ``queue(pipe)`` adds in one round trip (``transaction``: as one
         MULTI/EXEC, a consistent snapshot); their replies."""
         await self.open()
-        with translated():
+        with self._guarded():
             async with self._redis.pipeline(transaction=transaction) as pipe:
                 queue(pipe)
                 replies: list[Any] = await pipe.execute()

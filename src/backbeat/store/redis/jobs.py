@@ -15,7 +15,7 @@ from backbeat.errors import InvalidTransition, JobNotFound, StoreError
 from backbeat.ids import token as new_token
 from backbeat.store.base import LEASE_EXPIRED
 from backbeat.store.redis import codec
-from backbeat.store.redis.connection import RedisBase, flat, translated
+from backbeat.store.redis.connection import RedisBase, flat
 from backbeat.store.rules import new_record
 from backbeat.types import (
     FINAL_STATES,
@@ -116,7 +116,7 @@ class JobMethods(RedisBase):
 
     async def job_get(self, job_id: str) -> JobRecord:
         await self.open()
-        with translated():
+        with self._guarded():
             fields = await self._hgetall(self.keys.job(job_id))
         if not fields:
             raise JobNotFound(f"no job {job_id!r}")
@@ -174,7 +174,7 @@ class JobMethods(RedisBase):
 
     async def job_counts(self) -> list[JobCount]:
         await self.open()
-        with translated():
+        with self._guarded():
             counts = await self._hgetall(self.keys.counts)
         out = []
         for field, n in counts.items():
@@ -271,7 +271,7 @@ class JobMethods(RedisBase):
         await self.open()
         if self._waiter is None:
             self._waiter = self._connect(blocking=True)
-        with translated():
+        with self._guarded():
             reply: Any = await self._waiter.xread(
                 {self.keys.wake: self._wake_seen}, count=1, block=max(1, round(timeout * 1000))
             )
@@ -306,7 +306,7 @@ class JobMethods(RedisBase):
 
     async def task_list(self) -> list[TaskInfo]:
         await self.open()
-        with translated():
+        with self._guarded():
             tasks = await self._hgetall(self.keys.tasks)
         return sorted((codec.task_info(n, t) for n, t in tasks.items()), key=lambda t: t.name)
 

@@ -586,7 +586,9 @@ def _claim(conn: sqlite3.Connection, request: ClaimRequest, now: float) -> list[
     if not request.tasks or request.limit < 1:
         return []
     paused = {r[0] for r in conn.execute("SELECT name FROM backbeat_queues WHERE paused = 1")}
-    queues, tasks = tuple(q for q in request.queues if q not in paused), tuple(sorted(request.tasks))
+    # a queue named twice is read once (else its jobs would fill the batch's LIMIT twice over)
+    queues = tuple(q for q in dict.fromkeys(request.queues) if q not in paused)
+    tasks = tuple(sorted(request.tasks))
     if not queues:
         return []
     probe, promote, claim = _claim_sql(len(queues), len(tasks))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 
 import pytest
@@ -137,6 +138,10 @@ class JobTests(Base):
         assert await store.job_claim(claim(10, tasks=frozenset({"t.a", "t.b", "t.x"})), now=T0) == []
         counts = {(c.task, c.state): c.count for c in await store.job_counts()}
         assert counts[("t.unknown", JobState.QUEUED)] == 1
+
+    async def test_a_queue_named_twice_still_fills_the_batch(self, store: Store) -> None:
+        await store.job_enqueue([new_job(), new_job(), new_job()], now=T0)
+        assert len(await store.job_claim(claim(2, queues=("default", "default")), now=T0)) == 2
 
     async def test_claim_across_queues_uses_one_dispatch_order(self, store: Store) -> None:
         a = new_job(queue="a", priority=1)
@@ -438,3 +443,7 @@ class JobTests(Base):
             assert (await reopened.job_get(new.id)).state is JobState.QUEUED
         finally:
             await reopened.close()
+
+    async def test_server_time_is_none_or_the_servers_clock(self, store: Store) -> None:
+        server = await store.server_time()
+        assert server is None or abs(server - time.time()) < 300  # a server on this machine

@@ -1,46 +1,30 @@
-"""What the model tests share: the same calls on the reference store and on Redis, and
-the differences the spec allows, normalised."""
+"""What the model tests share: the same calls on the reference store (``memory://``) and
+on the store under test, and the differences the spec allows, normalised."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from backbeat.errors import InvalidTransition
-from backbeat.store import open_store
 from backbeat.store.base import Store
-from backbeat.store.redis.store import RedisStore
 from backbeat.types import JobRecord, JobState, Lease
-from tests.redis_server import fresh_url
-from tests.redis_store.layout import check_layout
+from tests.model.stores import check
 
 T0 = 1_800_000_000.0
-
-
-@asynccontextmanager
-async def redis_store() -> AsyncIterator[RedisStore]:
-    """An open Redis store under a fresh prefix (deleted afterwards)."""
-    with fresh_url() as url:
-        red = open_store(url)
-        assert isinstance(red, RedisStore)
-        await red.open()
-        try:
-            yield red
-        finally:
-            await red.close()
 
 
 @dataclass
 class Twins:
     rng: random.Random
     mem: Store
-    red: RedisStore
+    sut: Store
+    """The store under test."""
     now: float = T0
     held: dict[str, tuple[Lease, Lease]] = field(default_factory=dict)
-    """job id -> its lease on the reference store, and on Redis (the tokens differ)."""
+    """job id -> its lease on the reference store, and on the store under test (the tokens differ)."""
 
     def norm(self, job: JobRecord) -> JobRecord:
         """Lease tokens differ; a due ``scheduled`` job that a claim did not take may be
@@ -54,7 +38,7 @@ class Twins:
     async def both(self, call: str, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         """The answers of both stores (an error as its type)."""
         out = []
-        for store in (self.mem, self.red):
+        for store in (self.mem, self.sut):
             try:
                 out.append(await getattr(store, call)(*args, **kwargs))
             except (LookupError, InvalidTransition) as exc:
@@ -67,6 +51,7 @@ class Twins:
         return m
 
     async def rescue(self) -> None:
+        """Expired leases (workers that died) go back: the same jobs on both stores."""
         m, r = await self.both("job_rescue", now=self.now)
         assert sorted(map(self.norm, m), key=lambda j: j.id) == sorted(map(self.norm, r), key=lambda j: j.id)
         for job in m:
@@ -76,11 +61,14 @@ class Twins:
         """Every listing and record both stores hold must be the same (each model says what)."""
         raise NotImplementedError
 
-    async def drive(
-        self, steps: Sequence[Callable[[], Awaitable[None]]], *, rounds: int, gaps: Sequence[float], every: int
-    ) -> None:
-        """Random ``steps``, time moving on by one of ``gaps`` about every third step; every
-        ``every`` steps and at the end, all is compared and Redis's layout checked."""
+    def operations(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+        """The random operations, repeated by weight (each model says which)."""
+        raise NotImplementedError
+
+    async def drive(self, *, rounds: int, gaps: Sequence[float], every: int) -> None:
+        """Random operations, time moving on by one of ``gaps`` about every third step;
+        every ``every`` steps and at the end, all is compared and the store checked."""
+        steps = self.operations()
         for i in range(rounds):
             if self.rng.random() < 0.3:
                 self.now += self.rng.choice(gaps)
@@ -91,4 +79,4 @@ class Twins:
 
     async def check(self) -> None:
         await self.compare_all()
-        check_layout(self.red.keys.prefix)
+        check(self.sut)
