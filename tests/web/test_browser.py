@@ -1,10 +1,11 @@
 """The dashboard in a real headless Chromium (Debian's, driven by Playwright), against a
-``backbeat dashboard`` process over a populated SQLite store: the overview shows queue
-depths and refreshes live, a dead job is retried from the jobs page, a queue is paused
-from the queues page (both checked in the store), a script in a job's arguments stays
-text. It saves screenshots to ``$BACKBEAT_SCREENSHOTS_DIR`` (a temporary directory by
-default; ``make screenshots`` writes the README's, in docs/screenshots). It waits for
-selectors, never for time."""
+``backbeat dashboard`` process over a populated SQLite store: the overview shows the
+schedule in breach of its SLA and queue depths, and refreshes live; a schedule is paused
+from the schedules page, a dead job is retried from the jobs page, a queue is paused from
+the queues page (each checked in the store); a script in a job's arguments stays text.
+It saves screenshots to ``$BACKBEAT_SCREENSHOTS_DIR`` (a temporary directory by default;
+``make screenshots`` writes the README's, in docs/screenshots). It waits for selectors,
+never for time."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pytest
 from backbeat import App, Client, JobState, ManualClock
 from backbeat.testing import run_until_idle
 from tests.integration.conftest import eventually
-from tests.web.conftest import TOKEN, XSS, Store
+from tests.web.conftest import BREACHED, TOKEN, XSS, Store
 from tests.web.processes import free_port, spawn, stop
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -72,6 +73,17 @@ def store_state(url: str, job_id: str) -> JobState:
     client = Client(url)
     try:
         return client.job(job_id).status()
+    finally:
+        client.close()
+
+
+def schedule_paused(url: str, key: str) -> bool:
+    async def read(client: Client) -> bool:
+        return (await (await client.astore()).schedule_get(key)).paused
+
+    client = Client(url)
+    try:
+        return client.sync(read, client)
     finally:
         client.close()
 
@@ -141,10 +153,36 @@ def test_dashboard_in_headless_chromium(dashboard: str, store: Store) -> None:
         expect(page.locator('tr[data-queue="reports"] td[data-state="running"]')).to_have_text("1")
         expect(page.locator('tr[data-queue="mail"] [data-paused]')).to_be_visible()
         expect(page.locator('tr[data-queue="reports"] [data-paused]')).to_be_hidden()
-        expect(page.locator("[data-sla]")).to_contain_text("Schedules are not configured yet")
+        # SLA compliance at a glance: the breached schedule is named, first, and links to its page
+        expect(page.locator("[data-sla-card] [data-sla-breached]")).to_have_text("1")
+        breached = page.locator(f'tr[data-sla-row="{BREACHED}"]')
+        expect(breached.locator("[data-sla-status]")).to_have_text("breach")
+        expect(page.locator("tr[data-sla-row]").first).to_have_attribute("data-sla-row", BREACHED)
         Client(store.url).enqueue("demo.ok", kwargs={"n": 7})  # another client writes...
         expect(default.locator('td[data-state="queued"]')).to_have_text("2")  # ...and the page follows
         page.screenshot(path=str(SHOTS / "overview.png"), full_page=True)
+
+        # the breached schedule's page: its SLA and its explain timeline
+        breached.locator("a").click()
+        expect(page.locator("h1")).to_have_text(BREACHED)
+        expect(page.locator("dl.fields [data-sla-status]")).to_have_text("breach")
+        page.screenshot(path=str(SHOTS / "schedule.png"), full_page=True)
+
+        # the schedules page: worst first; pause one and see it in the store
+        page.click("header nav >> text=Schedules")
+        expect(page.locator("tr[data-schedule]").first).to_have_attribute("data-schedule", BREACHED)
+        fine = page.locator('tr[data-schedule="twitter:fine"]')
+        expect(fine.locator("[data-schedule-state]")).to_have_text("waiting")
+        fine.locator("button", has_text="Pause").click()
+        expect(page.locator("[data-flash]")).to_contain_text("Schedule twitter:fine is paused")
+        expect(fine.locator("[data-schedule-state]")).to_have_text("paused")
+        expect(fine.locator("[data-sla-status]")).to_have_text("paused")
+        assert schedule_paused(store.url, "twitter:fine")
+        page.fill("input[name=search]", "twitter")
+        page.click("form.filters button[type=submit]")
+        expect(page.locator("tr[data-schedule]")).to_have_count(3)
+        page.goto(dashboard + "/schedules")
+        page.screenshot(path=str(SHOTS / "schedules.png"), full_page=True)
 
         # the jobs page: filter by state, retry the dead job, see it in the store
         page.click("header nav >> text=Jobs")
@@ -176,5 +214,5 @@ def test_dashboard_in_headless_chromium(dashboard: str, store: Store) -> None:
         page.screenshot(path=str(SHOTS / "workers.png"), full_page=True)
         browser.close()
     assert problems == []
-    for name in ("overview", "jobs", "job", "queues", "workers"):
+    for name in ("overview", "schedule", "schedules", "jobs", "job", "queues", "workers"):
         assert (SHOTS / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -28,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 from backbeat.app import App
 from backbeat.client import Client
 from backbeat.web import api, health, metrics, pages
-from backbeat.web.context import Dashboard
+from backbeat.web.context import Dashboard, app_over
 from backbeat.web.responses import SecurityHeaders, error
 from backbeat.web.security import Guard
 from backbeat.web.settings import DashboardSettings
@@ -81,12 +81,11 @@ def create_app(
         poll_seconds=poll_seconds,
     )
     if isinstance(target, App):
-        client, owned = target.client, False
-    elif isinstance(target, Client):
-        client, owned = target, False
+        client, owned, app_ = target.client, False, target
     else:
-        client, owned = Client(target), True
-    state = Dashboard(client=client, settings=settings, guard=Guard(settings), owns_client=owned)
+        client, owned = (target, False) if isinstance(target, Client) else (Client(target), True)
+        app_ = app_over(client)
+    state = Dashboard(client=client, app=app_, settings=settings, guard=Guard(settings), owns_client=owned)
     if settings.token is None:
         log.info("no BACKBEAT_TOKEN: the dashboard serves reads to this machine only and refuses every write")
 

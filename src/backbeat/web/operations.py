@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from backbeat import shapes
+from backbeat import reports, shapes
 from backbeat.autopilot import PUBLISHED
 from backbeat.errors import InvalidTransition, JobNotFound
-from backbeat.types import JobFilter, JobState
+from backbeat.types import JobFilter, JobState, ScheduleKind, ScheduleRank
 from backbeat.web.context import Dashboard
 
 STATUS_WINDOW = 60.0
@@ -21,6 +21,8 @@ STATUS_WINDOW = 60.0
 MAX_BUCKETS = 120
 MAX_MINUTES = 24 * 60
 BULK_PAGE = 200
+EXPLAIN_LIMIT = 100
+"""Timeline entries a schedule's page shows (``backbeat explain --limit``)."""
 
 
 async def list_jobs(d: Dashboard, flt: JobFilter) -> list[dict[str, Any]]:
@@ -125,3 +127,49 @@ async def health(d: Dashboard) -> dict[str, Any]:
 async def task_names(d: Dashboard) -> list[str]:
     store = await d.store()
     return [t.name for t in await store.task_list()]
+
+
+# -- schedules: read through backbeat.reports, changed through app.schedules ------------
+
+
+async def list_schedules(
+    d: Dashboard, *, after: ScheduleRank | None, search: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Worst first (``backbeat schedules list --worst``); the next page's cursor."""
+    return await reports.worst_rows(await d.store(), now=d.now(), after=after, search=search, limit=limit)
+
+
+async def explain_schedule(d: Dashboard, key: str, *, limit: int = EXPLAIN_LIMIT) -> dict[str, Any]:
+    """``backbeat explain KEY``: the schedule's row and its timeline, newest first."""
+    return await reports.explain_data(d.client, key, limit)
+
+
+async def pause_schedule(d: Dashboard, key: str) -> dict[str, Any]:
+    return shapes.schedule_paused(key, (await d.app.schedules.apause(key)).paused)
+
+
+async def resume_schedule(d: Dashboard, key: str) -> dict[str, Any]:
+    return shapes.schedule_paused(key, (await d.app.schedules.aresume(key)).paused)
+
+
+async def remove_schedule(d: Dashboard, key: str) -> dict[str, Any]:
+    return shapes.schedule_removed(key, await d.app.schedules.aremove(key))
+
+
+async def run_schedule(d: Dashboard, key: str) -> dict[str, Any]:
+    return shapes.run_now(key, await d.app.schedules.arun_now(key))
+
+
+async def set_interval(d: Dashboard, key: str, every: float | str) -> dict[str, Any]:
+    """``backbeat schedules update KEY --every ...``: the schedule as it is now. A cron
+    schedule is refused (the CLI's ``update --every`` would turn it into an every-schedule:
+    not what an interval field should do)."""
+    record = await d.app.schedules.aget(key)
+    if record.spec.kind is not ScheduleKind.EVERY:
+        raise InvalidTransition(f"schedule {key!r} runs on cron {record.spec.cron!r}: it has no interval to change")
+    return shapes.schedule(await d.app.schedules.aupdate(key, every=every))
+
+
+async def sla(d: Dashboard, *, limit: int) -> dict[str, Any]:
+    """``backbeat sla --json``: the summary over the last 24 h and the ``limit`` worst SLA schedules."""
+    return await reports.sla_data(d.client, reports.SLA_WINDOW, limit)
