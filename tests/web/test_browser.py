@@ -2,7 +2,8 @@
 ``backbeat dashboard`` process over a populated SQLite store: the overview shows the
 schedule in breach of its SLA and queue depths, and refreshes live; a schedule is paused
 from the schedules page, a dead job is retried from the jobs page, a queue is paused from
-the queues page (each checked in the store); a script in a job's arguments stays text.
+the queues page (each checked in the store); the events page shows a dead event's
+reason; a script in a job's arguments stays text.
 It saves screenshots to ``$BACKBEAT_SCREENSHOTS_DIR`` (a temporary directory by default;
 ``make screenshots`` writes the README's, in docs/screenshots). It waits for selectors,
 never for time."""
@@ -19,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from backbeat import App, Client, JobState, ManualClock
+from backbeat.events import dead
 from backbeat.testing import run_until_idle
+from backbeat.types import EventSettlement, EventState
 from tests.integration.conftest import eventually
 from tests.web.conftest import BREACHED, TOKEN, XSS, Store
 from tests.web.processes import free_port, spawn, stop
@@ -69,6 +72,25 @@ def add_history(url: str) -> None:
     app.close()
 
 
+def add_events(url: str) -> None:
+    """Events as a main app sends them, and one refused (dead, with its reason)."""
+    client = Client(url)
+
+    async def bury() -> None:
+        store = await client.astore()
+        now = client.clock.now()
+        reason = "payload: user_id is required (contract account.linked)"
+        malformed = dead('{"name": "account.linked", "payload": {}}', reason, source="http", received=now)
+        await store.event_settle([EventSettlement(event=malformed, state=EventState.DEAD, reason=reason)], now=now)
+
+    try:
+        for n in range(3):
+            client.emit("account.linked", {"user_id": n, "token": f"t{n}"})
+        client.sync(bury)
+    finally:
+        client.close()
+
+
 def store_state(url: str, job_id: str) -> JobState:
     client = Client(url)
     try:
@@ -102,6 +124,7 @@ def paused_queues(url: str) -> set[str]:
 @pytest.fixture
 def dashboard(store: Store, tmp_path: Path) -> Iterator[str]:
     add_history(store.url)
+    add_events(store.url)
     port = free_port()
     server = spawn(store.url, tmp_path / "dashboard.log", "dashboard", "--port", str(port), "--poll", "1",
                    BACKBEAT_TOKEN=TOKEN)  # fmt: skip
@@ -209,10 +232,19 @@ def test_dashboard_in_headless_chromium(dashboard: str, store: Store) -> None:
         assert "default" in paused_queues(store.url)
         page.screenshot(path=str(SHOTS / "queues.png"), full_page=True)
 
+        # the events page: the dead event with its reason
+        page.click("header nav >> text=Events")
+        expect(page.locator("tr[data-event]")).to_have_count(4)
+        page.select_option("select[name=state]", "dead")
+        page.click("form.filters button[type=submit]")
+        expect(page.locator("tr[data-event] [data-reason]")).to_contain_text("user_id is required")
+        page.goto(dashboard + "/events")
+        page.screenshot(path=str(SHOTS / "events.png"), full_page=True)
+
         page.click("header nav >> text=Workers")
         expect(page.locator("tbody[data-workers-full] tr").first).to_contain_text("testhost")
         page.screenshot(path=str(SHOTS / "workers.png"), full_page=True)
         browser.close()
     assert problems == []
-    for name in ("overview", "schedule", "schedules", "jobs", "job", "queues", "workers"):
+    for name in ("overview", "schedule", "schedules", "jobs", "job", "events", "queues", "workers"):
         assert (SHOTS / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

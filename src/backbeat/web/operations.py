@@ -13,7 +13,7 @@ from typing import Any
 from backbeat import reports, shapes
 from backbeat.autopilot import PUBLISHED
 from backbeat.errors import InvalidTransition, JobNotFound
-from backbeat.types import JobFilter, JobState, ScheduleKind, ScheduleRank
+from backbeat.types import EventFilter, JobFilter, JobState, ScheduleKind, ScheduleRank
 from backbeat.web.context import Dashboard
 
 STATUS_WINDOW = 60.0
@@ -173,3 +173,23 @@ async def set_interval(d: Dashboard, key: str, every: float | str) -> dict[str, 
 async def sla(d: Dashboard, *, limit: int) -> dict[str, Any]:
     """``backbeat sla --json``: the summary over the last 24 h and the ``limit`` worst SLA schedules."""
     return await reports.sla_data(d.client, reports.SLA_WINDOW, limit)
+
+
+# -- events ----------------------------------------------------------------------------
+
+
+async def list_events(d: Dashboard, flt: EventFilter) -> list[dict[str, Any]]:
+    """``backbeat events list --json``: newest first, a keyset page."""
+    store = await d.store()
+    return [shapes.event(e) for e in await store.event_list(flt)]
+
+
+async def get_event(d: Dashboard, event_id: str) -> dict[str, Any]:
+    store = await d.store()
+    return shapes.event(await store.event_get(event_id))
+
+
+async def replay_event(d: Dashboard, event_id: str) -> dict[str, Any]:
+    """``backbeat events replay ID --json`` (one element): the event, pending again."""
+    store = await d.store()
+    return shapes.event(await store.event_replay(event_id))

@@ -185,6 +185,23 @@
     setText(document.querySelector("[data-desired-reason]"), ap ? ap.reason : "");
   }
 
+  var EVENT_STATES = ["pending", "handled", "unhandled", "dead"];
+  function updateEvent(scope, e) {
+    var badge = scope.querySelector("[data-event-state]");
+    if (badge && EVENT_STATES.indexOf(e.state) >= 0) { badge.className = "event event-" + e.state; setText(badge, e.state); }
+    setText(scope.querySelector("[data-jobs]"), e.jobs);
+    setText(scope.querySelector("[data-reason]"), scope === document ? e.reason : (e.reason || "").slice(0, 160));
+    setText(scope.querySelector("[data-settled]"), when(e.settled_at));
+    scope.querySelectorAll("[data-show-when]").forEach(function (el) { el.hidden = el.dataset.showWhen.split(" ").indexOf(e.state) < 0; });
+  }
+  function updateEvents(rows) {
+    var shown = document.querySelectorAll("tr[data-event]");
+    if (shown.length && rows.length && shown[0].dataset.event !== rows[0].id) { showStale(); }
+    var byId = {};
+    rows.forEach(function (e) { byId[e.id] = e; });
+    shown.forEach(function (tr) { var e = byId[tr.dataset.event]; if (e) { updateEvent(tr, e); } });
+  }
+
   var pages = {
     overview: function () {
       return Promise.all([
@@ -198,6 +215,8 @@
         getJSON(body.dataset.apiSla).then(updateSla)
       ]);
     },
+    events: function () { return getJSON(body.dataset.apiEvents).then(updateEvents); },
+    event: function () { return getJSON(body.dataset.apiEvent).then(function (e) { updateEvent(document, e); }); },
     schedules: function () { return getJSON(body.dataset.apiSchedules).then(updateSchedules); },
     schedule: function () { return getJSON(body.dataset.apiSchedule).then(function (d) { updateSchedule(document, d.schedule); }); },
     queues: function () { return getJSON(body.dataset.apiQueues).then(updateQueues); },
