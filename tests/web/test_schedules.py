@@ -9,6 +9,7 @@ from typing import Any
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
+from backbeat.autopilot import PUBLISHED
 from backbeat.cli import schedules, sla  # noqa: F401 - registers the commands
 from backbeat.cli.main import cli
 from backbeat.types import DecisionKind
@@ -121,9 +122,25 @@ def test_schedules_page_acts_and_escapes(web: TestClient, store: Store) -> None:
     assert web.get("/schedules/nightly-report").status_code == 404
 
 
-def test_overview_shows_sla_compliance_at_a_glance(web: TestClient, api: TestClient) -> None:
-    page = web.get("/").text
+def test_overview_shows_sla_compliance_at_a_glance(api: TestClient) -> None:
+    page = api.get("/").text
     assert "data-sla-breached>1<" in page
     assert f'href="/schedules/{BREACHED.replace(":", "%3A")}"' in page
     assert "workers alive / desired" in page
     assert api.get("/api/sla?limit=2").json()["schedules"][0]["key"] == BREACHED
+
+
+def test_overview_shows_workers_alive_against_the_autopilots_desired_count(api: TestClient, store: Store) -> None:
+    assert "data-desired>\u2013<" in api.get("/").text  # no autopilot has published yet
+    document = {"desired_workers": 3, "needed_workers": 3, "slots_needed": 2.2, "demand": 0.4,
+                "mean_run_time": 5.5, "reason": "demand 0.4 jobs/s x 5.5 s at 75% utilisation"}  # fmt: skip
+    client = store.client()
+
+    async def publish() -> None:
+        await (await client.astore()).state_set(PUBLISHED, json.dumps(document), now=client.clock.now())
+
+    client.sync(publish)
+    client.close()
+    page = api.get("/").text
+    assert "<span data-alive>1</span> / <span data-desired>3</span>" in page
+    assert "demand 0.4 jobs/s" in page
