@@ -10,6 +10,7 @@ never for time."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import urllib.request
@@ -20,11 +21,12 @@ from pathlib import Path
 import pytest
 
 from backbeat import App, Client, JobState, ManualClock
+from backbeat.autopilot import PUBLISHED
 from backbeat.events import dead
-from backbeat.testing import run_until_idle
+from backbeat.testing import run_for, run_until_idle
 from backbeat.types import EventSettlement, EventState
 from tests.integration.conftest import eventually
-from tests.web.conftest import BREACHED, TOKEN, XSS, Store
+from tests.web.conftest import BREACHED, TOKEN, XSS, Store, populate
 from tests.web.processes import free_port, spawn, stop
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -70,6 +72,44 @@ def add_history(url: str) -> None:
         run_until_idle(app)
         app.clock.advance(120)  # type: ignore[attr-defined]
     app.close()
+
+
+def add_schedule_history(url: str) -> None:
+    """A schedule that ran for most of the last 50 minutes (its timeline has something to
+    show). Written before the other schedules: its scheduler fires every due schedule."""
+    app = App(url, clock=ManualClock(datetime.now(UTC) - timedelta(minutes=50)))
+
+    @app.task(name="report.build", queue="reports")
+    def build(n: int) -> int:
+        return n
+
+    app.every(120, build, key="report:hourly", kwargs={"n": 1}, sla=600, max_every=300)
+    run_for(app, 20 * 60)
+    app.schedules.update("report:hourly", every=180)
+    app.schedules.pause("report:hourly")
+    app.clock.advance(60)  # type: ignore[attr-defined]
+    app.schedules.resume("report:hourly")
+    run_for(app, 28 * 60)
+    app.close()
+
+
+def add_scheduler_and_autopilot_state(url: str) -> None:
+    """What a running scheduler and autopilot would have written: breaches opened on time,
+    a desired worker count."""
+    client = Client(url)
+    document = {"desired_workers": 2, "needed_workers": 2, "slots_needed": 1.3, "demand": 0.2,
+                "mean_run_time": 0.5, "reason": "demand 0.2 jobs/s x 0.5 s at 75% utilisation"}  # fmt: skip
+
+    async def scheduler_and_autopilot() -> None:
+        store = await client.astore()
+        now = client.clock.now()
+        await store.sla_check(now=now)
+        await store.state_set(PUBLISHED, json.dumps(document), now=now)
+
+    try:
+        client.sync(scheduler_and_autopilot)
+    finally:
+        client.close()
 
 
 def add_events(url: str) -> None:
@@ -122,8 +162,16 @@ def paused_queues(url: str) -> set[str]:
 
 
 @pytest.fixture
+def store(tmp_path: Path) -> Store:
+    url = f"sqlite:///{tmp_path}/store.db"
+    add_schedule_history(url)
+    return populate(url)
+
+
+@pytest.fixture
 def dashboard(store: Store, tmp_path: Path) -> Iterator[str]:
     add_history(store.url)
+    add_scheduler_and_autopilot_state(store.url)
     add_events(store.url)
     port = free_port()
     server = spawn(store.url, tmp_path / "dashboard.log", "dashboard", "--port", str(port), "--poll", "1",
@@ -190,6 +238,10 @@ def test_dashboard_in_headless_chromium(dashboard: str, store: Store) -> None:
         expect(page.locator("h1")).to_have_text(BREACHED)
         expect(page.locator("dl.fields [data-sla-status]")).to_have_text("breach")
         page.screenshot(path=str(SHOTS / "schedule.png"), full_page=True)
+        page.goto(dashboard + "/schedules/report%3Ahourly")
+        expect(page.locator("[data-timeline]")).to_contain_text("succeeded")
+        expect(page.locator("[data-timeline]")).to_contain_text("paused")
+        page.screenshot(path=str(SHOTS / "explain.png"))  # the first screenful: the timeline is long
 
         # the schedules page: worst first; pause one and see it in the store
         page.click("header nav >> text=Schedules")
@@ -246,5 +298,5 @@ def test_dashboard_in_headless_chromium(dashboard: str, store: Store) -> None:
         page.screenshot(path=str(SHOTS / "workers.png"), full_page=True)
         browser.close()
     assert problems == []
-    for name in ("overview", "schedule", "schedules", "jobs", "job", "events", "queues", "workers"):
+    for name in ("overview", "schedule", "explain", "schedules", "jobs", "job", "events", "queues", "workers"):
         assert (SHOTS / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
