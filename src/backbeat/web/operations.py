@@ -13,7 +13,7 @@ from typing import Any
 from backbeat import reports, shapes
 from backbeat.autopilot import PUBLISHED
 from backbeat.errors import InvalidTransition, JobNotFound
-from backbeat.types import EventFilter, JobFilter, JobState, ScheduleKind, ScheduleRank
+from backbeat.types import EventFilter, JobCount, JobFilter, JobState, ScheduleKind, ScheduleRank
 from backbeat.web.context import Dashboard
 
 STATUS_WINDOW = 60.0
@@ -66,9 +66,11 @@ async def retry_dead(d: Dashboard, *, queue: str | None, task: str | None, limit
     return done
 
 
-async def queues(d: Dashboard) -> list[dict[str, Any]]:
+async def queues(d: Dashboard, counts: list[JobCount] | None = None) -> list[dict[str, Any]]:
+    """Every queue with its counts (``counts``: a ``job_counts`` read already, which reads
+    every job: a page reads it once)."""
     store = await d.store()
-    return shapes.queues(await store.queue_list(), await store.job_counts())
+    return shapes.queues(await store.queue_list(), counts if counts is not None else await store.job_counts())
 
 
 async def pause_queue(d: Dashboard, name: str) -> dict[str, Any]:
@@ -94,11 +96,11 @@ async def workers(d: Dashboard) -> list[dict[str, Any]]:
     return [shapes.worker(w, now=now, stale_after=d.stale_after) for w in await store.worker_list()]
 
 
-async def status(d: Dashboard) -> dict[str, Any]:
+async def status(d: Dashboard, counts: list[JobCount] | None = None) -> dict[str, Any]:
     store = await d.store()
     now = d.now()
     return shapes.status(
-        await store.job_counts(),
+        counts if counts is not None else await store.job_counts(),
         await store.worker_list(),
         await store.task_list(),
         await store.job_finished_since(now - STATUS_WINDOW),
@@ -122,6 +124,12 @@ async def throughput(d: Dashboard, *, minutes: int, buckets: int) -> dict[str, A
 async def health(d: Dashboard) -> dict[str, Any]:
     store = await d.store()
     return shapes.health(await store.worker_list(), now=d.now(), stale_after=d.stale_after)
+
+
+async def queue_names(d: Dashboard) -> list[str]:
+    """Every queue's name (no counts: counting reads every job, too slow for a filter form)."""
+    store = await d.store()
+    return [q.name for q in await store.queue_list()]
 
 
 async def task_names(d: Dashboard) -> list[str]:

@@ -388,9 +388,11 @@ def worst(conn: sqlite3.Connection, after: ScheduleRank | None, search: str | No
 
 
 def sla_stats(conn: sqlite3.Connection, now: float, since: float) -> SlaStats:
+    # three counts over backbeat_schedules_sla: the paused and breached ones are index ranges
     count, paused, breached = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(paused), 0), COALESCE(SUM(paused = 0 AND deadline_at < ?), 0) "
-        "FROM backbeat_schedules WHERE sla IS NOT NULL",
+        "SELECT (SELECT COUNT(*) FROM backbeat_schedules WHERE sla IS NOT NULL), "
+        "(SELECT COUNT(*) FROM backbeat_schedules WHERE sla IS NOT NULL AND paused = 1), "
+        "(SELECT COUNT(*) FROM backbeat_schedules WHERE sla IS NOT NULL AND paused = 0 AND deadline_at < ?)",
         (now,),
     ).fetchone()
     seconds = conn.execute(

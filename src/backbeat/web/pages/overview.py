@@ -21,8 +21,9 @@ WORST = 5
 
 @page
 async def overview(request: Request, d: Dashboard) -> Response:
-    status = await ops.status(d)
-    queues = await ops.queues(d)
+    counts = await (await d.store()).job_counts()  # reads every job: once for the page
+    status = await ops.status(d, counts)
+    queues = await ops.queues(d, counts)
     series = await ops.throughput(d, minutes=CHART_MINUTES, buckets=CHART_BUCKETS)
     totals = {s: sum(q["counts"][s] for q in queues) for s in STATES}
     sla = await ops.sla(d, limit=WORST)
