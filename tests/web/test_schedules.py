@@ -144,3 +144,11 @@ def test_overview_shows_workers_alive_against_the_autopilots_desired_count(api: 
     page = api.get("/").text
     assert "<span data-alive>1</span> / <span data-desired>3</span>" in page
     assert "demand 0.4 jobs/s" in page
+
+
+def test_run_now_on_the_command_line_has_the_api_shape(store: Store) -> None:
+    [run] = cli_json(store, "schedules", "run", "twitter:fine")
+    conforms(run, "ScheduleRun")
+    assert stored(store, "twitter:fine")["schedule"]["in_flight"] == run["job_id"]
+    result = CliRunner().invoke(cli, ["schedules", "run", "twitter:fine", "--url", store.url])
+    assert result.exit_code != 0 and "has a run in flight" in result.output
