@@ -109,6 +109,8 @@ def test_schedules_page_acts_and_escapes(web: TestClient, store: Store) -> None:
     response = web.post(action, data={"csrf": csrf, "next": "/schedules"}, follow_redirects=False)
     assert response.status_code == 303
     assert stored(store, "twitter:fine")["schedule"]["paused"] is True
+    raw = web.get("/api/schedules/echo:xss").text
+    assert "<script>" not in raw and "\\u003cscript\\u003e" in raw
     detail = web.get("/schedules/echo:xss").text
     assert XSS not in detail and "&lt;script&gt;" in detail
     assert "paused" in web.get("/schedules/twitter:fine").text

@@ -3,10 +3,12 @@
 Routes (each module owns its own; a new resource such as schedules adds an ``api/`` and a
 ``pages/`` module and one line in each ``routes()``):
 
-* pages: ``/`` ``/jobs`` ``/jobs/{id}`` ``/queues`` ``/workers`` ``/login``, and the
-  form actions under them (``POST``);
-* API: ``/api/status`` ``/api/throughput`` ``/api/jobs[...]`` ``/api/queues[...]``
-  ``/api/workers`` ``/api/openapi.json``;
+* pages: ``/`` ``/schedules`` ``/schedules/{key}`` ``/jobs`` ``/jobs/{id}`` ``/events``
+  ``/events/{id}`` ``/queues`` ``/workers`` ``/login``, and the form actions under them
+  (``POST``);
+* API: ``/api/status`` ``/api/throughput`` ``/api/sla`` ``/api/schedules[...]``
+  ``/api/jobs[...]`` ``/api/events[...]`` ``/api/queues[...]`` ``/api/workers``
+  ``/api/openapi.json``;
 * ``/metrics`` (Prometheus), ``/healthz``, ``/static/...``.
 """
 
