@@ -15,10 +15,10 @@ Counting in the store instead would give one cluster-wide scrape, but would put 
 on every job's hot path in every store; counting in process memory costs about a
 microsecond per job and is how Prometheus expects short-lived work to be counted.
 
-Labels are ``queue`` and ``task`` only. Both come from code (task declarations, queue
-names), so the number of series stays bounded; job ids, arguments and errors are never
-labels. Without prometheus-client installed (``pip install 'backbeat[web]'``) every hook
-is a no-op.
+Labels are ``queue`` and ``task`` (and ``limiter``, a rate limit's declared name). All come
+from code (task declarations, queue names), so the number of series stays bounded; job
+ids, arguments and errors are never labels. Without prometheus-client installed
+(``pip install 'backbeat[web]'``) every hook is a no-op.
 
 The one process-wide instance (``job_metrics()``) is deliberate: a Prometheus registry is
 per process by design (multiprocess mode even names its files by pid), so a second
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 LABELS = ("queue", "task")
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 """Histogram buckets for run time and pickup latency: 5 ms to an hour (jobs run that long)."""
+WAIT_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+"""Histogram buckets for rate-limit waits: 100 ms to an hour."""
 
 
 class JobMetrics(Protocol):
@@ -51,12 +53,25 @@ class JobMetrics(Protocol):
         """An attempt of ``job`` (claimed with ``job.run_at`` as its due time) ran from
         ``began`` to ``ended`` and ended with ``outcome`` (``None``: its lease was lost)."""
 
+    def rate_limit_wait(self, limiter: str, seconds: float) -> None:
+        """A job was held back ``seconds`` by the rate limit ``limiter`` (its declared name,
+        or ``task:<name>`` when the task raised ``RateLimited`` without one)."""
+
+    def breach_started(self) -> None:
+        """A schedule's SLA breach opened (counted once, by the scheduler that opened it)."""
+
 
 class NoMetrics:
     def enqueued(self, queue: str, task: str) -> None:
         pass
 
     def attempt_ended(self, job: JobRecord, outcome: JobOutcome | None, *, began: float, ended: float) -> None:
+        pass
+
+    def rate_limit_wait(self, limiter: str, seconds: float) -> None:
+        pass
+
+    def breach_started(self) -> None:
         pass
 
 
@@ -99,6 +114,13 @@ class PrometheusJobMetrics:
         )
         self._series: dict[tuple[str, str], _Series] = {}
         self._lock = threading.Lock()
+        self._waits = Histogram(
+            "backbeat_rate_limit_wait_seconds",
+            "How long rate limits held jobs back (until their bucket allowed a start).",
+            ["limiter"],
+            buckets=WAIT_BUCKETS,
+        )
+        self._breaches = Counter("backbeat_sla_breaches_total", "SLA breaches opened (by the schedulers).")
 
     def _for(self, queue: str, task: str) -> _Series:
         series = self._series.get((queue, task))
@@ -128,6 +150,12 @@ class PrometheusJobMetrics:
                 series.cancelled.inc()
         if outcome.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
             series.run_seconds.observe(max(0.0, ended - began))
+
+    def rate_limit_wait(self, limiter: str, seconds: float) -> None:
+        self._waits.labels(limiter).observe(max(0.0, seconds))
+
+    def breach_started(self) -> None:
+        self._breaches.inc()
 
 
 _instance: JobMetrics | None = None

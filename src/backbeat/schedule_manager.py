@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from backbeat import resque, secrets
 from backbeat.config import Settings, check_queue_name
-from backbeat.errors import ConfigError, EnqueueError, ScheduleError, ScheduleNotFound
-from backbeat.schedules import check_spec, first_timing, parse_duration, retimed
+from backbeat.errors import ConfigError, EnqueueError, InvalidTransition, ScheduleError, ScheduleNotFound
+from backbeat.schedules import check_spec, first_timing, parse_duration, plan_run_now, retimed
 from backbeat.secrets import refuse_positional
 from backbeat.serialization import decode_payload, encode_payload
 from backbeat.signing import sign_payload, signed_by_current
@@ -247,6 +247,21 @@ class Schedules:
         await store.decision_append([Decision(key=key, at=now, kind=DecisionKind.RESUMED, detail=detail)])
         return record
 
+    async def arun_now(self, key: str) -> ScheduleRecord:
+        """Run the schedule once now, outside its cadence (its next occurrence stays). The
+        same atomic fire as the scheduler's, so it never overlaps a run in flight; its job
+        counts for the SLA like any run. ``InvalidTransition`` while it is paused or a run is
+        in flight (or another scheduler fired it first: try again)."""
+        store, now = await self._store(), self.app.clock.now()
+        record = await store.schedule_get(key)
+        fire = plan_run_now(record, now, self.rng)
+        if not (await store.schedule_fire([fire], now=now))[0]:
+            raise InvalidTransition(f"schedule {key!r} fired or changed meanwhile: look again and retry")
+        detail = "run now requested: one run outside the cadence; the next occurrence stays"
+        decision = Decision(key=key, at=now, kind=DecisionKind.RUN_NOW, detail=detail, job_id=fire.job.id)
+        await store.decision_append([decision])
+        return await store.schedule_get(key)
+
     async def areseal(self) -> list[str]:
         """Seal every schedule's secret arguments with the current key (after a rotation,
         so that the previous key can be retired) and seal plain values of parameters its
@@ -377,6 +392,9 @@ class Schedules:
 
     def remove(self, key: str) -> bool:
         return self.app.client.sync(self.aremove, key)
+
+    def run_now(self, key: str) -> ScheduleRecord:
+        return self.app.client.sync(self.arun_now, key)
 
     def reseal(self) -> list[str]:
         return self.app.client.sync(self.areseal)

@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from backbeat import cron
 from backbeat.config import MAX_KEY, MAX_SECONDS, check_text
-from backbeat.errors import ScheduleError
+from backbeat.errors import InvalidTransition, ScheduleError
 from backbeat.ids import uuid7
 from backbeat.types import Fire, Misfire, NewJob, ScheduleKind, ScheduleMode, ScheduleRecord, ScheduleSpec
 
@@ -165,8 +165,46 @@ def plan_fire(record: ScheduleRecord, now: float, rng: random.Random, *, deadlin
             next_tick = _after(spec, now)
         next_at = next_tick + _jitter(spec, rng)
         pending = 0.0
+    return Fire(
+        key=spec.key,
+        expected_next_at=record.next_at,
+        job=_run_job(record, fire_at, now, deadline_dispatch),
+        next_tick=next_tick,
+        next_at=next_at,
+        pending_jitter=pending,
+        skipped=skipped,
+    )
+
+
+def plan_run_now(record: ScheduleRecord, now: float, rng: random.Random, *, deadline_dispatch: bool = True) -> Fire:
+    """A run of the schedule now, outside its cadence ("run now" in the dashboard): one
+    more occurrence (``fire_at = now``) through the same atomic ``schedule_fire``, so it
+    never overlaps a run in flight and counts for the SLA like any run. Its next
+    occurrence stays where it is (a delay-mode schedule re-arms when this run ends, as
+    after any run). ``InvalidTransition`` when it cannot run now: paused or a run in flight."""
+    spec = record.timing
+    if record.paused:
+        raise InvalidTransition(f"schedule {record.key!r} is paused: resume it to run it")
+    if record.in_flight is not None or record.next_at is None:
+        raise InvalidTransition(
+            f"schedule {record.key!r} has a run in flight (job {record.in_flight}): wait for it to end"
+        )
+    delay = spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY
+    return Fire(
+        key=spec.key,
+        expected_next_at=record.next_at,
+        job=_run_job(record, now, now, deadline_dispatch),
+        next_tick=None if delay else record.next_tick,
+        next_at=None if delay else record.next_at,
+        pending_jitter=_jitter(spec, rng) if delay else 0.0,
+    )
+
+
+def _run_job(record: ScheduleRecord, fire_at: float, now: float, deadline_dispatch: bool) -> NewJob:
+    """The job of one run of ``record`` (occurrence ``fire_at``), due ``now``."""
+    spec = record.timing
     deadline = record.deadline_at if spec.sla is not None and deadline_dispatch else None
-    job = NewJob(
+    return NewJob(
         id=uuid7(),
         task=spec.task,
         queue=spec.queue,
@@ -180,15 +218,6 @@ def plan_fire(record: ScheduleRecord, now: float, rng: random.Random, *, deadlin
         deadline=deadline,
         # deadline dispatch: the job runs in order of when its schedule must have run by
         order_at=None if deadline is None else deadline - (record.run_time or 0.0),
-    )
-    return Fire(
-        key=spec.key,
-        expected_next_at=record.next_at,
-        job=job,
-        next_tick=next_tick,
-        next_at=next_at,
-        pending_jitter=pending,
-        skipped=skipped,
     )
 
 

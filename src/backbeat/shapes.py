@@ -192,6 +192,21 @@ def schedule(record: ScheduleRecord) -> dict[str, Any]:
     }
 
 
+def run_now(key: str, record: ScheduleRecord) -> dict[str, Any]:
+    """What ``schedules run`` (run now) did: the job it queued (the run in flight)."""
+    return {"key": key, "job_id": record.in_flight}
+
+
+def schedule_paused(key: str, paused: bool) -> dict[str, Any]:
+    """The result of ``schedules pause|resume`` (one element of the CLI's list)."""
+    return {"key": key, "paused": paused}
+
+
+def schedule_removed(key: str, removed: bool) -> dict[str, Any]:
+    """The result of ``schedules remove``: False when there was no such schedule."""
+    return {"key": key, "removed": removed}
+
+
 def job_action(job_id: str, state: JobState) -> dict[str, Any]:
     """What a retry or cancel left the job as (``jobs retry|cancel --json``, ``POST /api/jobs/{id}/...``)."""
     return {"id": job_id, "state": state.value}

@@ -441,6 +441,26 @@ class ScheduleFilter:
     limit: int = 100
 
 
+@dataclass(frozen=True, kw_only=True, slots=True, order=True)
+class ScheduleRank:
+    """A schedule's place in the worst-first order (``Store.schedule_worst``), and the keyset
+    cursor of its pages: compare ranks as tuples ``(group, deadline_at, key)``.
+
+    Groups: 0 = an SLA and not paused (by ``deadline_at``: the most overdue first), 1 = an
+    SLA and paused (same), 2 = no SLA (by key; ``deadline_at`` is 0)."""
+
+    group: int
+    deadline_at: float
+    key: str
+
+    @classmethod
+    def of(cls, record: ScheduleRecord) -> ScheduleRank:
+        if record.spec.sla is None:
+            return cls(group=2, deadline_at=0.0, key=record.key)
+        deadline = record.deadline_at if record.deadline_at is not None else float("inf")
+        return cls(group=1 if record.paused else 0, deadline_at=deadline, key=record.key)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Breach:
     """A span during which a schedule's staleness exceeded its SLA."""
@@ -488,6 +508,8 @@ class DecisionKind(StrEnum):
     REPAIRED = "repaired"
     BREACH_STARTED = "breach_started"
     BREACH_ENDED = "breach_ended"
+    RUN_NOW = "run_now"
+    """Someone asked for a run outside the cadence (``app.schedules.run_now``, the dashboard)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -10,6 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from backbeat import App, Client
+from backbeat.clock import ManualClock
 from backbeat.testing import run_until_idle
 from backbeat.types import ClaimRequest, JobState, TaskInfo, WorkerInfo
 from backbeat.web import create_app
@@ -89,8 +90,30 @@ def populate(url: str) -> Store:
     app.client.sync(arrange)
     for state in ("succeeded", "dead", "queued", "scheduled", "cancelled", "running"):
         assert app.job(ids[state]).status() is JobState(state), state
+    add_schedules(app)
     app.close()
     return Store(url=url, ids=ids, worker_id=worker_id)
+
+
+BREACHED = "twitter:breached"
+SCHEDULES = [BREACHED, "twitter:closest", "twitter:fine", "echo:xss", "paused:sla", "nightly-report"]
+"""``add_schedules``' keys, worst first."""
+
+
+def add_schedules(app: App) -> None:
+    """Schedules in every SLA state, none fired (no job is added): one in breach (created an
+    hour ago, SLA 30 s), two within their SLA, a paused one, one whose argument is a script
+    tag, and a cron schedule without an SLA."""
+    past = App(app.settings.url, clock=ManualClock(app.clock.now() - 3600))
+    past.task(name="demo.ok")(lambda n: n)
+    past.every(20, "demo.ok", key=BREACHED, kwargs={"n": 7}, sla=30)
+    past.close()
+    app.every(20, "demo.ok", key="twitter:closest", kwargs={"n": 8}, sla=600)
+    app.every(60, "demo.ok", key="twitter:fine", kwargs={"n": 9}, sla=3600, max_every=300)
+    app.every(60, "demo.ok", key="paused:sla", kwargs={"n": 10}, sla=5)
+    app.schedules.pause("paused:sla")
+    app.every(3600, "demo.echo", key="echo:xss", kwargs={"text": XSS}, sla=7200, description=XSS)
+    app.cron("0 3 * * *", "demo.report", key="nightly-report", kwargs={"n": 11})
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from backbeat import Client
 from backbeat.types import EventState
-from tests.web.conftest import Store
+from tests.web.conftest import Store, login
 
 
 def event(n: int, **changes: Any) -> dict[str, Any]:
@@ -79,3 +79,22 @@ def test_replay_of_a_dead_event_and_409_for_another(api: TestClient) -> None:
     assert response.json()["state"] == "pending"
     assert api.post(f"/api/events/{dead['id']}/replay").status_code == 409
     assert api.post("/api/events/nope/replay").status_code == 404
+
+
+def test_events_page_shows_the_reason_and_replays(api: TestClient, web: TestClient, store: Store) -> None:
+    api.post("/api/events", json=event(1, payload=[]))  # a payload must be an object: dead
+    api.post("/api/events", json=event(2, payload={"note": "<script>alert(1)</script>"}))
+    [dead] = api.get("/api/events", params={"state": "dead"}).json()
+    login(web)
+    page = web.get("/events").text
+    assert dead["id"] in page and "ev-2" in page
+    assert "payload" in page and "<script>alert" not in page
+    assert "&lt;script&gt;" in web.get("/events/ev-2").text
+    assert web.get("/events?state=dead").text.count('data-event="') == 1
+    action = f"/events/{dead['id']}/replay"
+    detail = web.get(f"/events/{dead['id']}").text
+    csrf = detail.split(f'action="{action}"', 1)[1].split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    response = web.post(action, data={"csrf": csrf, "next": "/events"}, follow_redirects=False)
+    assert response.status_code == 303
+    assert state_of(store, dead["id"]) is EventState.PENDING
+    assert web.get("/events?state=lost").status_code == 400

@@ -13,11 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from backbeat import App, Client, ManualClock, RateLimited
+from backbeat.runtime.scheduler import Scheduler
 from backbeat.testing import run_until_idle
 from backbeat.web import create_app
 from tests.integration.conftest import eventually
 from tests.web import webapps
-from tests.web.conftest import LOOPBACK, TOKEN
+from tests.web.conftest import LOOPBACK, TOKEN, Store
 from tests.web.processes import free_port, spawn, stop
 
 
@@ -59,6 +60,46 @@ def test_store_gauges_count_jobs_by_queue_and_state(api: TestClient) -> None:
     assert value(found, "backbeat_store_up") == 1
 
 
+def test_sla_gauges_and_a_staleness_histogram_without_a_series_per_key(api: TestClient, store: Store) -> None:
+    client = store.client()
+
+    async def check() -> None:  # what a running scheduler does: open the breach on time
+        await (await client.astore()).sla_check(now=client.clock.now())
+
+    client.sync(check)
+    client.close()
+    families = {f.name: f for f in text_string_to_metric_families(api.get("/metrics").text)}
+    found = samples(api.get("/metrics").text)
+    assert value(found, "backbeat_sla_schedules", status="breach") == 1
+    assert value(found, "backbeat_sla_schedules", status="paused") == 1
+    assert value(found, "backbeat_sla_schedules", status="ok") == 3
+    ratio = value(found, "backbeat_sla_compliance_ratio")
+    assert ratio is not None and 0 < ratio < 1  # the breached schedule has been late for most of an hour
+    staleness = families["backbeat_schedule_staleness_seconds"]
+    assert staleness.type == "histogram"
+    assert {frozenset(s.labels) - {"le"} for s in staleness.samples} == {frozenset()}  # no key, no task
+    active = value(found, "backbeat_schedule_staleness_seconds_count")
+    assert active == 4  # the paused one is left out
+    assert value(found, "backbeat_schedule_staleness_seconds_bucket", le="60.0") == 3  # made just now
+    assert value(found, "backbeat_schedule_staleness_seconds_bucket", le="1800.0") == 3
+    assert value(found, "backbeat_schedule_staleness_seconds_bucket", le="+Inf") == 4
+
+
+def test_breaches_and_rate_limit_waits_are_counted_where_they_happen() -> None:
+    clock = ManualClock()
+    app = App("memory://metrics-sla", clock=clock)
+
+    @app.task(name="m.poll")
+    def poll() -> None: ...
+
+    breaches = REGISTRY.get_sample_value("backbeat_sla_breaches_total") or 0.0
+    app.every(20, poll, key="m:poll", sla=30)
+    clock.advance(31)
+    app.client.sync(lambda: Scheduler(app).watch_sla(app.client.sync(app.client.astore)))
+    assert (REGISTRY.get_sample_value("backbeat_sla_breaches_total") or 0.0) - breaches == 1
+    app.close()
+
+
 def test_counters_and_histograms_in_process() -> None:
     app = App("memory://metrics-in-process", clock=ManualClock())
     calls = {"limited": 0}
@@ -82,6 +123,8 @@ def test_counters_and_histograms_in_process() -> None:
     names = ("enqueued_total", "succeeded_total", "failed_total", "retried_total", "dead_total", "rate_limited_total")
     before = {(n, t): get(f"backbeat_jobs_{n}", t) for n in names for t in ("m.ok", "m.flaky", "m.limited")}
     runs_before = get("backbeat_job_run_seconds_count", "m.ok")
+    waits_before = REGISTRY.get_sample_value("backbeat_rate_limit_wait_seconds_count", {"limiter": "task:m.limited"})
+    waits_before = waits_before or 0.0
     ok.enqueue(), ok.enqueue(), flaky.enqueue(), limited.enqueue()
     run_until_idle(app, advance=True)
     delta = {key: get(f"backbeat_jobs_{key[0]}", key[1]) - was for key, was in before.items()}
@@ -92,6 +135,9 @@ def test_counters_and_histograms_in_process() -> None:
     assert delta[("succeeded_total", "m.limited")] == 1
     assert get("backbeat_job_run_seconds_count", "m.ok") - runs_before == 2
     assert get("backbeat_job_pickup_latency_seconds_count", "m.flaky") >= 2
+    waits = {"limiter": "task:m.limited"}
+    assert (REGISTRY.get_sample_value("backbeat_rate_limit_wait_seconds_count", waits) or 0) - waits_before == 1
+    assert (REGISTRY.get_sample_value("backbeat_rate_limit_wait_seconds_bucket", waits | {"le": "5.0"}) or 0) >= 1
     app.close()
 
 

@@ -116,10 +116,13 @@ def render_schedules(rows: list[dict[str, Any]]) -> None:
             timing += f" (up to {r['max_every']:g}s)"
         state = "paused" if r["paused"] else "running" if r["in_flight"] else "waiting"
         sla = "" if r["sla"] is None else f"{r['sla']:g}s"
+        if r.get("sla_report"):  # --worst rows: where each stands
+            report = r["sla_report"]
+            sla += f" {report['status']}, stale {report['staleness']:.0f}s, {_pct(report['compliance'])}"
         last = f"{r['last_state']} {r['last_finished_at']}" if r["last_state"] else ""
         table.add_row(t(r["key"]), t(r["task"]), t(timing), sla, state, r["next_at"] or "", last)
     console.print(table)
-    if rows:
+    if rows and "sla_report" not in rows[0]:
         console.print(f"next page: --after {rows[-1]['key']}", style="dim")
 
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
 import click
 
-from backbeat import shapes
+from backbeat import reports, shapes
 from backbeat.app import App
 from backbeat.cli.loader import app_for
 from backbeat.cli.main import cli, json_option, print_json, run_closing, url_option
 from backbeat.errors import TaskNotFound
 from backbeat.schedule_manager import SyncReport
 from backbeat.serialization import parse_json_array, parse_json_object
+from backbeat.shapes import run_now as run_now_shape
 from backbeat.types import ScheduleOrigin, ScheduleRecord
 
 
@@ -35,14 +37,34 @@ def schedules() -> None:
 @schedules.command("list")
 @click.option("--search", default=None, help="Only keys or task names containing this.")
 @click.option("--origin", type=click.Choice([o.value for o in ScheduleOrigin]), default=None)
-@click.option("--after", default=None, metavar="KEY", help="Next page: the last key of the previous one.")
+@click.option(
+    "--after",
+    default=None,
+    metavar="KEY|CURSOR",
+    help="Next page: the last key of the previous one (with --worst: the cursor it printed).",
+)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option(
+    "--worst",
+    is_flag=True,
+    help="Worst first (SLA breaches, then closest to breach, paused, no SLA) with state, staleness and "
+    "SLA compliance: the dashboard's rows (GET /api/schedules).",
+)
 @url_option
 @json_option
 def schedules_list(
-    search: str | None, origin: str | None, after: str | None, limit: int, url: str | None, as_json: bool
+    search: str | None,
+    origin: str | None,
+    after: str | None,
+    limit: int,
+    worst: bool,
+    url: str | None,
+    as_json: bool,
 ) -> None:
-    """Schedules by key."""
+    """Schedules by key (or --worst first)."""
+    if worst:
+        _list_worst(search, origin, after, limit, url, as_json)
+        return
     app = app_for(None, url)
     records = run_closing(
         app,
@@ -57,6 +79,35 @@ def schedules_list(
         from backbeat.cli.render import render_schedules
 
         render_schedules(rows)
+
+
+def _list_worst(
+    search: str | None, origin: str | None, after: str | None, limit: int, url: str | None, as_json: bool
+) -> None:
+    if origin is not None:
+        raise click.UsageError("--worst lists every origin: drop --origin")
+    try:
+        cursor = None if after is None else reports.parse_cursor(after)
+    except ValueError:
+        raise click.BadParameter(
+            "with --worst, pass the cursor the previous page printed", param_hint="--after"
+        ) from None
+
+    async def read(a: App) -> tuple[list[dict[str, Any]], str | None]:
+        store = await a.client.astore()
+        return await reports.worst_rows(store, now=a.clock.now(), after=cursor, search=search, limit=limit)
+
+    rows, next_cursor = run_closing(app_for(None, url), read)
+    if as_json:
+        print_json(rows)
+        if next_cursor is not None:
+            click.echo(f"next page: --after {next_cursor}", err=True)
+        return
+    from backbeat.cli.render import render_schedules
+
+    render_schedules(rows)
+    if next_cursor is not None:
+        click.echo(f"next page: --worst --after {shlex.quote(next_cursor)}")
 
 
 async def _known_task(app: App, task: str, force: bool) -> None:
@@ -209,6 +260,8 @@ def _act(action: str, keys: tuple[str, ...], url: str | None, as_json: bool) -> 
         for key in keys:
             if action == "remove":
                 out.append({"key": key, "removed": await a.schedules.aremove(key)})
+            elif action == "run":
+                out.append(run_now_shape(key, await a.schedules.arun_now(key)))
             else:
                 method = a.schedules.apause if action == "pause" else a.schedules.aresume
                 out.append({"key": key, "paused": (await method(key)).paused})
@@ -221,6 +274,8 @@ def _act(action: str, keys: tuple[str, ...], url: str | None, as_json: bool) -> 
     for r in results:
         if "removed" in r:
             click.echo(f"{r['key']}: {'removed' if r['removed'] else 'no such schedule'}")
+        elif "job_id" in r:
+            click.echo(f"{r['key']}: job {r['job_id']} queued")
         else:
             click.echo(f"{r['key']}: {'paused' if r['paused'] else 'resumed'}")
 
@@ -250,6 +305,16 @@ def schedules_resume(keys: tuple[str, ...], url: str | None, as_json: bool) -> N
 def schedules_remove(keys: tuple[str, ...], url: str | None, as_json: bool) -> None:
     """Delete these schedules (a run in flight finishes)."""
     _act("remove", keys, url, as_json)
+
+
+@schedules.command("run")
+@click.argument("keys", nargs=-1, required=True)
+@url_option
+@json_option
+def schedules_run(keys: tuple[str, ...], url: str | None, as_json: bool) -> None:
+    """Run these schedules once now, outside their cadence (their next occurrences stay);
+    refused while one is paused or has a run in flight."""
+    _act("run", keys, url, as_json)
 
 
 @schedules.command("load")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from backbeat.clock import correct
 from backbeat.config import SchedulerSettings
 from backbeat.errors import StoreError
+from backbeat.metrics import job_metrics
 from backbeat.schedules import plan_fire
 from backbeat.sla import SlaEvent
 from backbeat.store.base import Store
@@ -105,6 +106,8 @@ class Scheduler:
         """Open breaches that are due (alerting on them) and announce breaches that ended."""
         now = self.clock.now()
         events = [SlaEvent(kind="started", breach=b, at=now) for b in await store.sla_check(now=now)]
+        for _ in events:
+            job_metrics().breach_started()
         events += [SlaEvent(kind="ended", breach=b, at=now) for b in await store.sla_ended()]
         if not events:
             return

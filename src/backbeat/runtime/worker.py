@@ -328,6 +328,7 @@ class Worker:
                 self.rate_limited += 1
                 self._ack(JobOutcome(lease=self.held[job.id], outcome=Outcome.SNOOZED, retry_at=retry_at))
                 self._note_wait(job, now, retry_at, f"rate limit {request.bucket} at its limit")
+                self.metrics.rate_limit_wait(task_limiter(self.app, job.task), retry_at - now)
         return granted
 
     def _note_wait(self, job: JobRecord, now: float, until: float, why: str) -> None:
@@ -364,7 +365,9 @@ class Worker:
             if attempt.bucket is not None:
                 self.blocks.append((attempt.bucket, outcome.retry_at))
             where = f"rate limit {attempt.bucket} blocked" if attempt.bucket else "the task raised RateLimited"
-            self._note_wait(attempt.job, self.clock.now(), outcome.retry_at, f"{where}: the upstream said so")
+            now = self.clock.now()
+            self._note_wait(attempt.job, now, outcome.retry_at, f"{where}: the upstream said so")
+            self.metrics.rate_limit_wait(task_limiter(self.app, attempt.job.task), outcome.retry_at - now)
         self.attempts.pop(attempt.job.id, None)
         self._mean_run += 0.05 * (max(0.0, self.clock.now() - attempt.began) - self._mean_run)
         self.metrics.attempt_ended(attempt.job, outcome, began=attempt.began, ended=self.clock.now())
@@ -583,3 +586,10 @@ async def _quietly(aw: Awaitable[Any]) -> None:
         await aw
     except StoreError as exc:
         log.warning("store call failed: %s", exc)
+
+
+def task_limiter(app: App, task: str) -> str:
+    """The ``limiter`` label of a wait: the task's declared rate limit, else ``task:<name>``."""
+    found = app.tasks.get(task)
+    name = found.limit_name if found is not None else None
+    return name if name is not None else f"task:{task}"

@@ -88,6 +88,7 @@ from backbeat.types import (
     NewJob,
     QueueInfo,
     ScheduleFilter,
+    ScheduleRank,
     ScheduleRecord,
     ScheduleSpec,
     SlaStats,
@@ -287,6 +288,18 @@ class Store(abc.ABC):
     async def schedule_list(self, filter: ScheduleFilter) -> list[ScheduleRecord]:
         """Schedules ordered by key, only keys after ``filter.after``, at most ``limit``;
         ``origin``, ``search`` (substring of key or task) and ``adaptive`` narrow it."""
+
+    @abc.abstractmethod
+    async def schedule_worst(
+        self, *, after: ScheduleRank | None = None, search: str | None = None, limit: int
+    ) -> list[ScheduleRecord]:
+        """Schedules worst first, at most ``limit``: those with an SLA that are not paused
+        (earliest ``deadline_at`` first, then key), then paused ones with an SLA (the same),
+        then those without an SLA (by key) — ``ScheduleRank`` order. Only schedules ranked
+        after ``after`` when given (keyset pagination: pass ``ScheduleRank.of`` the last
+        record of a page); ``search`` keeps those whose key or task contains it. Each group
+        is an index range scan (with ``search``: a scan until ``limit`` match). Ranks move
+        as schedules succeed, so pages are a snapshot per page, not across pages."""
 
     @abc.abstractmethod
     async def schedule_remove(self, key: str) -> bool:

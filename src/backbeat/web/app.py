@@ -3,10 +3,12 @@
 Routes (each module owns its own; a new resource such as schedules adds an ``api/`` and a
 ``pages/`` module and one line in each ``routes()``):
 
-* pages: ``/`` ``/jobs`` ``/jobs/{id}`` ``/queues`` ``/workers`` ``/login``, and the
-  form actions under them (``POST``);
-* API: ``/api/status`` ``/api/throughput`` ``/api/jobs[...]`` ``/api/queues[...]``
-  ``/api/workers`` ``/api/openapi.json``;
+* pages: ``/`` ``/schedules`` ``/schedules/{key}`` ``/jobs`` ``/jobs/{id}`` ``/events``
+  ``/events/{id}`` ``/queues`` ``/workers`` ``/login``, and the form actions under them
+  (``POST``);
+* API: ``/api/status`` ``/api/throughput`` ``/api/sla`` ``/api/schedules[...]``
+  ``/api/jobs[...]`` ``/api/events[...]`` ``/api/queues[...]`` ``/api/workers``
+  ``/api/openapi.json``;
 * ``/metrics`` (Prometheus), ``/healthz``, ``/static/...``.
 """
 
@@ -28,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from backbeat.app import App
 from backbeat.client import Client
 from backbeat.web import api, health, metrics, pages
-from backbeat.web.context import Dashboard
+from backbeat.web.context import Dashboard, app_over
 from backbeat.web.responses import SecurityHeaders, error
 from backbeat.web.security import Guard
 from backbeat.web.settings import DashboardSettings
@@ -81,12 +83,11 @@ def create_app(
         poll_seconds=poll_seconds,
     )
     if isinstance(target, App):
-        client, owned = target.client, False
-    elif isinstance(target, Client):
-        client, owned = target, False
+        client, owned, app_ = target.client, False, target
     else:
-        client, owned = Client(target), True
-    state = Dashboard(client=client, settings=settings, guard=Guard(settings), owns_client=owned)
+        client, owned = (target, False) if isinstance(target, Client) else (Client(target), True)
+        app_ = app_over(client)
+    state = Dashboard(client=client, app=app_, settings=settings, guard=Guard(settings), owns_client=owned)
     if settings.token is None:
         log.info("no BACKBEAT_TOKEN: the dashboard serves reads to this machine only and refuses every write")
 

@@ -1,4 +1,4 @@
-"""The ``queue`` path convertor: a queue name may hold any character but "," and NUL,
+"""Path convertors. ``queue``: a queue name may hold any character but "," and NUL,
 "/" and newlines included (Starlette's ``path`` convertor stops at a newline). It matches
 any non-empty name, so a bad one gets the 400 that names the problem, not a bare 404."""
 
@@ -20,3 +20,18 @@ class QueueName(Convertor[str]):
 QUEUE = "queue"
 """Use as ``{name:queue}`` in a route path; importing this module registers it."""
 register_url_convertor(QUEUE, QueueName())
+
+
+ACTIONS = ("pause", "resume", "run", "every", "remove")
+
+
+class ScheduleKey(QueueName):
+    """A schedule key as the last part of a path: any characters, but not ending in one of
+    the action paths (``/pause`` ...), so ``DELETE /api/schedules/k/pause`` is a 405, not the
+    removal of a schedule named ``k/pause``. Action routes take the key with ``queue``."""
+
+    regex = rf"(?![\s\S]*/(?:{'|'.join(ACTIONS)})$)[\s\S]+"
+
+
+SCHEDULE = "schedule"
+register_url_convertor(SCHEDULE, ScheduleKey())

@@ -13,6 +13,11 @@ name                                   labels           meaning
 ``backbeat_healthy``                   ―                1 while /healthz would answer 200
 ``backbeat_store_up``                  ―                0 when the store could not be read
 ``backbeat_autopilot_desired_workers`` ―                worker processes the autopilot wants (once one runs)
+``backbeat_autopilot_needed_workers``  ―                what the demand needs, before the bounds
+``backbeat_sla_schedules``             status           schedules with an SLA: ``ok``, ``breach``, ``paused``
+``backbeat_sla_compliance_ratio``      ―                share of the last 24 h within SLA (active schedules)
+``backbeat_sla_breach_seconds``        ―                seconds of breach in the last 24 h, summed
+``backbeat_schedule_staleness_seconds`` ―               histogram over the (10,000 worst) active SLA schedules
 =====================================  ===============  ==========================================
 
 The worker-side counters and histograms (``backbeat.metrics``) come from this process's
@@ -20,8 +25,9 @@ registry, or, when ``metrics_dir`` names a prometheus-client multiprocess direct
 (``PROMETHEUS_MULTIPROC_DIR`` shared with ``backbeat run`` on this machine), from the sum
 over every process that writes there.
 
-Room for what comes next, with the same rule of bounded labels (never a schedule key or a
-job id): SLA compliance and staleness per task, rate-limit waits per limiter name.
+Labels stay bounded: never a schedule key or a job id. The scheduler counts
+``backbeat_sla_breaches_total`` and workers ``backbeat_rate_limit_wait_seconds{limiter}``
+(``backbeat.metrics``).
 """
 
 from __future__ import annotations
@@ -32,21 +38,27 @@ import os
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from backbeat import sla as sla_math
 from backbeat.autopilot import PUBLISHED
 from backbeat.errors import BackbeatError, StoreError
+from backbeat.reports import SLA_WINDOW
 from backbeat.shapes import STATES
-from backbeat.types import JobCount, QueueInfo, StateValue, WorkerInfo
+from backbeat.types import JobCount, QueueInfo, ScheduleRecord, SlaStats, StateValue, WorkerInfo
 from backbeat.web.api.common import api_error
 from backbeat.web.context import Dashboard, dashboard
 
 log = logging.getLogger("backbeat.web")
+STALENESS_SAMPLE = 10_000
+"""Most schedules (the worst) read for the staleness histogram at one scrape."""
+STALENESS_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
 
 
 class _Families(Collector):
@@ -91,16 +103,56 @@ def store_families(
 def autopilot_families(published: StateValue | None) -> list[Metric]:
     if published is None:
         return []
-    desired = json.loads(published.value).get("desired_workers")
-    if not isinstance(desired, int):
-        return []
-    return [
-        GaugeMetricFamily(
-            "backbeat_autopilot_desired_workers",
-            "Worker processes the autopilot wants now (scale replicas to it).",
-            value=desired,
+    document = json.loads(published.value)
+    out: list[Metric] = []
+    for name, key, doc in (
+        ("backbeat_autopilot_desired_workers", "desired_workers", "Worker processes the autopilot wants now "
+         "(scale replicas to it; compare backbeat_workers{status=\"alive\"})."),
+        ("backbeat_autopilot_needed_workers", "needed_workers", "Worker processes the demand needs, before bounds."),
+    ):  # fmt: skip
+        if isinstance(document.get(key), int):
+            out.append(GaugeMetricFamily(name, doc, value=document[key]))
+    return out
+
+
+def sla_families(stats: SlaStats, worst: list[ScheduleRecord], *, now: float, window: float) -> list[Metric]:
+    """SLA gauges over every schedule with an SLA, and the staleness histogram over the
+    active ones among ``worst`` (at most ``STALENESS_SAMPLE``: one scrape must stay cheap
+    with a million schedules). One series per bucket, never one per schedule key."""
+    by_status = GaugeMetricFamily("backbeat_sla_schedules", "Schedules with an SLA, by status now.", labels=["status"])
+    by_status.add_metric(["ok"], stats.schedules - stats.paused - stats.breached)
+    by_status.add_metric(["breach"], stats.breached)
+    by_status.add_metric(["paused"], stats.paused)
+    families: list[Metric] = [by_status]
+    ratio = sla_math.overall(stats.schedules, stats.paused, stats.breach_seconds, window)
+    if ratio is not None:
+        families.append(
+            GaugeMetricFamily(
+                "backbeat_sla_compliance_ratio",
+                f"Share of the last {window / 3600:g} h active SLA schedules spent within their SLA (0..1).",
+                value=ratio,
+            )
         )
-    ]
+    families.append(
+        GaugeMetricFamily(
+            "backbeat_sla_breach_seconds",
+            f"Seconds of breach in the last {window / 3600:g} h, summed over schedules.",
+            value=stats.breach_seconds,
+        )
+    )
+    stale = [sla_math.staleness(r, now) for r in worst if not r.paused]
+    buckets = [(floatToGoString(b), sum(1 for v in stale if v <= b)) for b in STALENESS_BUCKETS]  # type: ignore[no-untyped-call]  # untyped upstream
+    buckets.append(("+Inf", len(stale)))
+    families.append(
+        HistogramMetricFamily(
+            "backbeat_schedule_staleness_seconds",
+            f"Staleness (seconds since the last success) of active SLA schedules, the {STALENESS_SAMPLE:,} "
+            "worst at most.",
+            buckets=buckets,
+            sum_value=sum(stale),
+        )
+    )
+    return families
 
 
 async def _store_text(d: Dashboard) -> bytes:
@@ -115,6 +167,10 @@ async def _store_text(d: Dashboard) -> bytes:
             stale_after=d.stale_after,
         )
         families += autopilot_families(await store.state_get(PUBLISHED))
+        now = d.now()
+        stats = await store.sla_stats(now=now, since=now - SLA_WINDOW)
+        worst = await store.sla_list(limit=STALENESS_SAMPLE) if stats.schedules else []
+        families += sla_families(stats, worst, now=now, window=SLA_WINDOW)
         up = 1
     except StoreError as exc:
         log.warning("metrics: the store could not be read: %s", exc)

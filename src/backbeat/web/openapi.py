@@ -173,8 +173,8 @@ ERRORS = {
     "400": "A parameter or body is invalid (the message names it).",
     "401": "BACKBEAT_TOKEN is configured and the request carries no valid bearer token.",
     "403": "Refused: read-only mode, writes without a configured token, or reads from off-host without one.",
-    "404": "No such job (it may have been pruned after its retention).",
-    "409": "The job or event is not in a state that allows this (e.g. retrying a running job).",
+    "404": "No such job, event or schedule (jobs and events may have been pruned after their retention).",
+    "409": "The job, event or schedule is not in a state that allows this (e.g. retrying a running job).",
     "413": "The body is over the size limit (the message names it).",
     "503": "The store cannot be reached.",
 }
@@ -407,17 +407,19 @@ def _paths() -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
+    from backbeat.web import openapi_schedules  # it builds on this module's helpers
+
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "backbeat",
             "version": __version__,
-            "description": "Jobs, queues and workers of a backbeat store. Every write needs "
+            "description": "Jobs, schedules, SLAs, events, queues and workers of a backbeat store. Every write needs "
             "`Authorization: Bearer <BACKBEAT_TOKEN>`; reads need it too once a token is configured.",
         },
-        "paths": _paths(),
+        "paths": _paths() | openapi_schedules.PATHS,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": SCHEMAS | openapi_schedules.SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}, {}],

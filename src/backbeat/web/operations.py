@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from backbeat import shapes
+from backbeat import reports, shapes
 from backbeat.autopilot import PUBLISHED
 from backbeat.errors import InvalidTransition, JobNotFound
-from backbeat.types import JobFilter, JobState
+from backbeat.types import EventFilter, JobCount, JobFilter, JobState, ScheduleKind, ScheduleRank
 from backbeat.web.context import Dashboard
 
 STATUS_WINDOW = 60.0
@@ -21,6 +21,8 @@ STATUS_WINDOW = 60.0
 MAX_BUCKETS = 120
 MAX_MINUTES = 24 * 60
 BULK_PAGE = 200
+EXPLAIN_LIMIT = 100
+"""Timeline entries a schedule's page shows (``backbeat explain --limit``)."""
 
 
 async def list_jobs(d: Dashboard, flt: JobFilter) -> list[dict[str, Any]]:
@@ -64,9 +66,11 @@ async def retry_dead(d: Dashboard, *, queue: str | None, task: str | None, limit
     return done
 
 
-async def queues(d: Dashboard) -> list[dict[str, Any]]:
+async def queues(d: Dashboard, counts: list[JobCount] | None = None) -> list[dict[str, Any]]:
+    """Every queue with its counts (``counts``: a ``job_counts`` read already, which reads
+    every job: a page reads it once)."""
     store = await d.store()
-    return shapes.queues(await store.queue_list(), await store.job_counts())
+    return shapes.queues(await store.queue_list(), counts if counts is not None else await store.job_counts())
 
 
 async def pause_queue(d: Dashboard, name: str) -> dict[str, Any]:
@@ -92,11 +96,11 @@ async def workers(d: Dashboard) -> list[dict[str, Any]]:
     return [shapes.worker(w, now=now, stale_after=d.stale_after) for w in await store.worker_list()]
 
 
-async def status(d: Dashboard) -> dict[str, Any]:
+async def status(d: Dashboard, counts: list[JobCount] | None = None) -> dict[str, Any]:
     store = await d.store()
     now = d.now()
     return shapes.status(
-        await store.job_counts(),
+        counts if counts is not None else await store.job_counts(),
         await store.worker_list(),
         await store.task_list(),
         await store.job_finished_since(now - STATUS_WINDOW),
@@ -122,6 +126,78 @@ async def health(d: Dashboard) -> dict[str, Any]:
     return shapes.health(await store.worker_list(), now=d.now(), stale_after=d.stale_after)
 
 
+async def queue_names(d: Dashboard) -> list[str]:
+    """Every queue's name (no counts: counting reads every job, too slow for a filter form)."""
+    store = await d.store()
+    return [q.name for q in await store.queue_list()]
+
+
 async def task_names(d: Dashboard) -> list[str]:
     store = await d.store()
     return [t.name for t in await store.task_list()]
+
+
+# -- schedules: read through backbeat.reports, changed through app.schedules ------------
+
+
+async def list_schedules(
+    d: Dashboard, *, after: ScheduleRank | None, search: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Worst first (``backbeat schedules list --worst``); the next page's cursor."""
+    return await reports.worst_rows(await d.store(), now=d.now(), after=after, search=search, limit=limit)
+
+
+async def explain_schedule(d: Dashboard, key: str, *, limit: int = EXPLAIN_LIMIT) -> dict[str, Any]:
+    """``backbeat explain KEY``: the schedule's row and its timeline, newest first."""
+    return await reports.explain_data(d.client, key, limit)
+
+
+async def pause_schedule(d: Dashboard, key: str) -> dict[str, Any]:
+    return shapes.schedule_paused(key, (await d.app.schedules.apause(key)).paused)
+
+
+async def resume_schedule(d: Dashboard, key: str) -> dict[str, Any]:
+    return shapes.schedule_paused(key, (await d.app.schedules.aresume(key)).paused)
+
+
+async def remove_schedule(d: Dashboard, key: str) -> dict[str, Any]:
+    return shapes.schedule_removed(key, await d.app.schedules.aremove(key))
+
+
+async def run_schedule(d: Dashboard, key: str) -> dict[str, Any]:
+    return shapes.run_now(key, await d.app.schedules.arun_now(key))
+
+
+async def set_interval(d: Dashboard, key: str, every: float | str) -> dict[str, Any]:
+    """``backbeat schedules update KEY --every ...``: the schedule as it is now. A cron
+    schedule is refused (the CLI's ``update --every`` would turn it into an every-schedule:
+    not what an interval field should do)."""
+    record = await d.app.schedules.aget(key)
+    if record.spec.kind is not ScheduleKind.EVERY:
+        raise InvalidTransition(f"schedule {key!r} runs on cron {record.spec.cron!r}: it has no interval to change")
+    return shapes.schedule(await d.app.schedules.aupdate(key, every=every))
+
+
+async def sla(d: Dashboard, *, limit: int) -> dict[str, Any]:
+    """``backbeat sla --json``: the summary over the last 24 h and the ``limit`` worst SLA schedules."""
+    return await reports.sla_data(d.client, reports.SLA_WINDOW, limit)
+
+
+# -- events ----------------------------------------------------------------------------
+
+
+async def list_events(d: Dashboard, flt: EventFilter) -> list[dict[str, Any]]:
+    """``backbeat events list --json``: newest first, a keyset page."""
+    store = await d.store()
+    return [shapes.event(e) for e in await store.event_list(flt)]
+
+
+async def get_event(d: Dashboard, event_id: str) -> dict[str, Any]:
+    store = await d.store()
+    return shapes.event(await store.event_get(event_id))
+
+
+async def replay_event(d: Dashboard, event_id: str) -> dict[str, Any]:
+    """``backbeat events replay ID --json`` (one element): the event, pending again."""
+    store = await d.store()
+    return shapes.event(await store.event_replay(event_id))

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from backbeat.config import check_queue_name
+from backbeat import reports
+from backbeat.config import MAX_SECONDS, check_queue_name
 from backbeat.errors import ConfigError
-from backbeat.types import EventFilter, EventState, JobFilter, JobState
+from backbeat.types import EventFilter, EventState, JobFilter, JobState, ScheduleRank
 from backbeat.web.errors import BadRequest
 from backbeat.web.settings import MAX_BULK, MAX_PAGE
 
@@ -109,3 +110,32 @@ def _bulk_limit(body: dict[str, Any]) -> int:
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_BULK:
         raise BadRequest(f"limit must be an integer from 1 to {MAX_BULK}, got {limit!r}")
     return limit
+
+
+def schedule_page(params: Mapping[str, str]) -> tuple[ScheduleRank | None, str | None, int]:
+    """``after`` (the cursor a page's ``Link`` names), ``search``, ``limit`` of ``/api/schedules``."""
+    raw = text(params, "after")
+    try:
+        after = None if raw is None else reports.parse_cursor(raw)
+    except ValueError:
+        raise BadRequest(f"after must be the cursor a page's Link header names, got {raw!r}") from None
+    return after, text(params, "search"), integer(params, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
+
+
+def every(value: Any) -> float | str:
+    """An interval as given (seconds, or text such as ``"5m"``); ``app.schedules`` validates it."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise BadRequest(f'every must be seconds or a duration such as "5m", got {value!r}')
+    if isinstance(value, str) and ("\x00" in value or not value.strip()):
+        raise BadRequest(f'every must be seconds or a duration such as "5m", got {value!r}')
+    return value
+
+
+def interval_body(body: Any) -> float:
+    """``{"every": 60}`` of ``POST /api/schedules/{key}/every``: seconds, a number."""
+    value = body.get("every") if isinstance(body, dict) and set(body) == {"every"} else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_SECONDS:
+        raise BadRequest(
+            f'the body must be a JSON object such as {{"every": 60}}: seconds, > 0 and at most {MAX_SECONDS:g}'
+        )
+    return float(value)

@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from starlette.requests import Request
 
@@ -119,8 +119,10 @@ class Guard:
         return nonce if -CLOCK_SKEW <= age <= self.session_seconds else None
 
     def csrf_token(self, nonce: str, action: str) -> str:
+        """For the form posting to ``action``: a path as a page writes it (percent-encoded)
+        or as a request carries it (decoded); both give the same token."""
         assert self._key is not None
-        return _mac(self._key, "csrf", nonce, action)
+        return _mac(self._key, "csrf", nonce, quote(unquote(action), safe="/"))
 
     def sign(self, text: str) -> str:
         """``text`` with a mac, for the flash cookie (a sibling subdomain can set cookies)."""

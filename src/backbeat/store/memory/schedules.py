@@ -23,6 +23,7 @@ from backbeat.types import (
     ScheduleFilter,
     ScheduleKind,
     ScheduleMode,
+    ScheduleRank,
     ScheduleRecord,
     ScheduleSpec,
     SlaStats,
@@ -93,6 +94,18 @@ class ScheduleMethods(MemoryState):
                 and (not filter.adaptive or r.spec.max_every is not None)
             ]
         return heapq.nsmallest(filter.limit, found, key=lambda r: r.key)
+
+    async def schedule_worst(
+        self, *, after: ScheduleRank | None = None, search: str | None = None, limit: int
+    ) -> list[ScheduleRecord]:
+        with self._lock:
+            ranked = [(ScheduleRank.of(r), r) for r in self._schedules.values()]
+        found = [
+            (rank, r)
+            for rank, r in ranked
+            if (after is None or rank > after) and (search is None or search in r.key or search in r.spec.task)
+        ]
+        return [r for _, r in heapq.nsmallest(limit, found, key=lambda pair: pair[0])]
 
     async def schedule_remove(self, key: str) -> bool:
         with self._lock:

@@ -27,6 +27,7 @@ from backbeat.types import (
     IntervalChange,
     JobState,
     ScheduleFilter,
+    ScheduleRank,
     ScheduleRecord,
     ScheduleSpec,
     SlaStats,
@@ -53,6 +54,10 @@ def _wanted(record: ScheduleRecord, flt: ScheduleFilter) -> bool:
         and (flt.search is None or flt.search in record.key or flt.search in record.spec.task)
         and (not flt.adaptive or record.spec.max_every is not None)
     )
+
+
+def _found_by(record: ScheduleRecord, search: str | None) -> bool:
+    return search is None or search in record.key or search in record.spec.task
 
 
 def _fire_item(f: Fire, job: list[Any]) -> list[Any]:
@@ -111,6 +116,51 @@ class ScheduleMethods(RedisBase):
         """The schedules named, in order (those removed meanwhile left out)."""
         rows = await self._hashes([self.keys.schedule(k) for k in keys])
         return [codec.schedule_record(f) for f in rows if f]
+
+    async def schedule_worst(
+        self, *, after: ScheduleRank | None = None, search: str | None = None, limit: int
+    ) -> list[ScheduleRecord]:
+        """The groups in turn: ``P:sla-active`` and ``P:sla-paused`` by rank (score =
+        deadline_at, then member), then ``P:schedules`` by key keeping those without an
+        SLA. Records are re-ranked when read, so one that moved meanwhile is left out
+        rather than shown twice. Not one snapshot: each round trip reads the present."""
+        out: list[ScheduleRecord] = []
+        for group, index in ((0, self.keys.sla_active), (1, self.keys.sla_paused), (2, self.keys.schedules)):
+            if after is not None and group < after.group:
+                continue
+            start = after if after is not None and group == after.group else None
+            out += await self._worst_group(group, index, start, search, limit - len(out))
+            if len(out) >= limit:
+                break
+        return out
+
+    async def _worst_group(
+        self, group: int, index: str, after: ScheduleRank | None, search: str | None, limit: int
+    ) -> list[ScheduleRecord]:
+        position = 0 if after is None else await self._rank_after(group, index, after)
+        page = max(limit, LIST_PAGE) if search is not None or group == 2 else limit
+        out: list[ScheduleRecord] = []
+        while len(out) < limit:
+            keys = cast(list[str], await self._redis_call("zrange", index, position, position + page - 1))
+            for record in await self._schedules(keys):
+                rank = ScheduleRank.of(record)
+                if rank.group == group and (after is None or rank > after) and _found_by(record, search):
+                    out.append(record)
+            if len(keys) < page:
+                break
+            position += page
+        return out[:limit]
+
+    async def _rank_after(self, group: int, index: str, after: ScheduleRank) -> int:
+        """The position in ``index`` just past the cursor: the cursor's own rank + 1 while
+        it is still there (O(log n)); else the first member scored at or above its deadline
+        (rows at that score up to the cursor's key are dropped by re-ranking)."""
+        if group == 2:
+            return int(await self._redis_call("zlexcount", index, "-", f"[{after.key}"))
+        score, rank = await self._read(lambda pipe: [pipe.zscore(index, after.key), pipe.zrank(index, after.key)])
+        if score is not None and rank is not None and float(score) == after.deadline_at:
+            return int(rank) + 1
+        return int(await self._redis_call("zcount", index, "-inf", f"({codec.num(after.deadline_at)}"))
 
     async def schedule_remove(self, key: str) -> bool:
         return bool(await self._run("schedule_remove", [key]))

@@ -39,6 +39,7 @@ from backbeat.types import (
     ScheduleKind,
     ScheduleMode,
     ScheduleOrigin,
+    ScheduleRank,
     ScheduleRecord,
     ScheduleSpec,
     SlaStats,
@@ -353,10 +354,45 @@ def sla_list(conn: sqlite3.Connection, limit: int) -> list[ScheduleRecord]:
     return [record(r) for r in rows]
 
 
+_WORST = (
+    # (group, WHERE, ORDER BY, cursor columns): each an index range scan (0004's
+    # backbeat_schedules_sla for the SLA groups, 0009's backbeat_schedules_nosla)
+    (0, "sla IS NOT NULL AND paused = 0", "deadline_at, key", "(deadline_at, key) > (?, ?)"),
+    (1, "sla IS NOT NULL AND paused = 1", "deadline_at, key", "(deadline_at, key) > (?, ?)"),
+    (2, "sla IS NULL", "key", "key > ?"),
+)
+
+
+def worst(conn: sqlite3.Connection, after: ScheduleRank | None, search: str | None, limit: int) -> list[ScheduleRecord]:
+    """``schedule_worst``: the groups in turn, each from the cursor (in the cursor's group)
+    or from its start (in later groups)."""
+    out: list[ScheduleRecord] = []
+    for group, where, order, cursor in _WORST:
+        if after is not None and group < after.group:
+            continue
+        clauses, params = [where], list[Any]()
+        if after is not None and group == after.group:
+            clauses.append(cursor)
+            params += [after.key] if group == 2 else [after.deadline_at, after.key]
+        if search is not None:
+            clauses.append("(instr(key, ?) > 0 OR instr(task, ?) > 0)")
+            params += [search, search]
+        rows = conn.execute(
+            f"SELECT {COLUMNS} FROM backbeat_schedules WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ?",
+            (*params, limit - len(out)),
+        ).fetchall()
+        out += [record(r) for r in rows]
+        if len(out) >= limit:
+            break
+    return out
+
+
 def sla_stats(conn: sqlite3.Connection, now: float, since: float) -> SlaStats:
+    # three counts over backbeat_schedules_sla: the paused and breached ones are index ranges
     count, paused, breached = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(paused), 0), COALESCE(SUM(paused = 0 AND deadline_at < ?), 0) "
-        "FROM backbeat_schedules WHERE sla IS NOT NULL",
+        "SELECT (SELECT COUNT(*) FROM backbeat_schedules WHERE sla IS NOT NULL), "
+        "(SELECT COUNT(*) FROM backbeat_schedules WHERE sla IS NOT NULL AND paused = 1), "
+        "(SELECT COUNT(*) FROM backbeat_schedules WHERE sla IS NOT NULL AND paused = 0 AND deadline_at < ?)",
         (now,),
     ).fetchone()
     seconds = conn.execute(

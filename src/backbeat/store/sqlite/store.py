@@ -67,6 +67,7 @@ from backbeat.types import (
     Outcome,
     QueueInfo,
     ScheduleFilter,
+    ScheduleRank,
     ScheduleRecord,
     ScheduleSpec,
     SlaStats,
@@ -352,6 +353,11 @@ class SQLiteStore(Store):
 
     async def schedule_list(self, filter: ScheduleFilter) -> list[ScheduleRecord]:
         return await self._run(lambda conn: schedules.listing(conn, filter))
+
+    async def schedule_worst(
+        self, *, after: ScheduleRank | None = None, search: str | None = None, limit: int
+    ) -> list[ScheduleRecord]:
+        return await self._run(lambda conn: schedules.worst(conn, after, search, limit))
 
     async def schedule_remove(self, key: str) -> bool:
         sql = "DELETE FROM backbeat_schedules WHERE key = ?"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from backbeat.store.base import Store
 from backbeat.testing.conformance.helpers import T0, Base, claim, new_job, outcome
 from backbeat.testing.conformance.schedules import fire_of, spec
-from backbeat.types import Decision, DecisionKind, JobFilter, JobState, Outcome, ScheduleRecord
+from backbeat.types import Decision, DecisionKind, JobFilter, JobState, Outcome, ScheduleRank, ScheduleRecord
 
 
 class SlaTests(Base):
@@ -104,6 +104,31 @@ class SlaTests(Base):
         assert stats.breach_seconds == 40 + 10  # b: [T0+20, T0+60]; c: [T0+50, T0+60]
         recent = await store.sla_breaches(key=None, since=T0, limit=10)
         assert [b.key for b in recent] == ["c", "b"]
+
+    async def test_worst_first_pages_by_rank(self, store: Store) -> None:
+        for key, sla in (("a", 100.0), ("b", 10.0), ("c", 50.0), ("d", 50.0), ("p", 5.0), ("q", 5.0)):
+            await self.with_sla(store, key, sla=sla)
+        for key in ("z-plain", "m-plain"):
+            await store.schedule_upsert(spec(key, task="t.other"), next_tick=T0, next_at=T0, now=T0)
+        await store.schedule_pause("p", now=T0)
+        await store.schedule_pause("m-plain", now=T0)
+        everything = ["q", "b", "c", "d", "a", "p", "m-plain", "z-plain"]
+        assert [r.key for r in await store.schedule_worst(limit=20)] == everything
+        assert [r.key for r in await store.schedule_worst(limit=1)] == ["q"]
+        # keyset: each page starts after the rank of the last row of the one before
+        seen: list[str] = []
+        after: ScheduleRank | None = None
+        while page := await store.schedule_worst(after=after, limit=3):
+            seen += [r.key for r in page]
+            after = ScheduleRank.of(page[-1])
+        assert seen == everything
+        # a cursor whose schedule is gone still finds its place (same deadline, later key)
+        gone = ScheduleRank(group=0, deadline_at=T0 + 50, key="c0")
+        assert [r.key for r in await store.schedule_worst(after=gone, limit=2)] == ["d", "a"]
+        assert [r.key for r in await store.schedule_worst(search="plain", limit=20)] == ["m-plain", "z-plain"]
+        assert [r.key for r in await store.schedule_worst(search="t.other", limit=1)] == ["m-plain"]
+        page = await store.schedule_worst(search="plain", after=ScheduleRank(group=0, deadline_at=0, key=""), limit=5)
+        assert [r.key for r in page] == ["m-plain", "z-plain"]
 
     async def test_run_time_is_a_moving_average(self, store: Store) -> None:
         record = await self.with_sla(store, every=1)

@@ -21,6 +21,7 @@ from backbeat.errors import EventError
 from backbeat.events import dead, from_envelope
 from backbeat.signing import signing
 from backbeat.types import EventSettlement, EventState, NewEvent
+from backbeat.web import operations as ops
 from backbeat.web import params
 from backbeat.web.api.common import endpoint, page
 from backbeat.web.context import Dashboard
@@ -101,20 +102,17 @@ async def _bury(d: Dashboard, events: list[NewEvent]) -> None:
 @endpoint()
 async def list_events(request: Request, d: Dashboard) -> Response:
     flt = params.event_filter(request.query_params)
-    store = await d.store()
-    return page(request, [shapes.event(e) for e in await store.event_list(flt)], flt.limit)
+    return page(request, await ops.list_events(d, flt), flt.limit)
 
 
 @endpoint()
 async def get_event(request: Request, d: Dashboard) -> Response:
-    store = await d.store()
-    return JSON(shapes.event(await store.event_get(request.path_params["event_id"])))
+    return JSON(await ops.get_event(d, request.path_params["event_id"]))
 
 
 @endpoint(write=True)
 async def replay_event(request: Request, d: Dashboard) -> Response:
-    store = await d.store()
-    return JSON(shapes.event(await store.event_replay(request.path_params["event_id"])))
+    return JSON(await ops.replay_event(d, request.path_params["event_id"]))
 
 
 async def events(request: Request) -> Response:

@@ -6,8 +6,16 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from backbeat.web.pages import auth, jobs, overview, queues, workers
+from backbeat.web.pages import auth, events, jobs, overview, queues, schedules, workers
 
 
 def routes() -> list[BaseRoute]:
-    return [*overview.ROUTES, *jobs.ROUTES, *queues.ROUTES, *workers.ROUTES, *auth.ROUTES]
+    return [
+        *overview.ROUTES,
+        *jobs.ROUTES,
+        *queues.ROUTES,
+        *workers.ROUTES,
+        *schedules.ROUTES,
+        *events.ROUTES,
+        *auth.ROUTES,
+    ]

@@ -37,6 +37,16 @@ def _when(value: str | None) -> str:
     return "" if value is None else value.replace("T", " ")[:19]
 
 
+def _seconds(value: float | None) -> str:
+    """``42.5`` → ``42.5 s``, ``390`` → ``6.5 min``, ``7200`` → ``2 h`` (one decimal at most)."""
+    if value is None:
+        return ""
+    for unit, size in (("h", 3600.0), ("min", 60.0)):
+        if value >= 2 * size:
+            return f"{round(value / size, 1):g} {unit}"
+    return f"{round(value, 1):g} s"
+
+
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("backbeat.web", "templates"),
     autoescape=True,
@@ -46,6 +56,7 @@ _env = jinja2.Environment(
 )
 _env.filters["pretty"] = _pretty
 _env.filters["when"] = _when
+_env.filters["seconds"] = _seconds
 TEMPLATES = Jinja2Templates(env=_env)
 
 PageHandler = Callable[[Request, Dashboard], Awaitable[Response]]

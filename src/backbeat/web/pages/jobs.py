@@ -42,7 +42,7 @@ async def job_list(request: Request, d: Dashboard) -> Response:
         first=path_for(request, "jobs") + ("?" + urlencode(shown) if shown else ""),
         older=older,
         api=path_for(request, "api_jobs") + "?" + urlencode(shown | ({"before": flt.before} if flt.before else {})),
-        queue_names=[q["name"] for q in await ops.queues(d)],
+        queue_names=await ops.queue_names(d),
         task_names=await ops.task_names(d),
         retryable=RETRYABLE,
         cancellable=CANCELLABLE,

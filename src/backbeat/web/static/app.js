@@ -125,6 +125,83 @@
     });
   }
 
+  // The same text as the "seconds" filter and the pct macro of the templates.
+  function seconds(v) {
+    if (v === null || v === undefined) { return ""; }
+    if (v >= 7200) { return +(v / 3600).toFixed(1) + " h"; }
+    if (v >= 120) { return +(v / 60).toFixed(1) + " min"; }
+    return +v.toFixed(1) + " s";
+  }
+  function pct(v) { return v === null || v === undefined ? "\u2013" : (v * 100).toFixed(2) + "%"; }
+  var SLA = ["ok", "breach", "paused"];
+  function slaBadge(el, status) {
+    if (!el) { return; }
+    if (SLA.indexOf(status) < 0) { el.className = "muted"; setText(el, "no SLA"); return; }
+    el.className = "sla sla-" + status;
+    setText(el, status);
+  }
+  function updateSchedule(scope, s) {
+    slaBadge(scope.querySelector("[data-sla-status]"), s.sla_status);
+    setText(scope.querySelector("[data-staleness]"), seconds(s.staleness));
+    setText(scope.querySelector("[data-next-at]"), when(s.next_at));
+    setText(scope.querySelector("[data-schedule-state]"), s.state);
+    var c = scope.querySelector("[data-compliance]");
+    if (c && s.sla_report && c.tagName === "TD") { setText(c, pct(s.sla_report.compliance)); }
+    var a = scope.querySelector("[data-when-active]"); if (a) { a.hidden = s.paused; }
+    var p = scope.querySelector("[data-when-paused]"); if (p) { p.hidden = !s.paused; }
+  }
+  function updateSchedules(rows) {
+    var shown = document.querySelectorAll("tr[data-schedule]");
+    var order = Array.prototype.map.call(shown, function (tr) { return tr.dataset.schedule; }).join("\n");
+    var now = rows.slice(0, shown.length).map(function (s) { return s.key; }).join("\n");
+    if (order !== now) { showStale(); }
+    var byKey = {};
+    rows.forEach(function (s) { byKey[s.key] = s; });
+    shown.forEach(function (tr) { var s = byKey[tr.dataset.schedule]; if (s) { updateSchedule(tr, s); } });
+  }
+  function updateSla(data) {
+    var sum = data.summary;
+    document.querySelectorAll("[data-sla-breached]").forEach(function (el) { setText(el, sum.in_breach); });
+    document.querySelectorAll("[data-sla-compliance]").forEach(function (el) { setText(el, pct(sum.compliance)); });
+    setText(document.querySelector("[data-sla-count]"), sum.schedules);
+    var panel = document.querySelector("[data-sla]");
+    if (panel) { panel.classList.toggle("breached", sum.in_breach > 0); }
+    var card = document.querySelector("[data-sla-card]");
+    if (card) { card.classList.toggle("bad", sum.in_breach > 0); }
+    var shown = Array.prototype.map.call(document.querySelectorAll("tr[data-sla-row]"), function (tr) { return tr.dataset.slaRow; });
+    var now = data.schedules.slice(0, shown.length).map(function (r) { return r.key; });
+    if (shown.join("\n") !== now.join("\n")) { var n = document.querySelector("[data-sla-stale]"); if (n) { n.hidden = false; } return; }
+    data.schedules.forEach(function (r) {
+      var tr = document.querySelector('tr[data-sla-row="' + CSS.escape(r.key) + '"]');
+      if (!tr) { return; }
+      slaBadge(tr.querySelector("[data-sla-status]"), r.status);
+      setText(tr.querySelector("[data-staleness]"), seconds(r.staleness));
+      setText(tr.querySelector("[data-compliance]"), pct(r.compliance));
+    });
+  }
+  function updateAutopilot(ap, workers) {
+    setText(document.querySelector("[data-alive]"), workers.filter(function (w) { return w.alive; }).length);
+    setText(document.querySelector("[data-desired]"), ap ? ap.desired_workers : "\u2013");
+    setText(document.querySelector("[data-desired-reason]"), ap ? ap.reason : "");
+  }
+
+  var EVENT_STATES = ["pending", "handled", "unhandled", "dead"];
+  function updateEvent(scope, e) {
+    var badge = scope.querySelector("[data-event-state]");
+    if (badge && EVENT_STATES.indexOf(e.state) >= 0) { badge.className = "event event-" + e.state; setText(badge, e.state); }
+    setText(scope.querySelector("[data-jobs]"), e.jobs);
+    setText(scope.querySelector("[data-reason]"), scope === document ? e.reason : (e.reason || "").slice(0, 160));
+    setText(scope.querySelector("[data-settled]"), when(e.settled_at));
+    scope.querySelectorAll("[data-show-when]").forEach(function (el) { el.hidden = el.dataset.showWhen.split(" ").indexOf(e.state) < 0; });
+  }
+  function updateEvents(rows) {
+    var shown = document.querySelectorAll("tr[data-event]");
+    if (shown.length && rows.length && shown[0].dataset.event !== rows[0].id) { showStale(); }
+    var byId = {};
+    rows.forEach(function (e) { byId[e.id] = e; });
+    shown.forEach(function (tr) { var e = byId[tr.dataset.event]; if (e) { updateEvent(tr, e); } });
+  }
+
   var pages = {
     overview: function () {
       return Promise.all([
@@ -132,11 +209,16 @@
         getJSON(body.dataset.apiThroughput).then(drawChart),
         getJSON(body.dataset.apiStatus).then(function (s) {
           setText(document.querySelector("[data-rate]"), s.throughput.per_second);
-          setText(document.querySelector("[data-alive]"), s.workers.filter(function (w) { return w.alive; }).length);
+          updateAutopilot(s.autopilot, s.workers);
           updateWorkers(s.workers, "tbody[data-workers]", false);
-        })
+        }),
+        getJSON(body.dataset.apiSla).then(updateSla)
       ]);
     },
+    events: function () { return getJSON(body.dataset.apiEvents).then(updateEvents); },
+    event: function () { return getJSON(body.dataset.apiEvent).then(function (e) { updateEvent(document, e); }); },
+    schedules: function () { return getJSON(body.dataset.apiSchedules).then(updateSchedules); },
+    schedule: function () { return getJSON(body.dataset.apiSchedule).then(function (d) { updateSchedule(document, d.schedule); }); },
     queues: function () { return getJSON(body.dataset.apiQueues).then(updateQueues); },
     workers: function () { return getJSON(body.dataset.apiWorkers).then(function (w) { updateWorkers(w, "tbody[data-workers-full]", true); }); },
     jobs: function () { return getJSON(body.dataset.apiJobs).then(updateJobs); },
