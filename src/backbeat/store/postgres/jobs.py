@@ -92,6 +92,14 @@ each unpaused queue, ``ready`` the first queued jobs of known tasks in dispatch 
 ``chosen`` is the best ``limit`` of both; the rest of ``due`` is promoted to queued."""
 
 
+NEXT_DUE = (
+    "SELECT MIN(d.run_at) FROM unnest(%s::text[]) AS q(name) CROSS JOIN LATERAL ("
+    "SELECT run_at FROM backbeat_jobs WHERE state = 'scheduled' AND queue = q.name ORDER BY run_at LIMIT 1) d "
+    "WHERE NOT EXISTS (SELECT 1 FROM backbeat_queues p WHERE p.name = q.name AND p.paused)"
+)
+"""The worker's timer: the earliest due time of a delayed job, one index probe per queue."""
+
+
 # -- acks ----------------------------------------------------------------------------
 
 _FREE = "lease_token = NULL, lease_expires_at = NULL, bucket = NULL"
@@ -387,12 +395,7 @@ class JobMethods(PostgresBase):
         return deleted
 
     async def job_next_due(self, queues: Sequence[str]) -> float | None:
-        row = await self.row(
-            "SELECT MIN(d.run_at) FROM unnest(%s::text[]) AS q(name) CROSS JOIN LATERAL ("
-            "SELECT run_at FROM backbeat_jobs WHERE state = 'scheduled' AND queue = q.name ORDER BY run_at LIMIT 1) d "
-            "WHERE NOT EXISTS (SELECT 1 FROM backbeat_queues p WHERE p.name = q.name AND p.paused)",
-            (list(queues),),
-        )
+        row = await self.row(NEXT_DUE, (list(queues),))
         return None if row is None or row[0] is None else float(row[0])
 
     async def job_counts(self) -> list[JobCount]:

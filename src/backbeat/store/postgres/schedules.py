@@ -97,6 +97,8 @@ _PUT = (
     "ON CONFLICT (key) DO UPDATE SET " + ", ".join(f"{f} = EXCLUDED.{f}" for f in FIELDS[1:])
 )
 _FIRING = "NOT paused AND in_flight IS NULL AND next_at IS NOT NULL"
+DUE = f"WHERE {_FIRING} AND next_at <= %s ORDER BY next_at, key LIMIT %s"
+"""``schedule_due``: a range scan of ``backbeat_schedules_due``, whose predicate is ``_FIRING``."""
 
 
 def _values(r: ScheduleRecord) -> list[Any]:
@@ -324,11 +326,7 @@ class ScheduleMethods(PostgresBase):
         return new
 
     async def schedule_due(self, *, now: float, limit: int) -> list[ScheduleRecord]:
-        rows = await self.rows(
-            f"SELECT {COLUMNS} FROM backbeat_schedules WHERE {_FIRING} AND next_at <= %s "
-            "ORDER BY next_at, key LIMIT %s",
-            (now, limit),
-        )
+        rows = await self.rows(f"SELECT {COLUMNS} FROM backbeat_schedules {DUE}", (now, limit))
         return [record(r) for r in rows]
 
     async def schedule_next_due(self) -> float | None:
