@@ -301,7 +301,6 @@ class PostgresBase(Store):
                 min_size=1,
                 max_size=self.options.pool_size,
                 kwargs={"autocommit": True},
-                check=AsyncConnectionPool.check_connection,
                 open=False,
                 name="backbeat",
             )

@@ -297,7 +297,7 @@ class JobMethods(PostgresBase):
     async def job_enqueue(self, jobs: Sequence[NewJob], *, now: float) -> list[Enqueued]:
         if not jobs:
             return []
-        async with self.tx() as db:
+        async with self.connection() as db:  # one statement: a transaction of its own
             return await insert_jobs(db, jobs, now)
 
     async def job_enqueue_on(self, connection: object, jobs: Sequence[NewJob], *, now: float) -> list[Enqueued]:

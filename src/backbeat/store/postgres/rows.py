@@ -67,6 +67,7 @@ def job_record(row: Row) -> JobRecord:
 # -- enqueue -------------------------------------------------------------------------
 
 _INSERT = (
+    "WITH queues AS (INSERT INTO backbeat_queues (name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING) "
     "INSERT INTO backbeat_jobs (id, task, queue, state, payload, priority, run_at, order_at, max_attempts, "
     "created_at, timeout, dedup_key, schedule_key, fire_at, deadline) "
     "SELECT u.id, u.task, u.queue, u.state, u.payload, u.priority, u.run_at, u.order_at, u.max_attempts, %s, "
@@ -75,8 +76,12 @@ _INSERT = (
     "%s::int[], %s::float8[], %s::bytea[], %s::text[], %s::float8[], %s::float8[]) WITH ORDINALITY AS "
     "u(id, task, queue, state, payload, priority, run_at, order_at, max_attempts, timeout, dedup_key, "
     "schedule_key, fire_at, deadline, n) ORDER BY u.n "
-    f"ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND state IN {LIVE} DO NOTHING RETURNING id"
+    f"ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND state IN {LIVE} DO NOTHING "
+    "RETURNING id, pg_notify(%s, '')"
 )
+"""One statement for a batch: the queues registered, the jobs inserted in order (a dedup
+key a live job holds, or an earlier job of the batch, skips the row), and the store's
+listeners notified when the transaction commits (in autocommit: at once)."""
 
 
 def _columns(records: Sequence[JobRecord]) -> list[list[Any]]:
@@ -99,14 +104,14 @@ def _columns(records: Sequence[JobRecord]) -> list[list[Any]]:
 
 
 async def insert_jobs(db: Tx, jobs: Sequence[NewJob], now: float) -> list[Enqueued]:
-    """Insert ``jobs`` in the transaction ``db`` has open: one statement for the batch;
-    a job whose dedup key a live job holds returns that job (``created=False``)."""
+    """Insert ``jobs`` with one statement (atomic on its own; part of the transaction ``db``
+    has open, if any); a job whose dedup key a live job holds returns that job
+    (``created=False``, read by a second statement)."""
     if len({j.id for j in jobs}) != len(jobs):
         raise StoreError("job id repeated within one batch")
     queues = sorted({j.queue for j in jobs})
-    await db.run("INSERT INTO backbeat_queues (name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", (queues,))
     records = [new_record(j, now) for j in jobs]
-    created = {r[0] for r in await db.rows(_INSERT, (now, *_columns(records)))}
+    created = {r[0] for r in await db.rows(_INSERT, (queues, now, *_columns(records), db.channel))}
     held: dict[str | None, JobRecord] = {}
     keys = [key_bytes(j.dedup_key) for j in jobs if j.id not in created]
     if keys:
@@ -122,6 +127,4 @@ async def insert_jobs(db: Tx, jobs: Sequence[NewJob], now: float) -> list[Enqueu
             out.append(Enqueued(job=held[new.dedup_key], created=False))
         else:  # the holder finished between the insert and the read: rare; the caller retries
             raise StoreError(f"dedup key {new.dedup_key!r} changed hands during the enqueue; enqueue again")
-    if created:
-        await db.notify()
     return out
