@@ -52,6 +52,8 @@ TABLES = re.compile(
     r"\bbackbeat_(jobs|queues|workers|tasks|schedules|breaches|decisions|buckets|bucket_starts|events|state"
     r"|migrations)\b"
 )
+LAZY_COMMIT = "SELECT set_config('synchronous_commit', 'off', true)"
+"""This transaction's commit returns before its WAL reaches the disk (see ``lazy_tx``)."""
 CONNECT_TIMEOUT = 10.0
 """Seconds ``open`` waits for the server before ``StoreError``."""
 
@@ -348,6 +350,18 @@ class PostgresBase(Store):
     async def tx(self) -> AsyncIterator[Tx]:
         """A pooled connection inside one transaction (committed when the block ends)."""
         async with self.connection() as db, db.conn.transaction():
+            yield db
+
+    @contextlib.asynccontextmanager
+    async def lazy_tx(self) -> AsyncIterator[Tx]:
+        """A transaction whose commit does not wait for the disk (``synchronous_commit =
+        off``), its statements pipelined: for writes that only *lose* progress if the
+        server crashes before it flushes them (acks), never a job. Durability rule: a
+        job's existence (enqueue, fire, settle, retry) is always committed synchronously;
+        what a lazy commit records can be lost only to be redone (the job runs again:
+        at-least-once). A later synchronous commit flushes every earlier one with it."""
+        async with self.connection() as db, db.conn.pipeline(), db.conn.transaction():
+            await db.run(LAZY_COMMIT)
             yield db
 
     async def rows(self, statement: str, params: Params = ()) -> list[Row]:

@@ -27,7 +27,7 @@ from backbeat.errors import EnqueueError, InvalidTransition, JobNotFound
 from backbeat.ids import token as new_token
 from backbeat.store.base import LEASE_EXPIRED
 from backbeat.store.postgres import schedules
-from backbeat.store.postgres.connection import PostgresBase, Row, Tx
+from backbeat.store.postgres.connection import LAZY_COMMIT, PostgresBase, Row, Tx
 from backbeat.store.postgres.rows import COLUMNS, J_COLUMNS, LIVE, STATES, insert_jobs, job_record, key_bytes
 from backbeat.types import (
     Backlog,
@@ -61,7 +61,7 @@ def _dispatch_key(job: JobRecord) -> tuple[int, float, str]:
 
 _CLAIM = f"""
 WITH live AS (
-    SELECT q.name FROM unnest(%(queues)s::text[]) AS q(name)
+    SELECT q.name FROM unnest(%(queues)s::text[]) AS q(name), ({LAZY_COMMIT}) AS lazy
     WHERE NOT EXISTS (SELECT 1 FROM backbeat_queues p WHERE p.name = q.name AND p.paused)
 ), due AS (
     SELECT d.id, d.task, d.priority, d.order_at FROM live CROSS JOIN LATERAL (
@@ -89,7 +89,10 @@ RETURNING {J_COLUMNS}
 """
 """The claim (see the module docstring). ``due`` locks the earliest due delayed jobs of
 each unpaused queue, ``ready`` the first queued jobs of known tasks in dispatch order;
-``chosen`` is the best ``limit`` of both; the rest of ``due`` is promoted to queued."""
+``chosen`` is the best ``limit`` of both; the rest of ``due`` is promoted to queued.
+``live`` also turns off ``synchronous_commit`` for this statement's transaction: a claim
+lost to a server crash leaves its jobs queued (they run again, and the lost attempt's
+ack is refused by its token), so it need not wait for the disk (``lazy_tx``)."""
 
 
 NEXT_DUE = (
@@ -342,7 +345,7 @@ class JobMethods(PostgresBase):
     async def job_ack(self, outcomes: Sequence[JobOutcome], *, now: float) -> list[str]:
         if not outcomes:
             return []
-        async with self.tx() as db:
+        async with self.lazy_tx() as db:  # a lost ack only makes its job run again
             return await _ack(db, outcomes, now)
 
     async def job_get(self, job_id: str) -> JobRecord:
