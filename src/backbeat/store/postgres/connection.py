@@ -92,6 +92,10 @@ class Tx:
         self.schema = schema
         self.channel = channel
 
+    async def send(self, statement: str, params: Params = ()) -> psycopg.AsyncCursor[Any]:
+        """Execute and return the cursor (in pipeline mode: queued, read when fetched)."""
+        return await self._cursor(statement, params)
+
     async def _cursor(self, statement: str, params: Params) -> psycopg.AsyncCursor[Any]:
         query = qualify(statement, self.schema)
         return await self.conn.execute(query, params)

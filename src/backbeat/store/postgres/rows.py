@@ -66,8 +66,7 @@ def job_record(row: Row) -> JobRecord:
 
 # -- enqueue -------------------------------------------------------------------------
 
-_INSERT = (
-    "WITH queues AS (INSERT INTO backbeat_queues (name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING) "
+INSERT_SELECT = (
     "INSERT INTO backbeat_jobs (id, task, queue, state, payload, priority, run_at, order_at, max_attempts, "
     "created_at, timeout, dedup_key, schedule_key, fire_at, deadline) "
     "SELECT u.id, u.task, u.queue, u.state, u.payload, u.priority, u.run_at, u.order_at, u.max_attempts, %s, "
@@ -75,16 +74,20 @@ _INSERT = (
     "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::float8[], %s::float8[], "
     "%s::int[], %s::float8[], %s::bytea[], %s::text[], %s::float8[], %s::float8[]) WITH ORDINALITY AS "
     "u(id, task, queue, state, payload, priority, run_at, order_at, max_attempts, timeout, dedup_key, "
-    "schedule_key, fire_at, deadline, n) ORDER BY u.n "
-    f"ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND state IN {LIVE} DO NOTHING "
-    "RETURNING id, pg_notify(%s, '')"
+    "schedule_key, fire_at, deadline, n)"
+)
+"""Jobs inserted from arrays, one per column (parameters: ``now``, then ``_columns``)."""
+DEDUP = f"ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND state IN {LIVE} DO NOTHING"
+_INSERT = (
+    "WITH queues AS (INSERT INTO backbeat_queues (name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING) "
+    f"{INSERT_SELECT} ORDER BY u.n {DEDUP} RETURNING id, pg_notify(%s, '')"
 )
 """One statement for a batch: the queues registered, the jobs inserted in order (a dedup
 key a live job holds, or an earlier job of the batch, skips the row), and the store's
 listeners notified when the transaction commits (in autocommit: at once)."""
 
 
-def _columns(records: Sequence[JobRecord]) -> list[list[Any]]:
+def columns(records: Sequence[JobRecord]) -> list[list[Any]]:
     return [
         [r.id for r in records],
         [r.task for r in records],
@@ -111,7 +114,7 @@ async def insert_jobs(db: Tx, jobs: Sequence[NewJob], now: float) -> list[Enqueu
         raise StoreError("job id repeated within one batch")
     queues = sorted({j.queue for j in jobs})
     records = [new_record(j, now) for j in jobs]
-    created = {r[0] for r in await db.rows(_INSERT, (queues, now, *_columns(records), db.channel))}
+    created = {r[0] for r in await db.rows(_INSERT, (queues, now, *columns(records), db.channel))}
     held: dict[str | None, JobRecord] = {}
     keys = [key_bytes(j.dedup_key) for j in jobs if j.id not in created]
     if keys:

@@ -21,13 +21,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-import psycopg
-
 from backbeat.errors import ScheduleNotFound
 from backbeat.store import rules
 from backbeat.store.postgres.connection import PostgresBase, Row, Tx
 from backbeat.store.postgres.events import prune_events
-from backbeat.store.postgres.rows import insert_jobs
+from backbeat.store.postgres.rows import DEDUP, INSERT_SELECT, columns
 from backbeat.types import (
     Breach,
     Change,
@@ -204,41 +202,37 @@ async def _upsert(db: Tx, spec: ScheduleSpec, next_tick: float | None, next_at: 
     return Upserted(record=new, change=Change.ADDED if old is None else Change.CHANGED)
 
 
-async def _fire_one(db: Tx, f: Fire, now: float) -> bool:
+_FIRE = (
+    "WITH adv AS (UPDATE backbeat_schedules SET in_flight = %s, last_fire_at = %s, last_job_id = %s, "
+    f"next_tick = %s, next_at = %s, pending_jitter = %s WHERE key = %s AND next_at = %s AND {_FIRING} "
+    "AND NOT EXISTS (SELECT 1 FROM backbeat_jobs WHERE (schedule_key = %s AND fire_at = %s) OR id = %s) "
+    "RETURNING key), "
+    "queues AS (INSERT INTO backbeat_queues (name) SELECT %s WHERE EXISTS (SELECT 1 FROM adv) "
+    "ON CONFLICT DO NOTHING), "
+    f"ins AS ({INSERT_SELECT} WHERE EXISTS (SELECT 1 FROM adv) {DEDUP} RETURNING id) "
+    "SELECT EXISTS (SELECT 1 FROM adv), (SELECT pg_notify(%s, '') FROM ins LIMIT 1)"
+)
+"""One fire in one statement: the schedule advances (a compare-and-set on ``next_at``,
+under its row lock) only if no job exists for (key, fire time) nor with the job's id,
+and the job is inserted only if it advanced. Two schedulers firing one occurrence
+serialise on the row lock; the second finds ``next_at`` moved and changes nothing. (The
+unique index on (schedule_key, fire_at) stays as the backstop: a violation, impossible
+through this statement, would fail the batch, which the scheduler retries.)"""
+
+
+def _fire_params(f: Fire, now: float, channel: str) -> list[Any]:
     job = f.job
-    taken = await db.row(
-        "SELECT 1 FROM backbeat_jobs WHERE (schedule_key = %s AND fire_at = %s) OR id = %s",
-        (f.key, job.fire_at, job.id),
-    )
-    if taken is not None:
-        return False
-    advanced = await db.run(
-        "UPDATE backbeat_schedules SET in_flight = %s, last_fire_at = %s, last_job_id = %s, next_tick = %s, "
-        f"next_at = %s, pending_jitter = %s WHERE key = %s AND next_at = %s AND {_FIRING}",
-        (job.id, job.fire_at, job.id, f.next_tick, f.next_at, f.pending_jitter, f.key, f.expected_next_at),
-    )
-    if advanced != 1:
-        return False
-    await insert_jobs(db, [job], now)
-    return True
-
-
-class _Lost(Exception):
-    """A fire that lost its race: its savepoint rolls back."""
+    advance = [job.id, job.fire_at, job.id, f.next_tick, f.next_at, f.pending_jitter, f.key, f.expected_next_at]
+    taken = [f.key, job.fire_at, job.id]
+    return [*advance, *taken, job.queue, now, *columns([rules.new_record(job, now)]), channel]
 
 
 async def _fire(db: Tx, fires: Sequence[Fire], now: float) -> list[bool]:
-    fired = []
-    for f in fires:
-        try:
-            async with db.savepoint():
-                if not await _fire_one(db, f, now):
-                    raise _Lost
-        except (_Lost, psycopg.errors.UniqueViolation):
-            fired.append(False)
-        else:
-            fired.append(True)
-    return fired
+    """Every fire of the batch sent at once (pipelined), their answers read after."""
+    async with db.conn.pipeline():
+        cursors = [await db.send(_FIRE, _fire_params(f, now, db.channel)) for f in fires]
+        rows = [await cursor.fetchone() for cursor in cursors]
+    return [bool(row and row[0]) for row in rows]
 
 
 async def _repair(db: Tx, now: float) -> list[str]:
