@@ -72,13 +72,29 @@ def channel_of(schema: str) -> str:
 
 @contextlib.contextmanager
 def translated(where: str) -> Iterator[None]:
-    """psycopg's errors surface as ``StoreError`` (the worker's loops retry on that)."""
+    """psycopg's errors surface as ``StoreError`` (the worker's loops retry on that).
+
+    A cancellation requested while the block ran is re-raised if the block returned or
+    failed instead: on Python 3.11 a cancellation that arrives just as an awaited
+    operation completes can be lost inside the driver's waits (``asyncio.wait_for``), and
+    a worker loop whose cancellation vanished never stops (seen: a worker's ack loop left
+    "cancelling" forever, its ``stop`` waiting on it)."""
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
     try:
         yield
     except psycopg.errors.UniqueViolation as exc:
+        _raise_if_cancelled(task, before)
         raise StoreError(f"PostgreSQL refused a duplicate: {exc.diag.message_primary}") from None
     except psycopg.Error as exc:
+        _raise_if_cancelled(task, before)
         raise StoreError(f"PostgreSQL at {where}: {exc}") from exc
+    _raise_if_cancelled(task, before)
+
+
+def _raise_if_cancelled(task: asyncio.Task[Any] | None, before: int) -> None:
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
 
 
 class Tx:
@@ -174,7 +190,9 @@ class Listener:
 
     async def _run(self) -> None:
         backoff = 0.1
+        task = asyncio.current_task()
         while True:
+            _raise_if_cancelled(task, 0)  # a stop whose cancellation the driver swallowed
             try:
                 if self._conn is None:
                     self._conn = await self._listen()
