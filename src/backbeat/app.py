@@ -385,15 +385,18 @@ class App:
         dedup_key: str | None = None,
         priority: int | None = None,
         queue: str | None = None,
+        connection: object | None = None,
     ) -> Job:
         """Enqueue by task name: a task declared here is checked against its signature;
-        another name goes through the client (checked against what workers registered)."""
+        another name goes through the client (checked against what workers registered).
+        ``connection``: write it in your open transaction (``Client.aenqueue``)."""
         options: dict[str, Any] = {
             "delay": delay,
             "at": at,
             "dedup_key": dedup_key,
             "priority": priority,
             "queue": queue,
+            "connection": connection,
         }
         if task in self.tasks:
             given = {k: v for k, v in options.items() if v is not None}
@@ -411,6 +414,7 @@ class App:
         dedup_key: str | None = None,
         priority: int | None = None,
         queue: str | None = None,
+        connection: object | None = None,
     ) -> Job:
         return self.client.sync(
             self.aenqueue,
@@ -422,6 +426,7 @@ class App:
             dedup_key=dedup_key,
             priority=priority,
             queue=queue,
+            connection=connection,
         )
 
     async def aemit(

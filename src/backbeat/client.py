@@ -177,10 +177,17 @@ class Client:
         dedup_key: str | None = None,
         priority: int | None = None,
         queue: str | None = None,
+        connection: object | None = None,
     ) -> Job:
         """Enqueue a job of the task named ``task``. Queue, retries and timeout default to
-        what workers registered for that name. Raises ``EnqueueError`` on bad input."""
+        what workers registered for that name. Raises ``EnqueueError`` on bad input.
+
+        With ``connection`` (your open psycopg transaction, sync or async, on the store's
+        own PostgreSQL database) the job is written in that transaction: it exists once
+        you commit, never if you roll back (``docs/postgres.md``)."""
         check_text(task, "task name", limit=MAX_NAME, error=EnqueueError)
+        if connection is not None and self.broker_url is not None:
+            raise EnqueueError(f"connection= joins your database transaction: it needs the store's URL, not {self.url}")
         if self.broker_url is not None:
             run_at = resolve_run_at(self.clock.now(), delay, at) if delay is not None or at is not None else None
             return await self._send_enqueue(
@@ -200,7 +207,7 @@ class Client:
             priority=priority,
             queue=queue,
         )
-        return await self.asubmit(new)
+        return await self.asubmit(new, connection=connection)
 
     def enqueue(
         self,
@@ -213,6 +220,7 @@ class Client:
         dedup_key: str | None = None,
         priority: int | None = None,
         queue: str | None = None,
+        connection: object | None = None,
     ) -> Job:
         return self.sync(
             self.aenqueue,
@@ -224,12 +232,17 @@ class Client:
             dedup_key=dedup_key,
             priority=priority,
             queue=queue,
+            connection=connection,
         )
 
-    async def asubmit(self, new: NewJob) -> Job:
-        """Write one validated job; the handle of the live job if its dedup key was taken."""
+    async def asubmit(self, new: NewJob, *, connection: object | None = None) -> Job:
+        """Write one validated job (in the caller's transaction on ``connection`` if given);
+        the handle of the live job if its dedup key was taken."""
         store = await self.astore()
-        [enqueued] = await store.job_enqueue([new], now=self.clock.now())
+        if connection is not None:
+            [enqueued] = await store.job_enqueue_on(connection, [new], now=self.clock.now())
+        else:
+            [enqueued] = await store.job_enqueue([new], now=self.clock.now())
         if enqueued.created:
             job_metrics().enqueued(new.queue, new.task)
         return Job(self, enqueued.job.id, created=enqueued.created)

@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     from backbeat.client import Client
 
 
-RESERVED_OPTIONS = ("delay", "at", "dedup_key", "priority", "queue")
-"""Keywords of ``enqueue`` itself: a task may not name a parameter after one of them."""
+RESERVED_OPTIONS = ("delay", "at", "dedup_key", "priority", "queue", "connection")
+"""Keywords of ``enqueue`` itself: a task may not name a parameter after one of them.
+(``connection`` is the caller's open database transaction, not a job option: see
+``Client.aenqueue``.)"""
 
 
 def resolve_run_at(now: float, delay: float | timedelta | None, at: datetime | None) -> float:

@@ -31,7 +31,9 @@ class Task(Generic[P, R]):
     """A declared task. Calling it runs the function here and now; ``enqueue`` makes a job.
 
     ``enqueue`` takes the function's own arguments plus the reserved options ``delay``,
-    ``at``, ``dedup_key``, ``priority`` and ``queue``.
+    ``at``, ``dedup_key``, ``priority`` and ``queue``, and ``connection`` (your open
+    psycopg transaction on a PostgreSQL store: the job is written in it, see
+    ``docs/postgres.md``).
     """
 
     def __init__(
@@ -152,10 +154,11 @@ class Task(Generic[P, R]):
     async def aenqueue(self, *args: Any, **kwargs: Any) -> Job:
         """Enqueue a job of this task; see the class docstring for the options."""
         options = {key: kwargs.pop(key) for key in RESERVED_OPTIONS if key in kwargs}
+        connection = options.pop("connection", None)
         self.check_arguments(args, kwargs)
         app = self.app
         new = build_job(self.info, args, kwargs, settings=app.settings, now=app.clock.now(), **options)
-        job = await app.client.asubmit(new)
+        job = await app.client.asubmit(new, connection=connection)
         if app.eager:
             await app.arun_until_idle()
         return job

@@ -1,5 +1,5 @@
-"""Real worker processes against a store (a SQLite file, or a fresh prefix on the test Redis
-server), and a ledger of what ran."""
+"""Real worker processes against a store (a SQLite file, a fresh prefix on the test Redis
+server, or a fresh database on the test PostgreSQL server), and a ledger of what ran."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from backbeat import Client, JobState
 from backbeat.jobs import build_job
 from backbeat.tasks import Task
 from backbeat.types import JobFilter, JobRecord
+from tests import postgres_server, redis_server
 from tests.integration import bbapps
-from tests.redis_server import fresh_url
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -182,7 +182,7 @@ class Cluster:
         self.app.close()
 
 
-SHARED_STORES = ("sqlite", "redis")
+SHARED_STORES = ("sqlite", "redis", "postgres")
 STORES = pytest.mark.parametrize("cluster", SHARED_STORES, indirect=True)
 """Run a test against every store that several processes share (default: SQLite only)."""
 
@@ -190,10 +190,13 @@ STORES = pytest.mark.parametrize("cluster", SHARED_STORES, indirect=True)
 @contextmanager
 def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh store URL for processes to share: the fixture's parameter names the store
-    (``SHARED_STORES``; SQLite when there is none), a file in ``tmp_path`` or a key prefix
-    of its own on the test Redis (deleted afterwards)."""
-    if getattr(request, "param", "sqlite") == "redis":
-        with fresh_url() as url:
+    (``SHARED_STORES``; SQLite when there is none): a file in ``tmp_path``, a key prefix
+    of its own on the test Redis, or a database of its own on the test PostgreSQL (both
+    deleted afterwards)."""
+    store = getattr(request, "param", "sqlite")
+    if store in ("redis", "postgres"):
+        server = redis_server if store == "redis" else postgres_server
+        with server.fresh_url() as url:
             yield url
     else:
         yield f"sqlite:///{tmp_path}/store.db"

@@ -1,17 +1,21 @@
-"""Real ``backbeat worker`` processes on one store (SQLite; ``@STORES`` tests on Redis too): what survives what."""
+"""Real ``backbeat worker`` processes on one store (SQLite; ``@STORES`` tests on Redis and
+PostgreSQL too): what survives what."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from backbeat import JobState
 from backbeat.store.base import LEASE_EXPIRED
+from backbeat.types import WorkerInfo
 from tests.integration import bbapps
 from tests.integration.conftest import STORES, Cluster, eventually
 
@@ -146,7 +150,9 @@ def test_a_job_no_worker_knows_waits_and_status_names_its_task(cluster: Cluster)
     assert "nobody.declares.this" in human and "no live worker knows" in human
 
 
-@pytest.mark.parametrize(("cluster", "n"), [("sqlite", 2000), ("redis", 20_000)], indirect=["cluster"])
+@pytest.mark.parametrize(
+    ("cluster", "n"), [("sqlite", 2000), ("redis", 20_000), ("postgres", 20_000)], indirect=["cluster"]
+)
 def test_four_processes_share_one_store(cluster: Cluster, n: int) -> None:
     for _ in range(4):
         cluster.spawn("--concurrency", "4")
@@ -208,3 +214,40 @@ def test_rescue_marks_an_exhausted_job_dead(cluster: Cluster) -> None:
     cluster.spawn("--lease", "1")
     eventually(lambda: cluster.job(job.id).state is JobState.DEAD, what="the rescue")
     assert cluster.job(job.id).error == LEASE_EXPIRED
+
+
+@STORES
+def test_status_lists_the_workers_of_every_host_and_drops_dead_ones(cluster: Cluster) -> None:
+    """Workers on other machines are rows in the shared store: one on worker-host-b that
+    keeps heartbeating (as its own process would), and one on worker-host-c whose
+    heartbeats stopped an hour ago, which the local worker's maintenance prunes."""
+
+    def remote(worker_id: str, host: str, beat: float) -> WorkerInfo:
+        return WorkerInfo(
+            id=worker_id,
+            host=host,
+            pid=4242,
+            queues=("default",),
+            concurrency=8,
+            tasks=(),
+            started_at=beat,
+            heartbeat_at=beat,
+        )
+
+    async def register_dead() -> None:
+        await (await cluster.client.astore()).worker_register(remote("gone-1", "worker-host-c", time.time() - 3600))
+
+    async def far_worker_heartbeats() -> None:
+        store = await cluster.client.astore()
+        if not await store.worker_heartbeat("far-1", in_flight=0, now=time.time()):
+            await store.worker_register(remote("far-1", "worker-host-b", time.time()))  # as a pruned worker does
+
+    cluster.client.sync(register_dead)
+    cluster.spawn("--lease", "1")
+
+    def hosts() -> set[str]:
+        cluster.client.sync(far_worker_heartbeats)
+        workers = json.loads(cluster.backbeat("status", "--json", check=True).stdout)["workers"]
+        return {w["host"] for w in workers}
+
+    eventually(lambda: hosts() == {socket.gethostname(), "worker-host-b"}, what="the dead worker to be pruned")

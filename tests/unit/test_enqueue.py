@@ -38,7 +38,7 @@ def test_task_name_defaults_to_module_and_qualname(app: App) -> None:
     assert send_email(1) is None  # calling runs the function here
 
 
-@pytest.mark.parametrize("reserved", ["delay", "at", "dedup_key", "priority", "queue"])
+@pytest.mark.parametrize("reserved", ["delay", "at", "dedup_key", "priority", "queue", "connection"])
 def test_parameter_named_like_an_option_is_refused(app: App, reserved: str) -> None:
     namespace: dict = {}
     exec(f"def fn({reserved}): pass", namespace)

@@ -25,6 +25,7 @@ ALLOWED = {
     ("cli/loader.py", "importlib"): "APP (module:attribute) given on the command line by the operator",
     ("cli/loader.py", "import_module"): "the same",
     ("store/sqlite/connection.py", "importlib"): "importlib.resources: reading the package's own migrations",
+    ("store/postgres/connection.py", "importlib"): "importlib.resources: reading the package's own migrations",
     ("store/redis/scripts.py", "importlib"): "importlib.resources: reading the package's own Lua scripts",
     ("cli/demo.py", "importlib"): "importlib.util.find_spec('pydantic'): is an extra installed (imports nothing)",
 }

@@ -1,4 +1,5 @@
-"""Store selection by URL: ``sqlite:///file.db`` (default), ``memory://``, ``redis://`` (and ``rediss://``).
+"""Store selection by URL: ``sqlite:///file.db`` (default), ``memory://``, ``postgresql://`` (and
+``postgres://``), ``redis://`` (and ``rediss://``).
 
 ``check_url`` validates a URL without connecting; ``open_store`` builds the store object
 (not yet opened). Internal module.
@@ -12,7 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 from backbeat.errors import ConfigError
 from backbeat.store.base import Store
 
-SCHEMES = ("sqlite", "memory", "redis", "rediss")
+SCHEMES = ("sqlite", "memory", "postgresql", "postgres", "redis", "rediss")
 
 
 def _scheme(url: object) -> str:
@@ -62,6 +63,10 @@ def check_url(url: str) -> None:
         from backbeat.store.redis import parse_url
 
         parse_url(url)
+    elif scheme in ("postgresql", "postgres"):
+        from backbeat.store.postgres import parse_url as parse_pg_url
+
+        parse_pg_url(url)
 
 
 def store_sync_inline(url: str) -> bool:
@@ -76,6 +81,8 @@ def open_store(url: str) -> Store:
         "memory": _memory,
         "redis": _redis,
         "rediss": _redis,
+        "postgresql": _postgres,
+        "postgres": _postgres,
     }
     return factories[_scheme(url)](url)
 
@@ -100,3 +107,16 @@ def _redis(url: str) -> Store:
     from backbeat.store.redis.store import RedisStore
 
     return RedisStore(options)
+
+
+def _postgres(url: str) -> Store:
+    from backbeat.store.postgres import parse_url
+
+    options = parse_url(url)
+    try:
+        from backbeat.store.postgres.store import PostgresStore
+    except ImportError as exc:
+        raise ConfigError(
+            f"the PostgreSQL store needs psycopg 3 and psycopg-pool ({exc}): pip install 'backbeat[postgres]'"
+        ) from None
+    return PostgresStore(options)

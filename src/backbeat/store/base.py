@@ -61,7 +61,7 @@ import abc
 import contextvars
 from collections.abc import Mapping, Sequence
 
-from backbeat.errors import EventError
+from backbeat.errors import EnqueueError, EventError
 from backbeat.types import (
     Backlog,
     Breach,
@@ -160,6 +160,19 @@ class Store(abc.ABC):
         earlier in this same batch — nothing is written for it and the live job is
         returned with ``created=False``. Ids are unique; a repeated id is a ``StoreError``.
         """
+
+    async def job_enqueue_on(self, connection: object, jobs: Sequence[NewJob], *, now: float) -> list[Enqueued]:
+        """``job_enqueue`` inside the caller's open transaction on ``connection`` (a psycopg
+        connection, sync or async, to the store's own PostgreSQL database). Nothing is
+        committed: the jobs exist once the caller commits, and a rollback leaves none.
+        Dedup applies as in ``job_enqueue`` (a live job committed by others, or written
+        earlier in the caller's transaction). Stores that cannot, and a connection of the
+        wrong kind, raise ``EnqueueError`` (nothing written)."""
+        kind = type(connection).__module__ + "." + type(connection).__qualname__
+        raise EnqueueError(
+            f"{type(self).__name__} cannot write jobs inside your transaction (got connection={kind}): "
+            "pass a psycopg connection to the store's PostgreSQL database, or drop connection="
+        )
 
     @abc.abstractmethod
     async def job_claim(self, request: ClaimRequest, *, now: float) -> list[JobRecord]:
