@@ -9,9 +9,7 @@ consistency check (Redis: its key layout against the job hashes; SQLite: integri
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -22,8 +20,6 @@ from backbeat.ids import token
 from backbeat.store import SCHEMES, open_store
 from backbeat.store.base import Store
 from tests.redis_server import fresh_url
-
-PG_SERVER = os.environ.get("BACKBEAT_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432")
 
 
 @asynccontextmanager
@@ -53,21 +49,18 @@ async def redis_store() -> AsyncIterator[Store]:
             yield store
 
 
-def psql(sql: str, *, check: bool = True) -> None:
-    """Run one statement on the test PostgreSQL server's ``postgres`` database."""
-    subprocess.run(["psql", PG_SERVER + "/postgres", "-qc", sql], check=check, capture_output=True)
-
-
 @asynccontextmanager
 async def postgresql_store() -> AsyncIterator[Store]:
-    """A database of its own on the test PostgreSQL (``BACKBEAT_TEST_POSTGRES``), dropped after."""
+    """A database of its own on the test PostgreSQL (a copy of the migrated template), dropped after."""
+    from tests import postgres_server
+
     name = f"bbmodel_{token()[:12].lower()}"
-    await asyncio.to_thread(psql, f"CREATE DATABASE {name}")
+    await asyncio.to_thread(postgres_server.create_database, name, postgres_server.template())
     try:
-        async with _opened(f"{PG_SERVER}/{name}") as store:
+        async with _opened(postgres_server.url_of(name)) as store:
             yield store
     finally:
-        await asyncio.to_thread(psql, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", check=False)
+        await asyncio.to_thread(postgres_server.drop_database, name)
 
 
 FACTORIES: dict[str, Callable[[], AbstractAsyncContextManager[Store]]] = {

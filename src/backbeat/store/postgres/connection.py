@@ -307,6 +307,8 @@ class PostgresBase(Store):
 
     capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS})
     loop_bound = True
+    sync_inline = False
+    """Sync calls go through the portal's loop: the pool's background tasks need a loop that runs."""
 
     def __init__(self, options: PostgresOptions) -> None:
         self.options = options
@@ -357,6 +359,12 @@ class PostgresBase(Store):
         await self.open()
         async with self.connection() as conn:
             return await migrate(conn.conn, self.schema, self.options.where)
+
+    async def server_time(self) -> float:
+        """The server's clock (``clock_timestamp()``, to the microsecond)."""
+        row = await self.row("SELECT extract(epoch FROM clock_timestamp())::float8")
+        assert row is not None
+        return float(row[0])
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Tx]:

@@ -39,6 +39,7 @@ from backbeat.types import (
     ScheduleKind,
     ScheduleMode,
     ScheduleOrigin,
+    ScheduleRank,
     ScheduleRecord,
     ScheduleSpec,
     SlaStats,
@@ -89,6 +90,14 @@ STATE_FIELDS = (
 )
 FIELDS = SPEC_FIELDS + STATE_FIELDS
 COLUMNS = ", ".join(FIELDS)
+
+_WORST = (
+    # (group, WHERE, ORDER BY, cursor): ScheduleRank's groups, each a range of an index
+    # (an SLA schedule always has a deadline)
+    (0, "sla IS NOT NULL AND NOT paused", "deadline_at, key", "(deadline_at, key) > (%s, %s)"),
+    (1, "sla IS NOT NULL AND paused", "deadline_at, key", "(deadline_at, key) > (%s, %s)"),
+    (2, "sla IS NULL", "key", "key > %s"),
+)
 _ENUMS = {"kind": ScheduleKind, "mode": ScheduleMode, "misfire": Misfire, "origin": ScheduleOrigin}
 _PUT = (
     f"INSERT INTO backbeat_schedules ({COLUMNS}) VALUES ({', '.join(['%s'] * len(FIELDS))}) "
@@ -372,6 +381,31 @@ class ScheduleMethods(PostgresBase):
             (*params, limit),
         )
         return [_breach(r) for r in rows]
+
+    async def schedule_worst(
+        self, *, after: ScheduleRank | None = None, search: str | None = None, limit: int
+    ) -> list[ScheduleRecord]:
+        """The groups in turn, each from the cursor (in the cursor's group) or from its start
+        (in later groups); each an index range scan (migration 0002)."""
+        out: list[ScheduleRecord] = []
+        for group, where, order, cursor in _WORST:
+            if after is not None and group < after.group:
+                continue
+            clauses, params = [where], list[Any]()
+            if after is not None and group == after.group:
+                clauses.append(cursor)
+                params += [after.key] if group == 2 else [after.deadline_at, after.key]
+            if search is not None:
+                clauses.append("(strpos(key, %s) > 0 OR strpos(task, %s) > 0)")
+                params += [search, search]
+            rows = await self.rows(
+                f"SELECT {COLUMNS} FROM backbeat_schedules WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT %s",
+                (*params, limit - len(out)),
+            )
+            out += [record(r) for r in rows]
+            if len(out) >= limit:
+                break
+        return out
 
     async def sla_list(self, *, limit: int) -> list[ScheduleRecord]:
         rows = await self.rows(
