@@ -1,6 +1,6 @@
 """The worker: claims jobs in batches, runs them in slots, acks them in batches.
 
-One asyncio loop runs five small loops that share the worker's state:
+One asyncio loop runs six small loops that share the worker's state:
 
 * claim: while slots are free, claim up to that many jobs (dispatch order is the
   store's), start each; when nothing is claimable, sleep until the store signals a write,
