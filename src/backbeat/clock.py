@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from backbeat.store.base import Store
 
 log = logging.getLogger("backbeat.clock")
+SAMPLES = 3
+"""Readings of the server's clock per correction; the one with the shortest round trip counts."""
 SKEW_WARNING = 5.0
 """Seconds of disagreement with the store server that are logged as a warning."""
 
@@ -141,19 +143,22 @@ class ManualClock:
 
 
 async def correct(clock: Clock, store: Store) -> float | None:
-    """Set a ``SystemClock``'s offset to the store server's clock (measured now, halfway
-    through the round trip); return the offset, or ``None`` if nothing was corrected (any
+    """Set a ``SystemClock``'s offset to the store server's clock (read a few times, each
+    reading placed halfway through its round trip); return the offset, or ``None`` if nothing was corrected (any
     other clock, a store without a clock). A change smaller than the round trip is noise
     and left alone, so the clock does not wobble."""
     if not isinstance(clock, SystemClock):
         return None
-    before = clock.now()
-    server = await store.server_time()
-    after = clock.now()
-    if server is None:
-        return None
-    change = server - (before + after) / 2
-    if abs(change) > max(after - before, 0.001):
+    samples: list[tuple[float, float]] = []  # (round trip, server minus this clock)
+    for _ in range(SAMPLES):
+        before = clock.now()
+        server = await store.server_time()
+        after = clock.now()
+        if server is None:
+            return None
+        samples.append((after - before, server - (before + after) / 2))
+    round_trip, change = min(samples)  # the quickest answer says the most (as NTP does)
+    if abs(change) > max(round_trip, 0.001):
         first = clock.offset == 0.0
         clock.offset += change
         if abs(clock.offset) >= SKEW_WARNING and (first or abs(change) >= SKEW_WARNING):

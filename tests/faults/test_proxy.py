@@ -19,7 +19,10 @@ from tests.faults.servers import PrivateServer, server_params
 from tests.integration.conftest import eventually
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
-JOBS = 40
+JOBS = 60
+LEASE = 3.0
+"""Heartbeats every second; a cut-off worker stops its attempts 2.5 s after their last
+renewal, half a second before a rescuer may take them (slack for a loaded machine)."""
 
 
 @pytest.fixture
@@ -45,14 +48,15 @@ def test_no_job_runs_on_two_live_workers_past_its_lease(
     cluster = FaultCluster(server.url, tmp_path)  # type: ignore[arg-type]
     try:
         half = JOBS // 2
-        cluster.enqueue_many(fapps.work, [{"seconds": 2.0}] * half)
-        cluster.enqueue_many(fapps.work_sync, [{"seconds": 2.0}] * half)
-        cut_off = cluster.spawn("worker", "--concurrency", "6", "--lease", "1.5", url=server.url_via(proxy.port))
+        cluster.enqueue_many(fapps.work, [{"seconds": 3.0}] * half)
+        cluster.enqueue_many(fapps.work_sync, [{"seconds": 3.0}] * half)
+        lease = ("--lease", str(LEASE))
+        cut_off = cluster.spawn("worker", "--concurrency", "6", *lease, url=server.url_via(proxy.port))
         eventually(lambda: len(cluster.ledger.executions()) >= 6, what="the proxied worker to start six jobs")
-        cluster.spawn("worker", "--concurrency", "6", "--lease", "1.5")
-        for fault in ("stall", "drop", "stall", "stall", "drop", "stall"):
+        cluster.spawn("worker", "--concurrency", "6", *lease)
+        for fault in ("stall", "drop", "stall", "stall"):
             getattr(proxy, fault)()
-            time.sleep(3.0)  # the fault lasts twice the lease: the fault's length, not a wait for a state
+            time.sleep(LEASE + 2)  # the fault outlasts a lease: the fault's length, not a wait for a state
             proxy.resume()
             time.sleep(1.0)
         eventually(lambda: cluster.counts() == {JobState.SUCCEEDED: JOBS}, timeout=120, what="every job to succeed")

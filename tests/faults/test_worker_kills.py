@@ -4,6 +4,7 @@ only a job whose worker was killed ran more than once."""
 from __future__ import annotations
 
 import random
+import subprocess
 import time
 
 import pytest
@@ -20,11 +21,17 @@ JOBS = 2000
 WORKERS = 3
 
 
+def spawn(cluster: FaultCluster) -> subprocess.Popen[bytes]:
+    # a 3 s lease: a killed worker's jobs come back soon, and a live worker's heartbeats,
+    # late on a loaded machine (two cores, SQLite's write lock), do not lose it
+    return cluster.spawn("worker", "--concurrency", "8", "--lease", "3")
+
+
 @pytest.mark.parametrize("store_url", SHARED, indirect=True)
 def test_sigkilled_workers_lose_no_job_and_only_their_jobs_rerun(cluster: FaultCluster) -> None:
     rng = random.Random(11)
     ids = cluster.enqueue_many(fapps.work, [{"seconds": 0.2} for _ in range(JOBS)])
-    workers = [cluster.spawn("worker", "--concurrency", "8", "--lease", "1") for _ in range(WORKERS)]
+    workers = [spawn(cluster) for _ in range(WORKERS)]
     kills = 0
 
     def drained() -> bool:
@@ -39,7 +46,7 @@ def test_sigkilled_workers_lose_no_job_and_only_their_jobs_rerun(cluster: FaultC
         victim = workers.pop(rng.randrange(len(workers)))
         cluster.sigkill(victim)
         kills += 1
-        workers.append(cluster.spawn("worker", "--concurrency", "8", "--lease", "1"))
+        workers.append(spawn(cluster))
     eventually(drained, timeout=180, what=f"{JOBS:,} jobs to succeed")
     assert kills >= 5
 

@@ -17,11 +17,13 @@ from collections.abc import Iterable
 
 
 class Renewals:
-    def __init__(self, lease: float, margin: float) -> None:
+    def __init__(self, lease: float, heartbeat: float) -> None:
         self.lease = lease
-        self.margin = margin
-        """Seconds before the store's expiry that an attempt is stopped (half a heartbeat:
-        two heartbeats in a row must fail first)."""
+        self.margin = min(heartbeat, lease - heartbeat) / 2
+        """Seconds before the store's expiry that an attempt is stopped: half a heartbeat
+        (at the default heartbeat of a third of the lease, two heartbeats in a row must fail
+        first), less if the heartbeat is so long that the deadline would come before the
+        next heartbeat could renew it (the deadline is always half-way between)."""
         self._at: dict[str, float] = {}
 
     def renewed(self, job_ids: Iterable[str], now: float) -> None:

@@ -1,6 +1,6 @@
 """The worker: claims jobs in batches, runs them in slots, acks them in batches.
 
-One asyncio loop runs five small loops that share the worker's state:
+One asyncio loop runs six small loops that share the worker's state:
 
 * claim: while slots are free, claim up to that many jobs (dispatch order is the
   store's), start each; when nothing is claimable, sleep until the store signals a write,
@@ -87,7 +87,7 @@ class Worker:
         self.ready: deque[JobRecord] = deque()
         """Claimed, not started yet (prefetched): handed back on shutdown."""
         self.held: dict[str, Lease] = {}
-        self.renewals = Renewals(self.settings.lease, self.settings.heartbeat_interval / 2)
+        self.renewals = Renewals(self.settings.lease, self.settings.heartbeat_interval)
         self._mean_run = 0.1
         """EWMA of run time, seconds; starts pessimistic so the first claim is small."""
         self.acks: list[JobOutcome] = []
@@ -449,7 +449,7 @@ class Worker:
                 result = await store.job_heartbeat(self.id, leases, lease=self.settings.lease, now=now)
         except TimeoutError:
             raise StoreError(f"no answer to a heartbeat within the lease ({self.settings.lease:g} s)") from None
-        self.renewals.renewed({lease.job_id for lease in leases} - result.lost, now)
+        self.renewals.renewed({lease.job_id for lease in leases if lease.job_id in self.held} - result.lost, now)
         if result.lost or result.cancel_requested:
             self._drop_ready(result.lost, result.cancel_requested)
         for job_id in result.lost:
