@@ -1,13 +1,16 @@
-"""A secret on a SQLite store file, end to end: written by a main app's client, the CLI
-and a handler's schedule, run by the task, and then looked for everywhere: the raw bytes of
-the database and its WAL, a ``sqlite3`` dump, the CLI, the HTTP API and the dashboard."""
+"""A secret end to end: written by a main app's client, the CLI and a handler's schedule,
+run by the task, and then looked for everywhere: the raw bytes of a SQLite database and
+its WAL, a ``sqlite3`` dump, every value under a Redis store's prefix, a ``pg_dump`` of a
+PostgreSQL store, the CLI, the HTTP API and the dashboard."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pytest
 from starlette.testclient import TestClient
@@ -148,3 +151,44 @@ def test_after_a_rotation_reseal_moves_schedules_to_the_new_key(
     monkeypatch.setenv("BACKBEAT_SECRET_KEYS", KEY)  # without the key that sealed them: a clear error
     failed = cluster.backbeat("schedules", "update", "twitter:3", "--every", "40")
     assert failed.returncode == 1 and "which is not configured" in failed.stderr and TOKEN not in failed.stderr
+
+
+def _redis_values(url: str) -> str:
+    """Every value under the store's key prefix, read as ``redis-cli`` would show it."""
+    import redis
+
+    parts = urlsplit(url)
+    prefix = dict(parse_qsl(parts.query))["prefix"]
+    client = redis.Redis.from_url(urlunsplit(parts._replace(query="")), decode_responses=True)
+    out: list[str] = []
+    try:
+        for key in client.scan_iter(f"*{prefix}*"):
+            kind = client.type(key)
+            if kind == "string":
+                out.append(str(client.get(key)))
+            elif kind == "hash":
+                out.append(json.dumps(client.hgetall(key)))
+            elif kind == "zset":
+                out.append(json.dumps(client.zrange(key, 0, -1, withscores=True)))
+            elif kind == "set":
+                out.append(json.dumps(sorted(client.smembers(key))))
+            elif kind == "list":
+                out.append(json.dumps(client.lrange(key, 0, -1)))
+            elif kind == "stream":
+                out.append(json.dumps(client.xrange(key)))
+            else:
+                raise AssertionError(f"a key of type {kind} the test cannot read: {key}")
+    finally:
+        client.close()
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("cluster", ["redis", "postgres"], indirect=True)
+def test_a_secret_cannot_be_read_with_the_servers_own_tools(cluster: Cluster, written: dict[str, Any]) -> None:
+    if cluster.url.startswith("redis"):
+        seen = _redis_values(cluster.url)
+    else:
+        dump = subprocess.run(["pg_dump", "--data-only", cluster.url], capture_output=True, text=True, check=True)
+        seen = dump.stdout
+    assert "bbsecret:1:" in seen  # the sealed values are there...
+    assert TOKEN not in seen and TOKEN2 not in seen  # ...and the plain ones nowhere
