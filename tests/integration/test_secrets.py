@@ -177,7 +177,7 @@ def _redis_values(url: str) -> str:
             elif kind == "stream":
                 out.append(json.dumps(client.xrange(key)))
             else:
-                raise AssertionError(f"a key of type {kind} the test cannot read: {key}")
+                raise AssertionError(f"a key of type {kind!r} the test cannot read: {key}")
     finally:
         client.close()
     return "\n".join(out)
