@@ -4,10 +4,12 @@ overview and /metrics. Run by hand:
 
     .venv/bin/python benchmarks/dashboard_bench.py                       # SQLite, a temporary file
     .venv/bin/python benchmarks/dashboard_bench.py --url sqlite:///big.db --keep
-    .venv/bin/python benchmarks/dashboard_bench.py --url postgresql://... # when the PostgreSQL store lands
+    .venv/bin/python benchmarks/dashboard_bench.py --url postgresql://postgres@127.0.0.1:5432/dashbench
 
 On SQLite the store is filled with SQL directly (executemany into the schema the store
-created: about a minute); on any other store through the store protocol (``job_enqueue``
+created: a few minutes); on PostgreSQL with server-side SQL (INSERT ... SELECT over
+generate_series into the tables the store migrated, then VACUUM ANALYZE); on any other
+store through the store protocol (``job_enqueue``
 in batches, ``schedule_upsert`` one by one: slow at this size, use ``--jobs``/``--schedules``
 to scale down, or ``--no-fill`` to time a store filled before). Requests go through the
 ASGI app in-process (Starlette's test client): the figures are the dashboard's and the
@@ -50,6 +52,15 @@ STATES = [  # a store that has run for a while: mostly finished jobs
     (JobState.SCHEDULED, 0.02),
     (JobState.CANCELLED, 0.01),
 ]
+FINISHED = (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED)
+DAY = 86_400.0  # jobs created over the last day
+DELAY = 3600.0  # a scheduled job's delay
+WAIT, RUN = 0.1, 0.4  # a finished job: queued for WAIT, ran for RUN
+DEAD_ERROR = "ConnectionError: upstream refused"
+EVERY, SLA = 20.0, 60.0  # schedules: every 20 s, 90% with an SLA of 60 s, 1% paused
+NO_SLA, PAUSED = (10, 9), (100, 42)  # (m, r): schedule i has no SLA / is paused where i % m == r
+LATE = 0.01  # the share of schedules last run STALE seconds ago (most: within 2 * EVERY)
+STALE = (120.0, 3600.0)
 BATCH = 20_000
 
 
@@ -60,15 +71,15 @@ def job_rows(n: int, now: float, rng: random.Random) -> Iterator[tuple[Any, ...]
     """Jobs created over the last day, ids in creation order (UUIDv7)."""
     states = rng.choices([s for s, _ in STATES], weights=[w for _, w in STATES], k=n)
     for i, state in enumerate(states):
-        created = now - 86_400 + 86_400 * i / n
+        created = now - DAY + DAY * i / n
         task = TASKS[i % len(TASKS)]
         queue = QUEUES[i % len(QUEUES)]
-        finished = created + 0.5 if state in (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED) else None
-        run_at = created + (3600 if state is JobState.SCHEDULED else 0)
+        finished = created + WAIT + RUN if state in FINISHED else None
+        run_at = created + (DELAY if state is JobState.SCHEDULED else 0)
         payload = json.dumps({"args": [], "kwargs": {"user_id": i}})
-        error = "ConnectionError: upstream refused" if state is JobState.DEAD else None
+        error = DEAD_ERROR if state is JobState.DEAD else None
         yield (uuid7(int(created * 1000)), task, queue, state.value, payload, run_at, run_at, 1, 5, created,
-               finished - 0.4 if finished else None, finished, error)  # fmt: skip
+               finished - RUN if finished else None, finished, error)  # fmt: skip
 
 
 def schedule_rows(n: int, now: float, rng: random.Random) -> Iterator[tuple[Any, ...]]:
@@ -76,26 +87,27 @@ def schedule_rows(n: int, now: float, rng: random.Random) -> Iterator[tuple[Any,
     without an SLA."""
     for i in range(n):
         key = f"user:{i:07d}"
-        sla = None if i % 10 == 9 else 60.0
-        last = now - rng.uniform(0, 40) if rng.random() > 0.01 else now - rng.uniform(120, 3600)
-        paused = 1 if i % 100 == 42 else 0
+        sla = None if i % NO_SLA[0] == NO_SLA[1] else SLA
+        last = now - rng.uniform(0, 2 * EVERY) if rng.random() > LATE else now - rng.uniform(*STALE)
+        paused = 1 if i % PAUSED[0] == PAUSED[1] else 0
         deadline = None if sla is None else last + sla
         payload = json.dumps({"args": [], "kwargs": {"user_id": i}})
-        yield (key, TASKS[i % 2], "default", payload, "every", 20.0, None, "UTC", "delay", 0.0, sla, "skip", 0, 0, 5,
-               None, "", "runtime", now - 86_400, now - 86_400, last + 20, last + 20, paused, now if paused else None,
+        yield (key, TASKS[i % 2], "default", payload, "every", EVERY, None, "UTC", "delay", 0.0, sla, "skip", 0, 0, 5,
+               None, "", "runtime", now - DAY, now - DAY, last + EVERY, last + EVERY, paused, now if paused else None,
                last, "succeeded", last, deadline)  # fmt: skip
 
 
-JOB_SQL = (
-    "INSERT INTO backbeat_jobs (id, task, queue, state, payload, run_at, order_at, attempts, max_attempts, "
-    "created_at, started_at, finished_at, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+JOB_COLUMNS = (
+    "id, task, queue, state, payload, run_at, order_at, attempts, max_attempts, created_at, started_at, finished_at, "
+    "error"
 )
-SCHEDULE_SQL = (
-    "INSERT INTO backbeat_schedules (key, task, queue, payload, kind, every, cron, tz, mode, jitter, sla, misfire, "
-    "catch_up_limit, priority, max_attempts, timeout, description, origin, created_at, updated_at, next_tick, "
-    "next_at, paused, paused_at, last_finished_at, last_state, last_success_at, deadline_at) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+SCHEDULE_COLUMNS = (
+    "key, task, queue, payload, kind, every, cron, tz, mode, jitter, sla, misfire, catch_up_limit, priority, "
+    "max_attempts, timeout, description, origin, created_at, updated_at, next_tick, next_at, paused, paused_at, "
+    "last_finished_at, last_state, last_success_at, deadline_at"
 )
+JOB_SQL = f"INSERT INTO backbeat_jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+SCHEDULE_SQL = f"INSERT INTO backbeat_schedules ({SCHEDULE_COLUMNS}) VALUES ({', '.join('?' * 28)})"
 
 
 def fill_sqlite(path: str, jobs: int, schedules: int, now: float) -> None:
@@ -116,6 +128,69 @@ def fill_sqlite(path: str, jobs: int, schedules: int, now: float) -> None:
     conn.execute("INSERT OR IGNORE INTO backbeat_queues (name, paused) SELECT DISTINCT queue, 0 FROM backbeat_jobs")
     conn.execute("ANALYZE")
     conn.close()
+
+
+# The same rows made by the PostgreSQL server (generate_series; random() after setseed, so
+# the states and staleness are drawn as above but not the same draws). Ids are UUIDv7 text
+# of the creation millisecond with md5(i) as the random bits.
+PG_JOBS = f"""INSERT INTO backbeat_jobs ({JOB_COLUMNS})
+WITH g AS MATERIALIZED (SELECT i, random() AS r FROM generate_series(0, %(n)s - 1) AS i),
+j AS (SELECT i, %(now)s - %(day)s + %(day)s * i::float8 / %(n)s AS created, STATE_CASE AS state FROM g),
+k AS (SELECT *, CASE WHEN state = ANY(%(finished)s::text[]) THEN created + %(wait)s + %(run)s END AS finished,
+             created + CASE WHEN state = %(scheduled)s THEN %(delay)s ELSE 0 END AS run_at,
+             lpad(to_hex(floor(created * 1000)::bigint), 12, '0') AS h, md5(i::text) AS m FROM j)
+SELECT substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-7' || substr(m, 1, 3) || '-8' || substr(m, 4, 3) || '-'
+       || substr(m, 7, 12),
+       (%(tasks)s::text[])[1 + mod(i, cardinality(%(tasks)s::text[]))],
+       (%(queues)s::text[])[1 + mod(i, cardinality(%(queues)s::text[]))],
+       state, '{{"args": [], "kwargs": {{"user_id": ' || i || '}}}}', run_at, run_at, 1, 5, created,
+       finished - %(run)s, finished, CASE WHEN state = %(dead)s THEN %(error)s END
+FROM k"""
+PG_SCHEDULES = f"""INSERT INTO backbeat_schedules ({SCHEDULE_COLUMNS})
+WITH g AS MATERIALIZED (SELECT i, random() AS r, random() AS u FROM generate_series(0, %(n)s - 1) AS i),
+s AS (SELECT i, CASE WHEN mod(i, %(no_sla_m)s) <> %(no_sla_r)s THEN %(sla)s END AS sla,
+             %(now)s - CASE WHEN r > %(late)s THEN u * 2 * %(every)s
+                            ELSE %(stale_lo)s + u * (%(stale_hi)s - %(stale_lo)s) END AS last,
+             mod(i, %(paused_m)s) = %(paused_r)s AS paused FROM g)
+SELECT 'user:' || lpad(i::text, 7, '0'), (%(tasks)s::text[])[1 + mod(i, 2)], 'default',
+       '{{"args": [], "kwargs": {{"user_id": ' || i || '}}}}', 'every', %(every)s, NULL::text, 'UTC', 'delay', 0.0,
+       sla, 'skip', 0, 0, 5, NULL::float8, '', 'runtime', %(now)s - %(day)s, %(now)s - %(day)s, last + %(every)s,
+       last + %(every)s, paused, CASE WHEN paused THEN %(now)s END, last, 'succeeded', last, last + sla
+FROM s"""
+
+
+def state_case(r: str) -> str:
+    """SQL: the job state for ``r`` uniform in [0, 1), in the shares of STATES."""
+    whens, total = [], 0.0
+    for state, share in STATES[:-1]:
+        total += share
+        whens.append(f"WHEN {r} < {total:.6f} THEN '{state.value}'")
+    return f"CASE {' '.join(whens)} ELSE '{STATES[-1][0].value}' END"
+
+
+def fill_postgres(url: str, jobs: int, schedules: int, now: float) -> None:
+    """Fill the tables the store migrated with server-side SQL, then VACUUM ANALYZE."""
+    import psycopg
+
+    from backbeat.store.postgres import parse_url
+    from backbeat.store.postgres.connection import qualify
+
+    options = parse_url(url)
+    params = {
+        "now": now, "day": DAY, "delay": DELAY, "wait": WAIT, "run": RUN, "every": EVERY, "sla": SLA, "late": LATE,
+        "stale_lo": STALE[0], "stale_hi": STALE[1], "no_sla_m": NO_SLA[0], "no_sla_r": NO_SLA[1],
+        "paused_m": PAUSED[0], "paused_r": PAUSED[1], "tasks": list(TASKS), "queues": list(QUEUES),
+        "finished": [s.value for s in FINISHED], "scheduled": JobState.SCHEDULED.value, "dead": JobState.DEAD.value,
+        "error": DEAD_ERROR,
+    }  # fmt: skip
+    with psycopg.connect(options.conninfo, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("SELECT setseed(0.7)")
+            conn.execute(qualify(PG_JOBS.replace("STATE_CASE", state_case("r")), options.schema), {**params, "n": jobs})
+            conn.execute(qualify(PG_SCHEDULES, options.schema), {**params, "n": schedules})
+            conn.execute(qualify("INSERT INTO backbeat_queues (name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+                                 options.schema), (list(QUEUES),))  # fmt: skip
+        conn.execute(qualify("VACUUM ANALYZE backbeat_jobs, backbeat_schedules, backbeat_queues", options.schema))
 
 
 async def fill_protocol(store: Store, jobs: int, schedules: int, now: float) -> None:
@@ -164,14 +239,25 @@ def probes(client: Client, url: str, schedules: int) -> list[tuple[str, str]]:
 
     async def middle() -> str:
         """The cursor after the schedule half way through the worst-first order (on SQLite
-        found with an OFFSET; elsewhere the rank of the middle key, somewhere inside)."""
+        and PostgreSQL found with an OFFSET; elsewhere the rank of the middle key, somewhere
+        inside)."""
         store = await client.astore()
         key = f"user:{schedules // 2:07d}"
+        sql = "SELECT key FROM backbeat_schedules WHERE sla IS NOT NULL AND NOT paused ORDER BY deadline_at, key"
         if url.startswith("sqlite:///"):
             conn = sqlite3.connect(url.removeprefix("sqlite:///").split("?")[0])
-            sql = "SELECT key FROM backbeat_schedules WHERE sla IS NOT NULL AND paused = 0 ORDER BY deadline_at, key"
             key = conn.execute(f"{sql} LIMIT 1 OFFSET ?", (schedules // 2,)).fetchone()[0]
             conn.close()
+        elif url.startswith(("postgresql://", "postgres://")):
+            import psycopg
+
+            from backbeat.store.postgres import parse_url
+            from backbeat.store.postgres.connection import qualify
+
+            options = parse_url(url)
+            with psycopg.connect(options.conninfo) as pg:
+                row = pg.execute(qualify(f"{sql} LIMIT 1 OFFSET %s", options.schema), (schedules // 2,)).fetchone()
+                key = row[0] if row else key
         return rank_cursor(await store.schedule_get(key))
 
     cursor = client.sync(middle)
@@ -221,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         if url.startswith("sqlite:///"):
             fill_sqlite(url.removeprefix("sqlite:///").split("?")[0], args.jobs, args.schedules, now)
+        elif url.startswith(("postgresql://", "postgres://")):
+            fill_postgres(url, args.jobs, args.schedules, now)
         else:
             client.sync(lambda: _fill(client, args.jobs, args.schedules, now))
         print(f"filled {args.jobs:,} jobs and {args.schedules:,} schedules in {time.perf_counter() - start:.0f} s")
