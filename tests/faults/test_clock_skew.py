@@ -7,6 +7,7 @@ never before its occurrence or due time, each occurrence has one job and each jo
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 
@@ -60,4 +61,4 @@ def test_skewed_clocks_fire_nothing_twice_or_early(cluster: FaultCluster) -> Non
         assert jobs[job_id].state is JobState.SUCCEEDED
         assert runs[job_id][0].start >= jobs[job_id].run_at - PRECISION, job_id  # never early
     assert [pair for execs in runs.values() for pair in overlapping(execs, now)] == []
-    assert "clock is 30.0 s ahead of the store server's" in cluster.logs_text()
+    assert re.search(r"clock is (29\.9|30\.\d) s ahead of the store server's", cluster.logs_text())
