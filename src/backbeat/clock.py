@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     from backbeat.store.base import Store
 
 log = logging.getLogger("backbeat.clock")
-SAMPLES = 3
-"""Readings of the server's clock per correction; the one with the shortest round trip counts."""
+SAMPLES = 5
+"""Readings of the server's clock per correction (after one to warm a connection); the one
+with the shortest round trip counts: a reading whose request waited (a busy loop, a new
+connection's handshake) would set the clock fast by half the wait."""
 SKEW_WARNING = 5.0
 """Seconds of disagreement with the store server that are logged as a warning."""
 
@@ -151,6 +153,8 @@ async def correct(clock: Clock, store: Store) -> float | None:
         return None
     # the offset is measured whole (server minus this machine), never added to, so calls
     # that overlap (a scheduler's parts opening the store at once) agree instead of adding up
+    if await store.server_time() is None:  # also warms a connection: no handshake in a sample
+        return None
     samples: list[tuple[float, float]] = []  # (round trip, server minus this machine)
     for _ in range(SAMPLES):
         before = clock.now() - clock.offset
