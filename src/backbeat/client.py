@@ -107,9 +107,9 @@ class Client:
                 else:
                     self._shared = store
         await store.open()
-        if not self._clock_checked:
-            self._clock_checked = True
+        if not self._clock_checked:  # every first caller waits for it (they agree: see correct)
             await self._correct_clock(store)
+            self._clock_checked = True
         return store
 
     async def _correct_clock(self, store: Store) -> None:

@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     from backbeat.store.base import Store
 
 log = logging.getLogger("backbeat.clock")
-SAMPLES = 3
-"""Readings of the server's clock per correction; the one with the shortest round trip counts."""
+SAMPLES = 5
+"""Readings of the server's clock per correction (after one to warm a connection); the one
+with the shortest round trip counts: a reading whose request waited (a busy loop, a new
+connection's handshake) would set the clock fast by half the wait."""
 SKEW_WARNING = 5.0
 """Seconds of disagreement with the store server that are logged as a warning."""
 
@@ -149,18 +151,23 @@ async def correct(clock: Clock, store: Store) -> float | None:
     and left alone, so the clock does not wobble."""
     if not isinstance(clock, SystemClock):
         return None
-    samples: list[tuple[float, float]] = []  # (round trip, server minus this clock)
+    # the offset is measured whole (server minus this machine), never added to, so calls
+    # that overlap (a scheduler's parts opening the store at once) agree instead of adding up
+    if await store.server_time() is None:  # also warms a connection: no handshake in a sample
+        return None
+    samples: list[tuple[float, float]] = []  # (round trip, server minus this machine)
     for _ in range(SAMPLES):
-        before = clock.now()
+        before = clock.now() - clock.offset
         server = await store.server_time()
-        after = clock.now()
+        after = clock.now() - clock.offset
         if server is None:
             return None
         samples.append((after - before, server - (before + after) / 2))
-    round_trip, change = min(samples)  # the quickest answer says the most (as NTP does)
+    round_trip, offset = min(samples)  # the quickest answer says the most (as NTP does)
+    change = offset - clock.offset
     if abs(change) > max(round_trip, 0.001):
         first = clock.offset == 0.0
-        clock.offset += change
+        clock.offset = offset
         if abs(clock.offset) >= SKEW_WARNING and (first or abs(change) >= SKEW_WARNING):
             side = "behind" if clock.offset > 0 else "ahead of"
             log.warning(
