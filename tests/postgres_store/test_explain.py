@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from backbeat.store.postgres.jobs import _CLAIM
-from backbeat.store.postgres.schedules import COLUMNS as SCHEDULE_COLUMNS
+from backbeat.store.schedule_rows import COLUMNS as SCHEDULE_COLUMNS
 from tests.postgres_server import fresh_database, url_of
 
 T0 = 1_800_000_000.0

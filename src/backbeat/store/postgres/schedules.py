@@ -26,6 +26,7 @@ from backbeat.store import rules
 from backbeat.store.postgres.connection import PostgresBase, Row, Tx
 from backbeat.store.postgres.events import prune_events
 from backbeat.store.postgres.rows import DEDUP, INSERT_SELECT, columns
+from backbeat.store.schedule_rows import COLUMNS, FIELDS, record, values
 from backbeat.types import (
     Breach,
     Change,
@@ -34,62 +35,15 @@ from backbeat.types import (
     Fire,
     IntervalChange,
     JobState,
-    Misfire,
     ScheduleFilter,
     ScheduleKind,
     ScheduleMode,
-    ScheduleOrigin,
     ScheduleRank,
     ScheduleRecord,
     ScheduleSpec,
     SlaStats,
     Upserted,
 )
-
-SPEC_FIELDS = (
-    "key",
-    "task",
-    "queue",
-    "payload",
-    "kind",
-    "every",
-    "cron",
-    "tz",
-    "mode",
-    "jitter",
-    "sla",
-    "max_every",
-    "misfire",
-    "catch_up_limit",
-    "priority",
-    "max_attempts",
-    "timeout",
-    "description",
-    "origin",
-)
-STATE_FIELDS = (
-    "created_at",
-    "updated_at",
-    "next_tick",
-    "next_at",
-    "paused",
-    "paused_at",
-    "pending_jitter",
-    "in_flight",
-    "last_fire_at",
-    "last_job_id",
-    "last_finished_at",
-    "last_state",
-    "last_success_at",
-    "resumed_at",
-    "deadline_at",
-    "breach_since",
-    "run_time",
-    "every_now",
-    "every_reason",
-)
-FIELDS = SPEC_FIELDS + STATE_FIELDS
-COLUMNS = ", ".join(FIELDS)
 
 _WORST = (
     # (group, WHERE, ORDER BY, cursor): ScheduleRank's groups, each a range of an index
@@ -98,7 +52,6 @@ _WORST = (
     (1, "sla IS NOT NULL AND paused", "deadline_at, key", "(deadline_at, key) > (%s, %s)"),
     (2, "sla IS NULL", "key", "key > %s"),
 )
-_ENUMS = {"kind": ScheduleKind, "mode": ScheduleMode, "misfire": Misfire, "origin": ScheduleOrigin}
 _PUT = (
     f"INSERT INTO backbeat_schedules ({COLUMNS}) VALUES ({', '.join(['%s'] * len(FIELDS))}) "
     "ON CONFLICT (key) DO UPDATE SET " + ", ".join(f"{f} = EXCLUDED.{f}" for f in FIELDS[1:])
@@ -106,22 +59,6 @@ _PUT = (
 _FIRING = "NOT paused AND in_flight IS NULL AND next_at IS NOT NULL"
 DUE = f"WHERE {_FIRING} AND next_at <= %s ORDER BY next_at, key LIMIT %s"
 """``schedule_due``: a range scan of ``backbeat_schedules_due``, whose predicate is ``_FIRING``."""
-
-
-def _values(r: ScheduleRecord) -> list[Any]:
-    spec = [getattr(r.spec, f).value if f in _ENUMS else getattr(r.spec, f) for f in SPEC_FIELDS]
-    state = [getattr(r, f) for f in STATE_FIELDS]
-    state[STATE_FIELDS.index("last_state")] = None if r.last_state is None else r.last_state.value
-    return spec + state
-
-
-def record(row: Row) -> ScheduleRecord:
-    spec = dict(zip(SPEC_FIELDS, row[: len(SPEC_FIELDS)], strict=True))
-    for name, enum in _ENUMS.items():
-        spec[name] = enum(spec[name])
-    state = dict(zip(STATE_FIELDS, row[len(SPEC_FIELDS) :], strict=True))
-    state["last_state"] = None if state["last_state"] is None else JobState(state["last_state"])
-    return ScheduleRecord(spec=ScheduleSpec(**spec), **state)
 
 
 async def get(db: Tx, key: str, *, lock: bool = False) -> ScheduleRecord | None:
@@ -132,7 +69,7 @@ async def get(db: Tx, key: str, *, lock: bool = False) -> ScheduleRecord | None:
 
 
 async def put(db: Tx, r: ScheduleRecord) -> None:
-    await db.run(_PUT, _values(r))
+    await db.run(_PUT, values(r))
 
 
 def _found(key: str, r: ScheduleRecord | None) -> ScheduleRecord:

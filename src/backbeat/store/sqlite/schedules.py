@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from backbeat.store import rules
+from backbeat.store.schedule_rows import COLUMNS, FIELDS, record, values
 from backbeat.store.sqlite.connection import write_tx
 from backbeat.store.sqlite.events import prune as prune_events
 from backbeat.types import (
@@ -33,84 +34,16 @@ from backbeat.types import (
     Fire,
     IntervalChange,
     JobState,
-    Misfire,
     NewJob,
     ScheduleFilter,
     ScheduleKind,
     ScheduleMode,
-    ScheduleOrigin,
     ScheduleRank,
     ScheduleRecord,
     ScheduleSpec,
     SlaStats,
     Upserted,
 )
-
-SPEC_FIELDS = (
-    "key",
-    "task",
-    "queue",
-    "payload",
-    "kind",
-    "every",
-    "cron",
-    "tz",
-    "mode",
-    "jitter",
-    "sla",
-    "max_every",
-    "misfire",
-    "catch_up_limit",
-    "priority",
-    "max_attempts",
-    "timeout",
-    "description",
-    "origin",
-)
-STATE_FIELDS = (
-    "created_at",
-    "updated_at",
-    "next_tick",
-    "next_at",
-    "paused",
-    "paused_at",
-    "pending_jitter",
-    "in_flight",
-    "last_fire_at",
-    "last_job_id",
-    "last_finished_at",
-    "last_state",
-    "last_success_at",
-    "resumed_at",
-    "deadline_at",
-    "breach_since",
-    "run_time",
-    "every_now",
-    "every_reason",
-)
-COLUMNS = ", ".join(SPEC_FIELDS + STATE_FIELDS)
-_ENUMS = {"kind": ScheduleKind, "mode": ScheduleMode, "misfire": Misfire, "origin": ScheduleOrigin}
-
-
-def _spec_values(spec: ScheduleSpec) -> list[Any]:
-    return [getattr(spec, f).value if f in _ENUMS else getattr(spec, f) for f in SPEC_FIELDS]
-
-
-def _state_values(r: ScheduleRecord) -> list[Any]:
-    values = [getattr(r, f) for f in STATE_FIELDS]
-    values[STATE_FIELDS.index("paused")] = int(r.paused)
-    values[STATE_FIELDS.index("last_state")] = None if r.last_state is None else r.last_state.value
-    return values
-
-
-def record(row: Sequence[Any]) -> ScheduleRecord:
-    spec_values = dict(zip(SPEC_FIELDS, row[: len(SPEC_FIELDS)], strict=True))
-    for name, enum in _ENUMS.items():
-        spec_values[name] = enum(spec_values[name])
-    state = dict(zip(STATE_FIELDS, row[len(SPEC_FIELDS) :], strict=True))
-    state["paused"] = bool(state["paused"])
-    state["last_state"] = None if state["last_state"] is None else JobState(state["last_state"])
-    return ScheduleRecord(spec=ScheduleSpec(**spec_values), **state)
 
 
 def get(conn: sqlite3.Connection, key: str) -> ScheduleRecord | None:
@@ -120,10 +53,10 @@ def get(conn: sqlite3.Connection, key: str) -> ScheduleRecord | None:
 
 def put(conn: sqlite3.Connection, r: ScheduleRecord) -> None:
     """Write the whole row (insert or replace)."""
-    marks = ", ".join("?" * (len(SPEC_FIELDS) + len(STATE_FIELDS)))
+    marks = ", ".join("?" * len(FIELDS))
     conn.execute(
         f"INSERT OR REPLACE INTO backbeat_schedules ({COLUMNS}) VALUES ({marks})",
-        (*_spec_values(r.spec), *_state_values(r)),
+        values(r),
     )
 
 
