@@ -101,7 +101,7 @@ async def _seeded(model: str, store_name: str, seed: int, rounds: int, every: in
 
 
 @pytest.mark.parametrize("store_name", STORES)
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2])
 async def test_jobs_answer_like_the_reference_store(store_name: str, seed: int) -> None:
     model = await _seeded("jobs", store_name, seed, rounds=300, every=50)
     assert isinstance(model, jobs.JobModel)
@@ -109,7 +109,7 @@ async def test_jobs_answer_like_the_reference_store(store_name: str, seed: int) 
 
 
 @pytest.mark.parametrize("store_name", STORES)
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("seed", [1, 2])
 async def test_schedules_answer_like_the_reference_store(store_name: str, seed: int) -> None:
     model = await _seeded("schedules", store_name, seed, rounds=400, every=40)
     assert isinstance(model, schedules.ScheduleModel)
