@@ -1,5 +1,6 @@
 """The protocol's rules as plain functions any store can use: the record a new job starts
-as, and the end of a schedule's run (the memory and SQLite stores call them; the Redis
+as, an upserted schedule, and the end of a schedule's run (the memory, SQLite and
+PostgreSQL stores call them; the Redis
 store states the end of a run in Lua, ``store/redis/scripts/lib_schedules.lua``, because
 it must happen inside the script that moves the job).
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from backbeat.types import (
     Breach,
+    Change,
     IntervalChange,
     JobRecord,
     JobState,
@@ -21,6 +23,8 @@ from backbeat.types import (
     ScheduleKind,
     ScheduleMode,
     ScheduleRecord,
+    ScheduleSpec,
+    Upserted,
     evolve,
 )
 
@@ -101,6 +105,35 @@ def rearm(record: ScheduleRecord, pending_jitter: float, now: float, next_in: fl
     if next_in is not None:
         return {"next_tick": now + next_in, "next_at": now + next_in}
     return {}
+
+
+def upserted(
+    old: ScheduleRecord | None, spec: ScheduleSpec, next_tick: float | None, next_at: float | None, now: float
+) -> tuple[Upserted, bool]:
+    """What ``schedule_upsert`` writes (``Change.UNCHANGED``: nothing) and whether the key's
+    open breach ends with it (the store records that end)."""
+    if old is None:
+        deadline = None if spec.sla is None else now + spec.sla
+        record = ScheduleRecord(
+            spec=spec, created_at=now, updated_at=now, next_tick=next_tick, next_at=next_at, deadline_at=deadline
+        )
+        return Upserted(record=record, change=Change.ADDED), False
+    if old.spec == spec:
+        return Upserted(record=old, change=Change.UNCHANGED), False
+    waiting = old.in_flight is not None and spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY
+    deadline, ends = changed_deadline(old, spec.sla, now)
+    record = evolve(
+        old,
+        spec=spec,
+        updated_at=now,
+        next_tick=None if waiting else next_tick,
+        next_at=None if waiting else next_at,
+        deadline_at=deadline,
+        breach_since=None if ends else old.breach_since,
+        every_now=None,
+        every_reason=None,
+    )
+    return Upserted(record=record, change=Change.CHANGED), ends
 
 
 def changed_deadline(old: ScheduleRecord, sla: float | None, now: float) -> tuple[float | None, bool]:

@@ -21,8 +21,6 @@ from backbeat.types import (
     IntervalChange,
     JobState,
     ScheduleFilter,
-    ScheduleKind,
-    ScheduleMode,
     ScheduleRank,
     ScheduleRecord,
     ScheduleSpec,
@@ -39,40 +37,12 @@ class ScheduleMethods(MemoryState):
         self, spec: ScheduleSpec, *, next_tick: float | None, next_at: float | None, now: float
     ) -> Upserted:
         with self._lock:
-            old = self._schedules.get(spec.key)
-            if old is None:
-                record = ScheduleRecord(
-                    spec=spec,
-                    created_at=now,
-                    updated_at=now,
-                    next_tick=next_tick,
-                    next_at=next_at,
-                    deadline_at=None if spec.sla is None else now + spec.sla,
-                )
-                change = Change.ADDED
-            elif old.spec == spec:
-                return Upserted(record=old, change=Change.UNCHANGED)
-            else:
-                delay = spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY
-                waiting = old.in_flight is not None and delay
-                deadline, ends = rules.changed_deadline(old, spec.sla, now)
-                breach_since = None if ends else old.breach_since
-                if ends:
-                    self._end_breach(spec.key, now)
-                record = evolve(
-                    old,
-                    spec=spec,
-                    updated_at=now,
-                    next_tick=None if waiting else next_tick,
-                    next_at=None if waiting else next_at,
-                    deadline_at=deadline,
-                    breach_since=breach_since,
-                    every_now=None,
-                    every_reason=None,
-                )
-                change = Change.CHANGED
-            self._schedules[spec.key] = record
-            return Upserted(record=record, change=change)
+            upserted, ends = rules.upserted(self._schedules.get(spec.key), spec, next_tick, next_at, now)
+            if ends:
+                self._end_breach(spec.key, now)
+            if upserted.change is not Change.UNCHANGED:
+                self._schedules[spec.key] = upserted.record
+            return upserted
 
     async def schedule_get(self, key: str) -> ScheduleRecord:
         with self._lock:

@@ -36,8 +36,6 @@ from backbeat.types import (
     IntervalChange,
     JobState,
     ScheduleFilter,
-    ScheduleKind,
-    ScheduleMode,
     ScheduleRank,
     ScheduleRecord,
     ScheduleSpec,
@@ -114,38 +112,14 @@ async def finish_run(
 
 async def _upsert(db: Tx, spec: ScheduleSpec, next_tick: float | None, next_at: float | None, now: float) -> Upserted:
     # a new key is inserted as a placeholder first, so two upserts of it serialise on the row
-    old = await get(db, spec.key, lock=True)
-    if old is not None and old.spec == spec:
-        return Upserted(record=old, change=Change.UNCHANGED)
-    if old is None:
-        new = ScheduleRecord(
-            spec=spec,
-            created_at=now,
-            updated_at=now,
-            next_tick=next_tick,
-            next_at=next_at,
-            deadline_at=None if spec.sla is None else now + spec.sla,
-        )
-    else:
-        waiting = old.in_flight is not None and spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY
-        deadline, ends = rules.changed_deadline(old, spec.sla, now)
-        if ends:
-            await _end_breach(db, spec.key, now)
-        new = replace(
-            old,
-            spec=spec,
-            updated_at=now,
-            next_tick=None if waiting else next_tick,
-            next_at=None if waiting else next_at,
-            deadline_at=deadline,
-            breach_since=None if ends else old.breach_since,
-            every_now=None,
-            every_reason=None,
-        )
-    await put(db, new)
-    if new.next_at is not None:
-        await db.notify()
-    return Upserted(record=new, change=Change.ADDED if old is None else Change.CHANGED)
+    upserted, ends = rules.upserted(await get(db, spec.key, lock=True), spec, next_tick, next_at, now)
+    if ends:
+        await _end_breach(db, spec.key, now)
+    if upserted.change is not Change.UNCHANGED:
+        await put(db, upserted.record)
+        if upserted.record.next_at is not None:
+            await db.notify()
+    return upserted
 
 
 _FIRE = (

@@ -36,8 +36,6 @@ from backbeat.types import (
     JobState,
     NewJob,
     ScheduleFilter,
-    ScheduleKind,
-    ScheduleMode,
     ScheduleRank,
     ScheduleRecord,
     ScheduleSpec,
@@ -64,36 +62,12 @@ def upsert(
     conn: sqlite3.Connection, spec: ScheduleSpec, next_tick: float | None, next_at: float | None, now: float
 ) -> Upserted:
     with write_tx(conn):
-        old = get(conn, spec.key)
-        if old is not None and old.spec == spec:
-            return Upserted(record=old, change=Change.UNCHANGED)
-        if old is None:
-            new = ScheduleRecord(
-                spec=spec,
-                created_at=now,
-                updated_at=now,
-                next_tick=next_tick,
-                next_at=next_at,
-                deadline_at=None if spec.sla is None else now + spec.sla,
-            )
-        else:
-            waiting = old.in_flight is not None and spec.kind is ScheduleKind.EVERY and spec.mode is ScheduleMode.DELAY
-            deadline, ends = rules.changed_deadline(old, spec.sla, now)
-            if ends:
-                _end_breach(conn, spec.key, now)
-            new = replace(
-                old,
-                spec=spec,
-                updated_at=now,
-                next_tick=None if waiting else next_tick,
-                next_at=None if waiting else next_at,
-                deadline_at=deadline,
-                breach_since=None if ends else old.breach_since,
-                every_now=None,
-                every_reason=None,
-            )
-        put(conn, new)
-    return Upserted(record=new, change=Change.ADDED if old is None else Change.CHANGED)
+        upserted, ends = rules.upserted(get(conn, spec.key), spec, next_tick, next_at, now)
+        if ends:
+            _end_breach(conn, spec.key, now)
+        if upserted.change is not Change.UNCHANGED:
+            put(conn, upserted.record)
+    return upserted
 
 
 def pause(conn: sqlite3.Connection, key: str, now: float) -> ScheduleRecord | None:
