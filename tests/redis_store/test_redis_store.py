@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from backbeat.errors import StoreError
+from backbeat.schedules import plan_fire
 from backbeat.store import open_store
 from backbeat.store.base import Store
 from backbeat.store.redis import connection
@@ -23,7 +24,8 @@ from backbeat.store.redis.connection import translated
 from backbeat.store.redis.server import check_durability
 from backbeat.store.redis.store import RedisStore
 from backbeat.testing.conformance import T0, claim, new_job, outcome
-from backbeat.types import JobState, Outcome
+from backbeat.testing.conformance.schedules import spec
+from backbeat.types import JobState, Outcome, ScheduleMode, ScheduleRecord
 from tests.redis_server import SERVER, fresh_url
 
 pytestmark = pytest.mark.asyncio
@@ -144,6 +146,32 @@ async def test_cancelling_calls_on_new_connections_always_cancels() -> None:
                 pass
             await s.close()
     assert lost == 0
+
+
+# -- schedules ------------------------------------------------------------------------
+
+
+async def test_a_schedule_that_moved_on_between_the_due_reads_is_not_due(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``schedule_due`` reads the due index, then the records. Another scheduler fired the
+    occurrence in between and its run ended: the record is due only in 10 s, and firing it
+    would run that next occurrence now (its compare-and-set on ``next_at`` still holds).
+    Found by tests/faults/test_clock_skew.py (an occurrence ran one interval early)."""
+    await store.schedule_upsert(spec("s", every=10.0, mode=ScheduleMode.RATE), next_tick=T0, next_at=T0, now=T0)
+    assert isinstance(store, RedisStore)
+    read = store._schedules
+
+    async def another_scheduler_fires_first(keys: Sequence[str]) -> list[ScheduleRecord]:
+        [record] = await read(keys)
+        assert await store.schedule_fire([plan_fire(record, T0, random.Random(0))], now=T0) == [True]
+        [job] = await store.job_claim(claim(), now=T0)
+        await store.job_ack([outcome(job, Outcome.SUCCEEDED)], now=T0 + 0.1)
+        return await read(keys)
+
+    monkeypatch.setattr(store, "_schedules", another_scheduler_fires_first)
+    assert await store.schedule_due(now=T0 + 0.2, limit=10) == []
+    assert (await store.schedule_get("s")).next_at == T0 + 10
 
 
 # -- pruning ---------------------------------------------------------------------------

@@ -48,6 +48,10 @@ def _found(key: str, item: Any) -> ScheduleRecord:
     return codec.scripted_schedule(item)
 
 
+def _due(record: ScheduleRecord, now: float) -> bool:
+    return not record.paused and record.in_flight is None and record.next_at is not None and record.next_at <= now
+
+
 def _wanted(record: ScheduleRecord, flt: ScheduleFilter) -> bool:
     return (
         (flt.origin is None or record.spec.origin is flt.origin)
@@ -172,8 +176,11 @@ class ScheduleMethods(RedisBase):
         return _found(key, await self._run("schedule_pause", ["resume", key, codec.num(now)]))
 
     async def schedule_due(self, *, now: float, limit: int) -> list[ScheduleRecord]:
+        """The index, then the records: a record that moved on between the two reads (another
+        scheduler fired it and its run already ended) is left out, or this scheduler would
+        fire its *next* occurrence, not yet due, with a compare-and-set that still holds."""
         keys = await self._redis_call("zrangebyscore", self.keys.schedules_due, "-inf", codec.num(now), 0, limit)
-        return await self._schedules(keys)
+        return [r for r in await self._schedules(keys) if _due(r, now)]
 
     async def schedule_next_due(self) -> float | None:
         head = await self._redis_call("zrange", self.keys.schedules_due, 0, 0, withscores=True)
