@@ -38,8 +38,10 @@ typecheck: $(VENV)/.installed
 browser:
 	bash scripts/chromium.sh
 
+# two pytest processes (pytest-xdist): most tests wait on servers and worker processes, so
+# two at once fit two cores; every test has its own database, key prefix and broker names
 pytest: $(VENV)/.installed browser
-	$(PY) scripts/run_tests.py
+	$(PY) scripts/run_tests.py -n 2
 
 screenshots: $(VENV)/.installed browser  # docs/screenshots/*.png, shown by the README
 	BACKBEAT_SCREENSHOTS_DIR=docs/screenshots $(PY) scripts/run_tests.py tests/web/test_browser.py
