@@ -84,3 +84,16 @@ def test_the_due_schedules_query_is_an_index_range_scan(conn: psycopg.Connection
     text = plan(conn, f"SELECT {SCHEDULE_COLUMNS} FROM backbeat_schedules {schedules.DUE}", (T0 + 30, 500))
     assert_index_only(text)
     assert "backbeat_schedules_due" in text, text
+
+
+def test_a_rare_search_reads_the_trigram_index(conn: psycopg.Connection) -> None:
+    """One schedule in 100,000 matches: a bitmap scan of the trigram index (migration 3),
+    not a walk of the key order filtering every row."""
+    from backbeat.store.postgres.schedules import _SEARCH, _contains
+
+    statement = (
+        f"SELECT {SCHEDULE_COLUMNS} FROM backbeat_schedules WHERE sla IS NULL AND {_SEARCH} ORDER BY key LIMIT 50"
+    )
+    text = plan(conn, statement, [_contains("poll:77777")] * 2)
+    assert_index_only(text)
+    assert "Bitmap Index Scan on backbeat_schedules_search" in text, text

@@ -11,13 +11,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from backbeat.errors import SchemaTooNew
+from backbeat.ids import token
 from backbeat.store import open_store
 from backbeat.store.postgres.connection import NEWEST
 from backbeat.testing.conformance import new_job
-from backbeat.types import JobFilter
-from tests.postgres_server import fresh_database, template, url_of
+from backbeat.testing.conformance.schedules import spec
+from backbeat.types import JobFilter, ScheduleFilter
+from tests.postgres_server import drop_database, fresh_database, template, url_of
 
 ROOT = Path(__file__).parent.parent.parent
 
@@ -115,3 +118,59 @@ def test_a_process_refuses_to_start_against_a_newer_schema() -> None:
             assert code != 0, args
             assert f"schema version {NEWEST + 1}" in err and "upgrade backbeat" in err, err
             assert "Traceback" not in err
+
+
+# -- schedule search's trigram index (migration 3) ----------------------------------------
+
+
+def _search_index(name: str, schema: str) -> str | None:
+    with psycopg.connect(url_of(name)) as conn:
+        row = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = 'backbeat_schedules_search'",
+            (schema,),
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+async def _search(url: str) -> list[str]:
+    store = open_store(url)
+    try:
+        await store.open()
+        for key in ("poll:alpha", "poll:beta", "50%_off"):
+            await store.schedule_upsert(spec(key), next_tick=0.0, next_at=0.0, now=0.0)
+        return [
+            *(r.key for r in await store.schedule_list(ScheduleFilter(search="beta"))),
+            *(r.key for r in await store.schedule_worst(search="%_", limit=10)),
+        ]
+    finally:
+        await store.close()
+
+
+async def test_the_search_index_uses_pg_trgm_where_it_is_already_installed() -> None:
+    with fresh_database(migrated=False) as name:
+        with psycopg.connect(url_of(name), autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA ext")
+            conn.execute("CREATE EXTENSION pg_trgm SCHEMA ext")
+        assert await _search(url_of(name, schema="app")) == ["poll:beta", "50%_off"]
+        assert "ext.gin_trgm_ops" in (_search_index(name, "app") or "")
+
+
+async def test_a_role_without_create_on_the_database_migrates_into_a_schema_made_for_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An administrator made the schema; the role cannot create schemas or extensions.
+    Every migration applies; the search index, which needs pg_trgm, is left out with a
+    warning in the log, and search still answers (by scanning)."""
+    role = f"bbtest_role_{token()[:8].lower()}"
+    with fresh_database(migrated=False) as name:
+        with psycopg.connect(url_of(name), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("CREATE SCHEMA app AUTHORIZATION {}").format(sql.Identifier(role)))
+        try:
+            assert await _search(url_of(name, schema="app", user=role)) == ["poll:beta", "50%_off"]
+            assert _search_index(name, "app") is None
+            assert "cannot install pg_trgm" in caplog.text and "schedule search will scan" in caplog.text
+        finally:
+            drop_database(name)
+            with psycopg.connect(url_of("postgres"), autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

@@ -282,24 +282,42 @@ async def migrate(conn: psycopg.AsyncConnection[Any], schema: str, where: str) -
         raise _too_new(current, where)
     if current == NEWEST:
         return NEWEST
-    async with conn.transaction():
-        # one migrator per schema at a time; the lock ends with this transaction
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"backbeat.migrate.{schema}",))
-        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        await conn.execute("SELECT set_config('search_path', %s, true)", (f'"{schema}"',))
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS backbeat_migrations (version integer PRIMARY KEY, "
-            "applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        # re-read under the lock: another process may have migrated meanwhile
-        current = await schema_version(conn, schema) or 0
-        if current > NEWEST:
-            raise _too_new(current, where)
-        for version, script in migrations():
-            if version > current:
-                await conn.execute(script)
-                await conn.execute("INSERT INTO backbeat_migrations (version) VALUES (%s)", (version,))
+    conn.add_notice_handler(_log_warning)
+    try:
+        async with conn.transaction():
+            # one migrator per schema at a time; the lock ends with this transaction
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"backbeat.migrate.{schema}",))
+            await _migrate_locked(conn, schema, where)
+    finally:
+        conn.remove_notice_handler(_log_warning)
     return NEWEST
+
+
+def _log_warning(diagnostic: psycopg.errors.Diagnostic) -> None:
+    """A migration's server-side warning (e.g. an index it could not make) in our log."""
+    if diagnostic.severity_nonlocalized == "WARNING":
+        log.warning("%s", diagnostic.message_primary)
+
+
+async def _migrate_locked(conn: psycopg.AsyncConnection[Any], schema: str, where: str) -> None:
+    # CREATE SCHEMA needs CREATE on the database even when the schema exists: a schema made
+    # beforehand by an administrator lets a role without that right migrate into it
+    found = await (await conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (f'"{schema}"',))).fetchone()
+    if not (found and found[0]):
+        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    await conn.execute("SELECT set_config('search_path', %s, true)", (f'"{schema}"',))
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS backbeat_migrations (version integer PRIMARY KEY, "
+        "applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    # re-read under the lock: another process may have migrated meanwhile
+    current = await schema_version(conn, schema) or 0
+    if current > NEWEST:
+        raise _too_new(current, where)
+    for version, script in migrations():
+        if version > current:
+            await conn.execute(script)
+            await conn.execute("INSERT INTO backbeat_migrations (version) VALUES (%s)", (version,))
 
 
 class PostgresBase(Store):

@@ -55,6 +55,10 @@ _PUT = (
     "ON CONFLICT (key) DO UPDATE SET " + ", ".join(f"{f} = EXCLUDED.{f}" for f in FIELDS[1:])
 )
 _FIRING = "NOT paused AND in_flight IS NULL AND next_at IS NOT NULL"
+_SEARCH = "(key LIKE %s OR task LIKE %s)"
+"""A substring of key or task: a bitmap scan of the trigram index (migration 0003) when the
+search has three characters or more and matches are rare; the ranked index filtered when
+they are common (the planner estimates which)."""
 DUE = f"WHERE {_FIRING} AND next_at <= %s ORDER BY next_at, key LIMIT %s"
 """``schedule_due``: a range scan of ``backbeat_schedules_due``, whose predicate is ``_FIRING``."""
 
@@ -68,6 +72,12 @@ async def get(db: Tx, key: str, *, lock: bool = False) -> ScheduleRecord | None:
 
 async def put(db: Tx, r: ScheduleRecord) -> None:
     await db.run(_PUT, values(r))
+
+
+def _contains(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, its wildcards and escapes taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _found(key: str, r: ScheduleRecord | None) -> ScheduleRecord:
@@ -202,8 +212,8 @@ class ScheduleMethods(PostgresBase):
             clauses.append("origin = %s")
             params.append(filter.origin.value)
         if filter.search is not None:
-            clauses.append("(strpos(key, %s) > 0 OR strpos(task, %s) > 0)")
-            params += [filter.search, filter.search]
+            clauses.append(_SEARCH)
+            params += [_contains(filter.search)] * 2
         if filter.adaptive:
             clauses.append("max_every IS NOT NULL")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
@@ -307,8 +317,8 @@ class ScheduleMethods(PostgresBase):
                 clauses.append(cursor)
                 params += [after.key] if group == 2 else [after.deadline_at, after.key]
             if search is not None:
-                clauses.append("(strpos(key, %s) > 0 OR strpos(task, %s) > 0)")
-                params += [search, search]
+                clauses.append(_SEARCH)
+                params += [_contains(search)] * 2
             rows = await self.rows(
                 f"SELECT {COLUMNS} FROM backbeat_schedules WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT %s",
                 (*params, limit - len(out)),

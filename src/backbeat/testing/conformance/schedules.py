@@ -138,6 +138,20 @@ class ScheduleTests(Base):
         assert [r.key for r in await store.schedule_list(ScheduleFilter(search="t.b"))] == ["d"]
         assert [r.key for r in await store.schedule_list(ScheduleFilter(search="e"))] == ["e"]
 
+    async def test_search_takes_wildcards_and_case_literally(self, store: Store) -> None:
+        for key in ("a_b", "axb", "50%", "500", "back\\slash", "Case"):
+            await self.add(store, spec(key))
+        cases: tuple[tuple[str, list[str]], ...] = (
+            ("a_b", ["a_b"]),
+            ("0%", ["50%"]),
+            ("\\", ["back\\slash"]),
+            ("case", []),
+            ("C", ["Case"]),
+        )
+        for search, found in cases:
+            assert [r.key for r in await store.schedule_list(ScheduleFilter(search=search))] == found, search
+            assert [r.key for r in await store.schedule_worst(search=search, limit=10)] == found, search
+
     async def test_remove_and_pause_resume(self, store: Store) -> None:
         await self.add(store, spec("a"))
         await self.add(store, spec("b"), at=T0 + 1)
