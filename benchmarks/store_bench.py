@@ -1,5 +1,6 @@
-"""backbeat on any store: enqueue rate, drain rate (1 and 2 worker processes), pickup
-latency into an idle worker, delayed-job lateness. Run by hand:
+"""backbeat on any store: enqueue rate, drain rate (1 and 2 worker processes) with the CPU
+each drained job cost (the worker processes', and the Redis server's), pickup latency into
+an idle worker, delayed-job lateness. Run by hand:
 
     .venv/bin/python benchmarks/store_bench.py --url redis://127.0.0.1:6379/0 [--jobs 10000]
     .venv/bin/python benchmarks/store_bench.py --url sqlite:///tmp/bench.db
@@ -88,24 +89,45 @@ def workers(url: str, k: int) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen(argv, env=env_for(url), cwd=HERE) for _ in range(k)]
 
 
-def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+def stop(procs: list[subprocess.Popen[bytes]]) -> float:
+    """Stop the workers; the CPU seconds (user + system) they used in all."""
     for p in procs:
         p.send_signal(signal.SIGTERM)
+    used = 0.0
     for p in procs:
-        p.wait(timeout=60)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen does not wait again
+        used += usage.ru_utime + usage.ru_stime
+    return used
 
 
-def drain_rate(base: str, n: int, k: int) -> float:
+def server_cpu(url: str) -> float | None:
+    """The Redis server's CPU seconds so far (``INFO cpu``); None for other stores."""
+    parts = urlsplit(url)
+    if not parts.scheme.startswith("redis"):
+        return None
+    import redis
+
+    with redis.Redis.from_url(urlunsplit(parts._replace(query=""))) as client:
+        info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def drain_rate(base: str, n: int, k: int) -> tuple[float, float, float | None]:
+    """(jobs/s from spawn, worker CPU µs per job (start-up included), server CPU µs per job)."""
     url = fresh(base)
     try:
         enqueue_rate(url, n)
+        before = server_cpu(url)
         start = time.perf_counter()
         procs = workers(url, k)
         while succeeded(url) < n:
             time.sleep(0.005)
         elapsed = time.perf_counter() - start
-        stop(procs)
-        return n / elapsed
+        after = server_cpu(url)
+        used = stop(procs)
+        server = None if before is None or after is None else (after - before) / n * 1e6
+        return n / elapsed, used / n * 1e6, server
     finally:
         discard(url)
 
@@ -150,9 +172,13 @@ def main() -> None:
     median = statistics.median(rates)
     print(f"enqueue ({args.jobs:,} single calls): median {median:,.0f} jobs/s  {[round(r) for r in rates]}")
     for k in (1, 2):
-        drains = [drain_rate(args.url, args.jobs, k) for _ in range(args.repeats)]
+        runs = [drain_rate(args.url, args.jobs, k) for _ in range(args.repeats)]
+        drains = [r[0] for r in runs]
+        servers = [r[2] for r in runs if r[2] is not None]
+        server = f", server {statistics.median(servers):,.0f} µs" if servers else ""
         print(f"drain ({args.jobs:,}, {k} worker process(es)): median {statistics.median(drains):,.0f} jobs/s "
-              f"from spawn  {[round(d) for d in drains]}")  # fmt: skip
+              f"from spawn  {[round(d) for d in drains]}; CPU per job: workers "
+              f"{statistics.median(r[1] for r in runs):,.0f} µs (start-up included){server}")  # fmt: skip
     pickup = latencies(args.url, 500, delayed=False)
     print(f"pickup (500 jobs 10 ms apart, idle worker): p50 {pct(pickup, .5):.2f} ms  "
           f"p99 {pct(pickup, .99):.2f} ms  max {pickup[-1]:.2f} ms")  # fmt: skip
