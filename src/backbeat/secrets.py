@@ -35,11 +35,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from backbeat.errors import EnqueueError, SecretError, TaskDefinitionError
 from backbeat.serialization import decode_payload
 from backbeat.types import TaskInfo
@@ -60,6 +55,10 @@ KEY_HELP = "set BACKBEAT_SECRET_KEY (generate one with `backbeat secrets keygen`
 
 
 def derive(key: str, purpose: bytes) -> bytes:
+    # cryptography is imported where a key is used, not at start-up (65 ms of every process)
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"backbeat", info=purpose).derive(key.encode())
 
 
@@ -71,6 +70,8 @@ class Keyring:
     """
 
     def __init__(self, keys: Sequence[str]) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._ciphers: dict[str, AESGCM] = {}
         self.ids: tuple[str, ...] = ()
         self.problem: str | None = None
@@ -124,6 +125,8 @@ class Keyring:
                 f"{what} was sealed with key id {key_id}, which is not configured (configured: {configured}); "
                 "add that key to BACKBEAT_SECRET_KEYS"
             )
+        from cryptography.exceptions import InvalidTag
+
         try:
             raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
             plain = cipher.decrypt(raw[:NONCE], raw[NONCE:], aad.encode())
