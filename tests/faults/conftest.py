@@ -7,28 +7,26 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from backbeat import Client, JobState
-from backbeat.jobs import build_job
-from backbeat.tasks import Task
-from backbeat.types import JobFilter, JobRecord
+from backbeat import Client
 from tests.faults import fapps
 from tests.faults.ledger import Ledger
 from tests.faults.servers import SERVERS, PrivateServer
-from tests.integration.conftest import kill_group
+from tests.integration.conftest import StoreReads, kill_group
 from tests.redis_server import fresh_url
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 
 
-class FaultCluster:
+class FaultCluster(StoreReads):
     """Processes of the fault app on one store; they can be killed and replaced."""
+
+    enqueue_batch = 500
 
     def __init__(self, url: str, tmp: Path) -> None:
         self.url = url
@@ -68,42 +66,6 @@ class FaultCluster:
     def logs_text(self) -> str:
         return "\n".join(f"== {p.name}\n{p.read_text()}" for p in sorted(self.logs.iterdir()))
 
-    def enqueue_many(self, task: Task[..., Any], kwargs: Sequence[dict[str, Any]], batch: int = 500) -> list[str]:
-        async def write() -> list[str]:
-            store = await self.client.astore()
-            ids: list[str] = []
-            for start in range(0, len(kwargs), batch):
-                now = self.client.clock.now()
-                jobs = [
-                    build_job(task.info, (), kw, settings=self.client.settings, now=now)
-                    for kw in kwargs[start : start + batch]
-                ]
-                ids += [e.job.id for e in await store.job_enqueue(jobs, now=now)]
-            return ids
-
-        return self.client.sync(write)
-
-    def jobs(self) -> list[JobRecord]:
-        async def read() -> list[JobRecord]:
-            store = await self.client.astore()
-            out: list[JobRecord] = []
-            before = None
-            while page := await store.job_list(JobFilter(limit=1000, before=before)):
-                out += page
-                before = page[-1].id
-            return out
-
-        return self.client.sync(read)
-
-    def counts(self) -> dict[JobState, int]:
-        async def read() -> dict[JobState, int]:
-            out: dict[JobState, int] = {}
-            for c in await (await self.client.astore()).job_counts():
-                out[c.state] = out.get(c.state, 0) + c.count
-            return out
-
-        return self.client.sync(read)
-
     def stop_all(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -114,7 +76,7 @@ class FaultCluster:
 
 @pytest.fixture
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PrivateServer]:
-    """A private server of the store named by the parameter (``servers.server_params()``)."""
+    """A private server of the store named by the parameter (``stores.SERVERS``)."""
     directory = tmp_path / "server"
     directory.mkdir()
     instance = SERVERS[request.param](directory)

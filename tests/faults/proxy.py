@@ -16,7 +16,6 @@ class Proxy:
         self.host = host
         self.target_port = target_port
         self.port = 0
-        self.accepted = 0
         self._loop = asyncio.new_event_loop()
         self._flowing: asyncio.Event | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -35,7 +34,6 @@ class Proxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
         try:
             up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
         except OSError:

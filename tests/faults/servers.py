@@ -1,9 +1,7 @@
 """Store servers the fault tests may stop, crash and restart: each a private instance on a
 free loopback port, its data in a temporary directory, never the shared one.
 
-``SERVERS`` names a factory per server store; a store whose URL scheme is not registered
-in ``backbeat.store`` (PostgreSQL, while it is being built) is skipped, so covering it is
-one entry here."""
+``SERVERS`` names a factory per server store (``stores.SERVERS`` the test parameters)."""
 
 from __future__ import annotations
 
@@ -21,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from backbeat.store import SCHEMES
 from tests.integration.conftest import eventually
 
 
@@ -191,14 +188,6 @@ def _alive(pid: int) -> bool:
 
 
 SERVERS: dict[str, Callable[[Path], PrivateServer]] = {"redis": PrivateRedis, "postgresql": PrivatePostgres}
-
-
-def server_params() -> list[object]:
-    """``@pytest.mark.parametrize("server", server_params(), indirect=True)``: every server store."""
-    return [
-        pytest.param(name, id=name, marks=pytest.mark.skipif(name not in SCHEMES, reason=f"no {name} store yet"))
-        for name in SERVERS
-    ]
 
 
 class Refuser:

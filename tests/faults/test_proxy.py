@@ -15,7 +15,8 @@ from tests.faults import fapps
 from tests.faults.conftest import FaultCluster
 from tests.faults.ledger import Execution
 from tests.faults.proxy import Proxy
-from tests.faults.servers import PrivateServer, server_params
+from tests.faults.servers import PrivateServer
+from tests.faults.stores import SERVERS
 from tests.integration.conftest import eventually
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
@@ -41,7 +42,7 @@ def overlapping(executions: list[Execution], now: float) -> list[tuple[Execution
     ]
 
 
-@pytest.mark.parametrize("server", server_params(), indirect=True)
+@pytest.mark.parametrize("server", SERVERS, indirect=True)
 def test_no_job_runs_on_two_live_workers_past_its_lease(
     server: PrivateServer, proxy: Proxy, tmp_path: pytest.TempPathFactory
 ) -> None:

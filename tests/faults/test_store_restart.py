@@ -16,7 +16,8 @@ import pytest
 from backbeat import JobState
 from tests.faults import fapps
 from tests.faults.conftest import FaultCluster
-from tests.faults.servers import PrivateServer, Refuser, server_params
+from tests.faults.servers import PrivateServer, Refuser
+from tests.faults.stores import SERVERS
 from tests.integration.conftest import eventually
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
@@ -62,7 +63,7 @@ def more_enqueued(ledger: Path, n: int) -> Callable[[], bool]:
     return lambda: len(enqueued(ledger)) >= before + n
 
 
-@pytest.mark.parametrize("server", server_params(), indirect=True)
+@pytest.mark.parametrize("server", SERVERS, indirect=True)
 def test_a_restarted_store_loses_no_acknowledged_enqueue(server: PrivateServer, tmp_path: Path) -> None:
     cluster = FaultCluster(server.url, tmp_path)
     producer = None

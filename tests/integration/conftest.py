@@ -83,7 +83,54 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
-class Cluster:
+class StoreReads:
+    """What a test reads and writes through its ``client`` (the store the processes share)."""
+
+    client: Client
+    enqueue_batch = 1000
+
+    def jobs(self) -> list[JobRecord]:
+        async def read() -> list[JobRecord]:
+            store = await self.client.astore()
+            out: list[JobRecord] = []
+            before = None
+            while page := await store.job_list(JobFilter(limit=1000, before=before)):
+                out += page
+                before = page[-1].id
+            return out
+
+        return self.client.sync(read)
+
+    def counts(self) -> dict[JobState, int]:
+        """Jobs per state, from the store's counts (cheap however many jobs there are)."""
+
+        async def read() -> dict[JobState, int]:
+            out: dict[JobState, int] = {}
+            for c in await (await self.client.astore()).job_counts():
+                out[c.state] = out.get(c.state, 0) + c.count
+            return out
+
+        return self.client.sync(read)
+
+    def enqueue_many(self, task: Task[..., Any], kwargs: Sequence[dict[str, Any]]) -> list[str]:
+        """Enqueue one job per kwargs, ``enqueue_batch`` to a store call; return their ids."""
+
+        async def write() -> list[str]:
+            store = await self.client.astore()
+            ids: list[str] = []
+            for start in range(0, len(kwargs), self.enqueue_batch):
+                now = self.client.clock.now()
+                jobs = [
+                    build_job(task.info, (), kw, settings=self.client.settings, now=now)
+                    for kw in kwargs[start : start + self.enqueue_batch]
+                ]
+                ids += [e.job.id for e in await store.job_enqueue(jobs, now=now)]
+            return ids
+
+        return self.client.sync(write)
+
+
+class Cluster(StoreReads):
     """Worker processes for one test, all on one store."""
 
     def __init__(self, url: str, ledger: Ledger, logs: Path) -> None:
@@ -134,46 +181,6 @@ class Cluster:
 
     def job(self, job_id: str) -> JobRecord:
         return self.client.job(job_id).info()
-
-    def jobs(self) -> list[JobRecord]:
-        async def read() -> list[JobRecord]:
-            store = await self.client.astore()
-            out: list[JobRecord] = []
-            before = None
-            while page := await store.job_list(JobFilter(limit=1000, before=before)):
-                out += page
-                before = page[-1].id
-            return out
-
-        return self.client.sync(read)
-
-    def counts(self) -> dict[JobState, int]:
-        """Jobs per state, from the store's counts (cheap however many jobs there are)."""
-
-        async def read() -> dict[JobState, int]:
-            out: dict[JobState, int] = {}
-            for c in await (await self.client.astore()).job_counts():
-                out[c.state] = out.get(c.state, 0) + c.count
-            return out
-
-        return self.client.sync(read)
-
-    def enqueue_many(self, task: Task[..., Any], kwargs: Sequence[dict[str, Any]], batch: int = 1000) -> list[str]:
-        """Enqueue one job per kwargs, ``batch`` to a store call; return their ids."""
-
-        async def write() -> list[str]:
-            store = await self.client.astore()
-            ids: list[str] = []
-            for start in range(0, len(kwargs), batch):
-                now = self.client.clock.now()
-                jobs = [
-                    build_job(task.info, (), kw, settings=self.client.settings, now=now)
-                    for kw in kwargs[start : start + batch]
-                ]
-                ids += [e.job.id for e in await store.job_enqueue(jobs, now=now)]
-            return ids
-
-        return self.client.sync(write)
 
     def stop_all(self) -> None:
         for proc in self.procs:

@@ -78,7 +78,7 @@ def test_schedule_actions_through_the_api(api: TestClient, store: Store) -> None
     explained = api.get("/api/schedules/twitter:fine").json()
     assert explained["schedule"]["in_flight"] == run["job_id"] and explained["schedule"]["state"] == "running"
     kinds = [e["kind"] for e in explained["timeline"]]
-    assert kinds[:2] == [DecisionKind.RUN_NOW.value, "fired"] or DecisionKind.RUN_NOW.value in kinds
+    assert DecisionKind.RUN_NOW.value in kinds
     assert api.post("/api/schedules/twitter:fine/run").status_code == 409  # a run in flight
     changed = api.post("/api/schedules/twitter:closest/every", json={"every": 45}).json()
     conforms(changed, "Schedule")

@@ -27,7 +27,7 @@ import socket
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from backbeat import __version__
 from backbeat.clock import correct, iso
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from backbeat.app import App
     from backbeat.config import WorkerSettings
 
+T = TypeVar("T")
 log = logging.getLogger("backbeat.worker")
 PRUNE_EVERY = 12
 """Maintenance rounds between prunes (a minute at the default interval)."""
@@ -254,7 +255,7 @@ class Worker:
         for job in jobs:
             assert job.lease_token is not None
             self.held[job.id] = Lease(job_id=job.id, token=job.lease_token)
-        self.renewals.renewed(self.held.keys() & {j.id for j in jobs}, now)
+        self.renewals.renewed((j.id for j in jobs), now)
         return jobs
 
     async def _idle_timeout(self, store: Store) -> float:
@@ -441,14 +442,10 @@ class Worker:
             await _quietly(self._heartbeat(store))
 
     async def _heartbeat(self, store: Store) -> None:
-        try:  # a heartbeat stuck on a black-holed connection must not hold up the next ones
-            async with asyncio.timeout(self.settings.lease):
-                await correct(self.clock, store)  # follow the store server's clock (leases, due times)
-                now = self.clock.now()
-                leases = list(self.held.values())
-                result = await store.job_heartbeat(self.id, leases, lease=self.settings.lease, now=now)
-        except TimeoutError:
-            raise StoreError(f"no answer to a heartbeat within the lease ({self.settings.lease:g} s)") from None
+        now = self.clock.now()
+        leases = list(self.held.values())
+        heartbeat = store.job_heartbeat(self.id, leases, lease=self.settings.lease, now=now)
+        result = await self._within_lease(heartbeat, "a heartbeat")
         self.renewals.renewed({lease.job_id for lease in leases if lease.job_id in self.held} - result.lost, now)
         if result.lost or result.cancel_requested:
             self._drop_ready(result.lost, result.cancel_requested)
@@ -463,6 +460,18 @@ class Worker:
                 attempt.stop(Interrupt.CANCEL)
         if not await store.worker_heartbeat(self.id, in_flight=len(self.attempts), now=now):
             await store.worker_register(replace(self._info(), started_at=now))
+        # then follow the store server's clock (leases, due times): its readings come after
+        # the renewal, which they must not delay
+        await self._within_lease(correct(self.clock, store), "a reading of the server's clock")
+
+    async def _within_lease(self, call: Awaitable[T], what: str) -> T:
+        """``call``'s answer; a store call stuck on a black-holed connection must not hold up
+        the next heartbeats: ``StoreError`` after a lease's time."""
+        try:
+            async with asyncio.timeout(self.settings.lease):
+                return await call
+        except TimeoutError:
+            raise StoreError(f"no answer to {what} within the lease ({self.settings.lease:g} s)") from None
 
     def _forget(self, job_id: str) -> None:
         """This worker holds the job's lease no more."""

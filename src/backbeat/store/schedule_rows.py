@@ -4,10 +4,19 @@ SQL stores. Internal module."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from backbeat.types import JobState, Misfire, ScheduleKind, ScheduleMode, ScheduleOrigin, ScheduleRecord, ScheduleSpec
+from backbeat.types import (
+    JobState,
+    Misfire,
+    ScheduleKind,
+    ScheduleMode,
+    ScheduleOrigin,
+    ScheduleRank,
+    ScheduleRecord,
+    ScheduleSpec,
+)
 
 SPEC_FIELDS = (
     "key",
@@ -73,3 +82,27 @@ def record(row: Sequence[Any]) -> ScheduleRecord:
     state["paused"] = bool(state["paused"])
     state["last_state"] = None if state["last_state"] is None else JobState(state["last_state"])
     return ScheduleRecord(spec=ScheduleSpec(**spec), **state)
+
+
+WorstGroup = tuple[int, str, str, str]
+"""A group of ``schedule_worst`` as SQL: (``ScheduleRank.group``, WHERE, ORDER BY, the
+keyset condition after a cursor), in the store's dialect."""
+
+
+def worst_queries(
+    groups: Sequence[WorstGroup], after: ScheduleRank | None, search: tuple[str, list[Any]] | None
+) -> Iterator[tuple[str, list[Any], str]]:
+    """(WHERE, parameters, ORDER BY) of each group ``schedule_worst`` reads, in rank order:
+    the cursor's group from the cursor on, later groups from their start; ``search`` is the
+    dialect's (condition, parameters) for a substring of key or task."""
+    for group, where, order, cursor in groups:
+        if after is not None and group < after.group:
+            continue
+        clauses, params = [where], list[Any]()
+        if after is not None and group == after.group:
+            clauses.append(cursor)
+            params += [after.key] if group == 2 else [after.deadline_at, after.key]
+        if search is not None:
+            clauses.append(search[0])
+            params += search[1]
+        yield " AND ".join(clauses), params, order

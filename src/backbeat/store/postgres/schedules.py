@@ -26,7 +26,7 @@ from backbeat.store import rules
 from backbeat.store.postgres.connection import PostgresBase, Row, Tx
 from backbeat.store.postgres.events import prune_events
 from backbeat.store.postgres.rows import DEDUP, INSERT_SELECT, columns
-from backbeat.store.schedule_rows import COLUMNS, FIELDS, record, values
+from backbeat.store.schedule_rows import COLUMNS, FIELDS, record, values, worst_queries
 from backbeat.types import (
     Breach,
     Change,
@@ -309,18 +309,10 @@ class ScheduleMethods(PostgresBase):
         """The groups in turn, each from the cursor (in the cursor's group) or from its start
         (in later groups); each an index range scan (migration 0002)."""
         out: list[ScheduleRecord] = []
-        for group, where, order, cursor in _WORST:
-            if after is not None and group < after.group:
-                continue
-            clauses, params = [where], list[Any]()
-            if after is not None and group == after.group:
-                clauses.append(cursor)
-                params += [after.key] if group == 2 else [after.deadline_at, after.key]
-            if search is not None:
-                clauses.append(_SEARCH)
-                params += [_contains(search)] * 2
+        found = None if search is None else (_SEARCH, [_contains(search)] * 2)
+        for where, params, order in worst_queries(_WORST, after, found):
             rows = await self.rows(
-                f"SELECT {COLUMNS} FROM backbeat_schedules WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT %s",
+                f"SELECT {COLUMNS} FROM backbeat_schedules WHERE {where} ORDER BY {order} LIMIT %s",
                 (*params, limit - len(out)),
             )
             out += [record(r) for r in rows]

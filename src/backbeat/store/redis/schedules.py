@@ -55,7 +55,7 @@ def _due(record: ScheduleRecord, now: float) -> bool:
 def _wanted(record: ScheduleRecord, flt: ScheduleFilter) -> bool:
     return (
         (flt.origin is None or record.spec.origin is flt.origin)
-        and (flt.search is None or flt.search in record.key or flt.search in record.spec.task)
+        and _found_by(record, flt.search)
         and (not flt.adaptive or record.spec.max_every is not None)
     )
 

@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from backbeat.store import rules
-from backbeat.store.schedule_rows import COLUMNS, FIELDS, record, values
+from backbeat.store.schedule_rows import COLUMNS, FIELDS, record, values, worst_queries
 from backbeat.store.sqlite.connection import write_tx
 from backbeat.store.sqlite.events import prune as prune_events
 from backbeat.types import (
@@ -274,18 +274,10 @@ def worst(conn: sqlite3.Connection, after: ScheduleRank | None, search: str | No
     """``schedule_worst``: the groups in turn, each from the cursor (in the cursor's group)
     or from its start (in later groups)."""
     out: list[ScheduleRecord] = []
-    for group, where, order, cursor in _WORST:
-        if after is not None and group < after.group:
-            continue
-        clauses, params = [where], list[Any]()
-        if after is not None and group == after.group:
-            clauses.append(cursor)
-            params += [after.key] if group == 2 else [after.deadline_at, after.key]
-        if search is not None:
-            clauses.append("(instr(key, ?) > 0 OR instr(task, ?) > 0)")
-            params += [search, search]
+    found = None if search is None else ("(instr(key, ?) > 0 OR instr(task, ?) > 0)", [search, search])
+    for where, params, order in worst_queries(_WORST, after, found):
         rows = conn.execute(
-            f"SELECT {COLUMNS} FROM backbeat_schedules WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ?",
+            f"SELECT {COLUMNS} FROM backbeat_schedules WHERE {where} ORDER BY {order} LIMIT ?",
             (*params, limit - len(out)),
         ).fetchall()
         out += [record(r) for r in rows]

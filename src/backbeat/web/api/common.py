@@ -56,11 +56,16 @@ def endpoint(*, write: bool = False) -> Callable[[Handler], Endpoint]:
 
 def page(request: Request, rows: list[dict[str, Any]], limit: int) -> Response:
     """A keyset page as JSON; when it is full, a ``Link: <...?before=LAST>; rel="next"`` header."""
-    headers = {}
-    if rows and len(rows) == limit:
-        query = {k: v for k, v in request.query_params.items() if k != "before"} | {"before": rows[-1]["id"]}
-        headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
-    return JSON(rows, headers=headers)
+    full = bool(rows) and len(rows) == limit
+    return JSON(rows, headers=next_link(request, "before", rows[-1]["id"] if full else None))
+
+
+def next_link(request: Request, cursor: str, value: str | None) -> dict[str, str]:
+    """The ``Link: <this URL with cursor=value>; rel="next"`` header, if there is a next page."""
+    if value is None:
+        return {}
+    query = {k: v for k, v in request.query_params.items() if k != cursor} | {cursor: value}
+    return {"Link": f'<{request.url.path}?{urlencode(query)}>; rel="next"'}
 
 
 async def json_body(request: Request, *, empty: Any) -> Any:

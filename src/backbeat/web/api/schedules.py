@@ -6,15 +6,13 @@ KEY --every ... --json``."""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from backbeat.web import operations as ops
 from backbeat.web import params
-from backbeat.web.api.common import endpoint, json_body
+from backbeat.web.api.common import endpoint, json_body, next_link
 from backbeat.web.context import Dashboard
 from backbeat.web.convertors import QUEUE, SCHEDULE
 from backbeat.web.responses import JSON
@@ -25,11 +23,7 @@ from backbeat.web.settings import MAX_PAGE
 async def list_schedules(request: Request, d: Dashboard) -> Response:
     after, search, limit = params.schedule_page(request.query_params)
     rows, cursor = await ops.list_schedules(d, after=after, search=search, limit=limit)
-    headers = {}
-    if cursor is not None:
-        query = {k: v for k, v in request.query_params.items() if k != "after"} | {"after": cursor}
-        headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
-    return JSON(rows, headers=headers)
+    return JSON(rows, headers=next_link(request, "after", cursor))
 
 
 @endpoint()
