@@ -50,7 +50,7 @@ Row = tuple[Any, ...]
 Params = Sequence[Any] | Mapping[str, Any]
 TABLES = re.compile(
     r"\bbackbeat_(jobs|queues|workers|tasks|schedules|breaches|decisions|buckets|bucket_starts|events|state"
-    r"|migrations)\b"
+    r"|migrations|claim)\b"
 )
 LAZY_COMMIT = "SELECT set_config('synchronous_commit', 'off', true)"
 """This transaction's commit returns before its WAL reaches the disk (see ``lazy_tx``)."""

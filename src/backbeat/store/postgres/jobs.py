@@ -3,12 +3,13 @@
 Invariants the statements rely on:
 * A job is ``running`` only with a lease token; heartbeat and ack match on
   ``id AND lease_token AND state = 'running'``, so a stale token changes nothing.
-* A claim is one statement: it locks candidates with ``FOR UPDATE SKIP LOCKED`` (so
-  concurrent claimers never wait on, nor take, each other's rows), promotes the due
-  delayed jobs it locked and did not take, and marks the ones it took ``running``. Per
-  queue it reads the partial index ``backbeat_jobs_claim`` in dispatch order (a range
-  scan with a LIMIT, however many rows the table holds) and the due jobs from
-  ``backbeat_jobs_due`` (at most ``PROMOTE_CAP`` per queue and claim, earliest first).
+* A claim is one statement (a call of ``backbeat_claim``, planned once per session): it
+  locks candidates with ``FOR UPDATE SKIP LOCKED`` (so concurrent claimers never wait on,
+  nor take, each other's rows), promotes the due delayed jobs it locked and did not take,
+  and marks the ones it took ``running``. Per queue it reads the partial index
+  ``backbeat_jobs_claim`` in dispatch order (a range scan with a LIMIT, however many rows
+  the table holds) and the due jobs from ``backbeat_jobs_due`` (at most ``PROMOTE_CAP``
+  per queue and claim, earliest first).
 * A job's final transition and its schedule's run end share one transaction
   (``schedules.finish_run``), as ``store/rules.py`` asks.
 * Acks and heartbeats are one statement per batch (``unnest`` of the leases), not one
@@ -27,8 +28,8 @@ from backbeat.errors import EnqueueError, InvalidTransition, JobNotFound
 from backbeat.ids import token as new_token
 from backbeat.store.base import LEASE_EXPIRED
 from backbeat.store.postgres import schedules
-from backbeat.store.postgres.connection import LAZY_COMMIT, PostgresBase, Row, Tx
-from backbeat.store.postgres.rows import COLUMNS, J_COLUMNS, LIVE, STATES, insert_jobs, job_record, key_bytes
+from backbeat.store.postgres.connection import PostgresBase, Row, Tx
+from backbeat.store.postgres.rows import COLUMNS, LIVE, STATES, insert_jobs, job_record, key_bytes
 from backbeat.types import (
     Backlog,
     ClaimRequest,
@@ -59,40 +60,13 @@ def _dispatch_key(job: JobRecord) -> tuple[int, float, str]:
 
 # -- claim ---------------------------------------------------------------------------
 
-_CLAIM = f"""
-WITH live AS (
-    SELECT q.name FROM unnest(%(queues)s::text[]) AS q(name), ({LAZY_COMMIT}) AS lazy
-    WHERE NOT EXISTS (SELECT 1 FROM backbeat_queues p WHERE p.name = q.name AND p.paused)
-), due AS (
-    SELECT d.id, d.task, d.priority, d.order_at FROM live CROSS JOIN LATERAL (
-        SELECT id, task, priority, order_at FROM backbeat_jobs
-        WHERE state = 'scheduled' AND queue = live.name AND run_at <= %(now)s
-        ORDER BY run_at LIMIT {PROMOTE_CAP} FOR UPDATE SKIP LOCKED) d
-), ready AS (
-    SELECT r.id, r.priority, r.order_at FROM live CROSS JOIN LATERAL (
-        SELECT id, priority, order_at FROM backbeat_jobs
-        WHERE state = 'queued' AND queue = live.name AND task = ANY(%(tasks)s)
-        ORDER BY priority DESC, order_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) r
-), chosen AS (
-    SELECT c.id FROM (
-        SELECT id, priority, order_at FROM due WHERE task = ANY(%(tasks)s)
-        UNION ALL SELECT id, priority, order_at FROM ready
-    ) c ORDER BY c.priority DESC, c.order_at, c.id LIMIT %(limit)s
-), promoted AS (
-    UPDATE backbeat_jobs j SET state = 'queued' FROM due
-    WHERE j.id = due.id AND due.id NOT IN (SELECT id FROM chosen)
+_CLAIM = (
+    f"SELECT {COLUMNS} FROM backbeat_claim(%(queues)s, %(tasks)s, %(limit)s, {PROMOTE_CAP}, %(now)s, "
+    "%(worker)s, %(token)s, %(expires)s)"
 )
-UPDATE backbeat_jobs j SET state = 'running', attempts = j.attempts + 1, started_at = %(now)s,
-    worker_id = %(worker)s, lease_token = %(token)s || j.id, lease_expires_at = %(expires)s
-FROM chosen WHERE j.id = chosen.id
-RETURNING {J_COLUMNS}
-"""
-"""The claim (see the module docstring). ``due`` locks the earliest due delayed jobs of
-each unpaused queue, ``ready`` the first queued jobs of known tasks in dispatch order;
-``chosen`` is the best ``limit`` of both; the rest of ``due`` is promoted to queued.
-``live`` also turns off ``synchronous_commit`` for this statement's transaction: a claim
-lost to a server crash leaves its jobs queued (they run again, and the lost attempt's
-ack is refused by its token), so it need not wait for the disk (``lazy_tx``)."""
+"""The claim, a call of the function ``backbeat_claim``: its body, and why it is a
+function, are in ``migrations/0004_claim.sql``. Its commit does not wait for the disk
+(``lazy_tx``): a claim lost to a server crash leaves its jobs queued."""
 
 
 NEXT_DUE = (

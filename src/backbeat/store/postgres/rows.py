@@ -20,7 +20,6 @@ COLUMNS = (
     "timeout, dedup_key, started_at, finished_at, worker_id, lease_token, lease_expires_at, "
     "cancel_requested, result, error, traceback, schedule_key, fire_at, deadline"
 )
-J_COLUMNS = ", ".join(f"j.{c.strip()}" for c in COLUMNS.split(","))
 LIVE = "('scheduled', 'queued', 'running')"
 STATES = {s.value: s for s in JobState}
 
