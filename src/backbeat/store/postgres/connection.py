@@ -31,22 +31,23 @@ import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from backbeat.errors import SchemaTooNew, StoreError
-from backbeat.store.base import Store
+from backbeat.store.base import BLOCKING_OK, Store
 from backbeat.store.postgres import PostgresOptions
 from backbeat.types import Capability
 
 log = logging.getLogger("backbeat.store.postgres")
 Row = tuple[Any, ...]
+T = TypeVar("T")
 Params = Sequence[Any] | Mapping[str, Any]
 TABLES = re.compile(
     r"\bbackbeat_(jobs|queues|workers|tasks|schedules|breaches|decisions|buckets|bucket_starts|events|state"
@@ -108,10 +109,6 @@ class Tx:
         self.schema = schema
         self.channel = channel
 
-    async def send(self, statement: str, params: Params = ()) -> psycopg.AsyncCursor[Any]:
-        """Execute and return the cursor (in pipeline mode: queued, read when fetched)."""
-        return await self._cursor(statement, params)
-
     async def _cursor(self, statement: str, params: Params) -> psycopg.AsyncCursor[Any]:
         query = qualify(statement, self.schema)
         return await self.conn.execute(query, params)
@@ -125,19 +122,31 @@ class Tx:
     async def run(self, statement: str, params: Params = ()) -> int:
         return (await self._cursor(statement, params)).rowcount
 
+    async def pipelined(self, statement: str, batch: Sequence[Params]) -> list[Row | None]:
+        """``statement`` once per parameters in ``batch``, all sent before the first answer
+        is read (pipeline mode); the first row of each."""
+        query = qualify(statement, self.schema)
+        async with self.conn.pipeline():
+            cursors = [await self.conn.execute(query, params) for params in batch]
+            return [await cursor.fetchone() for cursor in cursors]
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A transaction, or a savepoint inside the one open."""
+        return self.conn.transaction()
+
+    def pipeline(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self.conn.pipeline()
+
     async def notify(self) -> None:
         """Wake the store's listeners when this transaction commits."""
         await self.run("SELECT pg_notify(%s, '')", (self.channel,))
 
-    @contextlib.asynccontextmanager
-    async def savepoint(self) -> AsyncIterator[None]:
-        async with self.conn.transaction():
-            yield
 
-
-class ThreadTx(Tx):
-    """The same statements on a caller's *sync* ``psycopg.Connection``, each run in a
-    thread (the caller is blocked on the call anyway, and its transaction stays its own)."""
+class SyncTx(Tx):
+    """The same statements on a sync ``psycopg.Connection``: run right here when the caller
+    is blocked on this call anyway (``BLOCKING_OK``: a sync call running inline, on the
+    store's own connections or the caller's), else each in a thread (a caller's
+    connection handed to an async call)."""
 
     __slots__ = ("sync",)
 
@@ -145,6 +154,12 @@ class ThreadTx(Tx):
         self.sync = conn
         self.schema = schema
         self.channel = channel
+
+    @staticmethod
+    async def _call(fn: Callable[..., T], *args: Any) -> T:
+        if BLOCKING_OK.get():
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
 
     def _fetch(self, statement: str, params: Params, how: str) -> Any:
         cur = self.sync.execute(qualify(statement, self.schema), params)
@@ -154,17 +169,44 @@ class ThreadTx(Tx):
             return cur.fetchone()
         return cur.rowcount
 
+    def _pipelined(self, statement: str, batch: Sequence[Params]) -> list[Row | None]:
+        query = qualify(statement, self.schema)
+        with self.sync.pipeline():
+            cursors = [self.sync.execute(query, params) for params in batch]
+            return [cursor.fetchone() for cursor in cursors]
+
     async def rows(self, statement: str, params: Params = ()) -> list[Row]:
-        result: list[Row] = await asyncio.to_thread(self._fetch, statement, params, "rows")
+        result: list[Row] = await self._call(self._fetch, statement, params, "rows")
         return result
 
     async def row(self, statement: str, params: Params = ()) -> Row | None:
-        result: Row | None = await asyncio.to_thread(self._fetch, statement, params, "row")
+        result: Row | None = await self._call(self._fetch, statement, params, "row")
         return result
 
     async def run(self, statement: str, params: Params = ()) -> int:
-        result: int = await asyncio.to_thread(self._fetch, statement, params, "run")
+        result: int = await self._call(self._fetch, statement, params, "run")
         return result
+
+    async def pipelined(self, statement: str, batch: Sequence[Params]) -> list[Row | None]:
+        return await self._call(self._pipelined, statement, batch)
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._entered(self.sync.transaction())
+
+    def pipeline(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._entered(self.sync.pipeline())
+
+    @contextlib.asynccontextmanager
+    async def _entered(self, manager: contextlib.AbstractContextManager[Any]) -> AsyncIterator[Any]:
+        """A sync context manager entered and left as ``_call`` runs statements."""
+        entered = await self._call(manager.__enter__)
+        try:
+            yield entered
+        except BaseException as exc:
+            if not await self._call(manager.__exit__, type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await self._call(manager.__exit__, None, None, None)
 
 
 class Listener:
@@ -321,12 +363,17 @@ async def _migrate_locked(conn: psycopg.AsyncConnection[Any], schema: str, where
 
 
 class PostgresBase(Store):
-    """The pool, the listener and migrations, shared by the store's method groups."""
+    """The connections, the listener and migrations, shared by the store's method groups.
+
+    Two ways to the server, by caller. On an event loop (the worker, async callers): an
+    ``AsyncConnectionPool`` and the ``Listener``. From a sync call running inline
+    (``BLOCKING_OK``: ``task.enqueue()`` in plain code): a blocking connection of the
+    calling thread's own instance (``loop_bound``: one per thread), with no hop to another
+    loop or thread; a thread that has made a sync call keeps one connection open until it
+    ends or the app is closed."""
 
     capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS})
     loop_bound = True
-    sync_inline = False
-    """Sync calls go through the portal's loop: the pool's background tasks need a loop that runs."""
 
     def __init__(self, options: PostgresOptions) -> None:
         self.options = options
@@ -335,8 +382,18 @@ class PostgresBase(Store):
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._listener: Listener | None = None
         self._opening = asyncio.Lock()
+        self._idle: list[psycopg.Connection[Any]] = []
+        """Blocking connections between sync calls (more than one only while calls nest)."""
+        self._migrated = False
+
+    def _unreachable(self, exc: psycopg.Error) -> StoreError:
+        return StoreError(f"cannot reach PostgreSQL at {self.options.where}: {exc}")
 
     async def open(self) -> None:
+        if BLOCKING_OK.get():  # a sync call: its connection is made when a statement needs it
+            if not self._migrated:
+                await self.migrate()
+            return
         async with self._opening:
             if self._pool is not None:
                 return
@@ -350,15 +407,14 @@ class PostgresBase(Store):
             )
             try:
                 await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
-                async with pool.connection() as conn:
-                    with translated(self.options.where):
-                        await migrate(conn, self.schema, self.options.where)
+                if not self._migrated:
+                    await self.migrate()
                 listener = Listener(self.options, self.channel)
                 with translated(self.options.where):
                     await listener.start()
             except psycopg.Error as exc:
                 await pool.close()
-                raise StoreError(f"cannot reach PostgreSQL at {self.options.where}: {exc}") from None
+                raise self._unreachable(exc) from None
             except BaseException:
                 await pool.close()
                 raise
@@ -368,15 +424,27 @@ class PostgresBase(Store):
         async with self._opening:
             pool, self._pool = self._pool, None
             listener, self._listener = self._listener, None
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
         if listener is not None:
             await listener.stop()
         if pool is not None:
             await pool.close()
 
     async def migrate(self) -> int:
-        await self.open()
-        async with self.connection() as conn:
-            return await migrate(conn.conn, self.schema, self.options.where)
+        """Bring the schema up to date, on a connection of its own."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.options.conninfo, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)
+            )
+        except psycopg.Error as exc:
+            raise self._unreachable(exc) from None
+        async with conn:
+            with translated(self.options.where):
+                version = await migrate(conn, self.schema, self.options.where)
+        self._migrated = True
+        return version
 
     async def server_time(self) -> float:
         """The server's clock (``clock_timestamp()``, to the microsecond)."""
@@ -386,18 +454,44 @@ class PostgresBase(Store):
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Tx]:
-        """A pooled connection in autocommit mode: each statement its own transaction."""
-        if self._pool is None:
-            await self.open()
-        assert self._pool is not None
-        with translated(self.options.where):
-            async with self._pool.connection() as conn:
-                yield Tx(conn, self.schema, self.channel)
+        """A connection in autocommit mode, each statement its own transaction: this
+        thread's blocking one in a sync call running inline, else one from the pool."""
+        if BLOCKING_OK.get():
+            async with self._blocking() as db:
+                yield db
+        else:
+            if self._pool is None:
+                await self.open()
+            assert self._pool is not None
+            with translated(self.options.where):
+                async with self._pool.connection() as conn:
+                    yield Tx(conn, self.schema, self.channel)
+
+    @contextlib.asynccontextmanager
+    async def _blocking(self) -> AsyncIterator[Tx]:
+        await self.open()
+        if self._idle:
+            conn = self._idle.pop()
+        else:
+            try:
+                conn = psycopg.Connection.connect(
+                    self.options.conninfo, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)
+                )
+            except psycopg.Error as exc:
+                raise self._unreachable(exc) from None
+        try:
+            with translated(self.options.where):
+                yield SyncTx(conn, self.schema, self.channel)
+        finally:
+            if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE or self._idle:
+                conn.close()  # broken, or left mid-transaction, or one is kept already
+            else:
+                self._idle.append(conn)
 
     @contextlib.asynccontextmanager
     async def tx(self) -> AsyncIterator[Tx]:
-        """A pooled connection inside one transaction (committed when the block ends)."""
-        async with self.connection() as db, db.conn.transaction():
+        """A connection inside one transaction (committed when the block ends)."""
+        async with self.connection() as db, db.transaction():
             yield db
 
     @contextlib.asynccontextmanager
@@ -408,7 +502,7 @@ class PostgresBase(Store):
         job's existence (enqueue, fire, settle, retry) is always committed synchronously;
         what a lazy commit records can be lost only to be redone (the job runs again:
         at-least-once). A later synchronous commit flushes every earlier one with it."""
-        async with self.connection() as db, db.conn.pipeline(), db.conn.transaction():
+        async with self.connection() as db, db.pipeline(), db.transaction():
             await db.run(LAZY_COMMIT)
             yield db
 
@@ -448,5 +542,5 @@ class PostgresBase(Store):
         if isinstance(connection, psycopg.AsyncConnection):
             return Tx(connection, self.schema, self.channel)
         if isinstance(connection, psycopg.Connection):
-            return ThreadTx(connection, self.schema, self.channel)
+            return SyncTx(connection, self.schema, self.channel)
         return None

@@ -141,7 +141,7 @@ class EventMethods(PostgresBase):
         out = []
         async with self.tx() as db:
             for s in settlements:
-                async with db.savepoint():
+                async with db.transaction():  # a savepoint
                     out.append(await _settle_one(db, s, now))
         return out
 

@@ -159,9 +159,7 @@ def _fire_params(f: Fire, now: float, channel: str) -> list[Any]:
 
 async def _fire(db: Tx, fires: Sequence[Fire], now: float) -> list[bool]:
     """Every fire of the batch sent at once (pipelined), their answers read after."""
-    async with db.conn.pipeline():
-        cursors = [await db.send(_FIRE, _fire_params(f, now, db.channel)) for f in fires]
-        rows = [await cursor.fetchone() for cursor in cursors]
+    rows = await db.pipelined(_FIRE, [_fire_params(f, now, db.channel) for f in fires])
     return [bool(row and row[0]) for row in rows]
 
 
