@@ -1,0 +1,107 @@
+"""Sync calls on PostgreSQL (``task.enqueue()`` in plain code) run in the calling thread
+on a blocking connection of that thread's own: no background loop is started, each
+thread that calls holds one connection, closed when the thread ends, and a connection
+the server dropped is replaced on the next call."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from backbeat import App
+from backbeat.errors import StoreError
+from backbeat.types import JobFilter
+from tests.postgres_server import admin, fresh_database, url_of
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    with fresh_database() as name:
+        yield name
+
+
+@pytest.fixture
+def app(database: str) -> Iterator[App]:
+    app = App(url_of(database))
+
+    @app.task(name="t.noop")
+    def noop(n: int) -> None:
+        pass
+
+    yield app
+    app.close()
+
+
+def queued(app: App) -> int:
+    async def read() -> int:
+        return len(await (await app.client.astore()).job_list(JobFilter()))
+
+    return app.client.sync(read)
+
+
+def backends(database: str) -> list[int]:
+    """The pids of the client connections open on ``database``."""
+    with admin() as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'", (database,)
+        ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def test_a_sync_call_runs_in_its_thread_on_one_connection(app: App, database: str) -> None:
+    noop = app.tasks["t.noop"]
+    noop.enqueue(n=1)
+    held = backends(database)
+    assert not app.client._portal.started  # no background loop or thread was needed
+    assert len(held) == 1, held  # migrations ran on a connection of their own, closed since
+    for n in range(2, 6):
+        noop.enqueue(n=n)
+    assert backends(database) == held  # the same connection, reused
+    assert queued(app) == 5
+
+
+def test_each_calling_thread_holds_a_connection_until_it_ends(app: App, database: str) -> None:
+    noop = app.tasks["t.noop"]
+    noop.enqueue(n=0)
+    mine = backends(database)
+    called, release = threading.Event(), threading.Event()
+    seen: list[list[int]] = []
+
+    def caller() -> None:
+        noop.enqueue(n=1)
+        called.set()
+        release.wait(10)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    assert called.wait(10)
+    seen.append(backends(database))
+    release.set()
+    thread.join(10)
+    assert len(seen[0]) == 2 and set(mine) < set(seen[0]), seen
+    assert backends(database) == mine  # the thread's connection closed with it
+
+
+def test_a_connection_the_server_dropped_is_replaced(app: App, database: str) -> None:
+    noop = app.tasks["t.noop"]
+    noop.enqueue(n=1)
+    [pid] = backends(database)
+    with admin() as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(StoreError, match="PostgreSQL at"):
+        noop.enqueue(n=2)  # the dropped connection is found only by using it
+    noop.enqueue(n=3)
+    assert backends(database) != [pid]
+    assert queued(app) == 2
+
+
+def test_a_caller_connection_in_a_sync_call_runs_inline(app: App, database: str) -> None:
+    noop = app.tasks["t.noop"]
+    with psycopg.connect(url_of(database)) as conn, conn.transaction():
+        noop.enqueue(n=1, connection=conn)
+        noop.enqueue(n=2, connection=conn)
+    assert not app.client._portal.started
+    assert queued(app) == 2
