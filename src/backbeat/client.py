@@ -38,7 +38,7 @@ from backbeat.portal import Portal, close_with_thread
 from backbeat.secrets import refuse_positional, secret_names
 from backbeat.serialization import encode_payload
 from backbeat.signing import signing
-from backbeat.store import open_store, store_sync_inline
+from backbeat.store import open_store
 from backbeat.store.base import Store
 from backbeat.types import NewEvent, NewJob, TaskInfo
 
@@ -70,7 +70,7 @@ class Client:
         self._token = token if token is not None else os.environ.get("BACKBEAT_TOKEN") or None
         if self.broker_url is not None:
             open_publisher(self.broker_url, token=self._token)  # validates the URL and the driver now
-        self._portal = Portal(inline=self.broker_url is None and store_sync_inline(self.settings.url))
+        self._portal = Portal(inline=self.broker_url is None)
         self._lock = threading.Lock()
         self._shared: Store | None = None
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Store] = weakref.WeakKeyDictionary()

@@ -4,11 +4,11 @@ backbeat has one implementation of everything, async. A sync method is
 ``client.sync(self.amethod, ...)`` and nothing else; this module decides where the
 coroutine runs:
 
-* inline, for stores that allow it (``Store.sync_inline``: every store): on a
-  private event loop of the calling thread, with ``BLOCKING_OK`` set so the store may do
-  its blocking I/O right there (no thread hop; the caller waits anyway). A loop-bound
-  store (Redis, PostgreSQL) gets an instance per such thread, closed when the thread ends;
-* otherwise, or when the calling thread already runs a loop, on a background loop in a
+* inline, on a store URL: on a private event loop of the calling thread, with
+  ``BLOCKING_OK`` set so the store may do its blocking I/O right there (no thread hop;
+  the caller waits anyway). A loop-bound store (Redis, PostgreSQL) gets an instance per
+  such thread, closed when the thread ends;
+* otherwise (a broker URL), or when the calling thread already runs a loop, on a background loop in a
   daemon thread (the portal), whose store connections stay on that loop.
 
 Internal module.

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from backbeat.errors import ConfigError
-from backbeat.store import check_url, open_store, store_sync_inline
+from backbeat.store import check_url, open_store
 from backbeat.store.redis import parse_url
 from backbeat.store.redis.server import durability_problems
 
@@ -21,7 +21,6 @@ def test_defaults_and_options() -> None:
     assert options.client_url == "rediss://user:pw@nowhere.invalid/0?socket_timeout=2.5"
     check_url("redis://nowhere.invalid")  # never connects: the host does not exist
     assert open_store("redis://nowhere.invalid").loop_bound  # an instance per loop
-    assert store_sync_inline("redis://nowhere.invalid")  # sync calls run on the caller's own loop
 
 
 @pytest.mark.parametrize(

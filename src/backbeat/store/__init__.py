@@ -69,11 +69,6 @@ def check_url(url: str) -> None:
         parse_pg_url(url)
 
 
-def store_sync_inline(url: str) -> bool:
-    """Whether sync calls may run the store for ``url`` on the calling thread's own loop."""
-    return open_store(url).sync_inline
-
-
 def open_store(url: str) -> Store:
     """The store for ``url``, not yet opened."""
     factories: dict[str, Callable[[str], Store]] = {

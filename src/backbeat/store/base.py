@@ -112,11 +112,9 @@ class Store(abc.ABC):
     capabilities: frozenset[Capability] = frozenset()
     loop_bound: bool = False
     """True when an instance may only be used from the event loop that opened it; the app
-    then opens one instance per loop."""
-    sync_inline: bool = True
-    """Whether a sync call (``task.enqueue``, ``job.status``) may run the store on a private
-    event loop of the calling thread, an instance per such thread if ``loop_bound``; False
-    sends sync calls through one background loop instead (a thread hop per call)."""
+    then opens one instance per loop. A sync call (``task.enqueue``, ``job.status``) runs
+    the store on a private event loop of the calling thread (``BLOCKING_OK`` set), so a
+    loop-bound store has an instance per such thread."""
 
     # -- lifecycle ---------------------------------------------------------------------
 

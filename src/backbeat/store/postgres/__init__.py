@@ -3,8 +3,9 @@
 
 ``schema`` (default ``public``) names the PostgreSQL schema that holds backbeat's tables,
 so one database can hold several backbeat stores, or backbeat beside an application's own
-tables; ``pool_size`` caps the pooled connections of one store object on an event loop (plus
-one that listens for wake-ups; a sync call uses its thread's one blocking connection). Every other query parameter is passed to libpq as it is (``sslmode``,
+tables; ``pool_size`` caps the pooled connections of one store object on an event loop
+(plus one that listens for wake-ups; a sync call uses its thread's one blocking
+connection). Every other query parameter is passed to libpq as it is (``sslmode``,
 ``connect_timeout``, ``application_name``, ...).
 """
 

@@ -1,9 +1,11 @@
 """The PostgreSQL store's plumbing: the pool, statements, the wake-up listener, migrations.
 
-Connections come from a ``psycopg_pool.AsyncConnectionPool`` in autocommit mode: a
-single statement is its own transaction, and a method that needs several takes one
-explicitly (``PostgresBase.tx``). An instance belongs to the event loop that opened it
-(``loop_bound``), like the pool's connections.
+Connections are in autocommit mode: a single statement is its own transaction, and a
+method that needs several takes one explicitly (``PostgresBase.tx``). On an event loop
+they come from a ``psycopg_pool.AsyncConnectionPool``; a sync call running inline uses
+a blocking connection of its thread's own (``SyncTx``: the same statements, run in
+place). An instance belongs to the event loop that opened it (``loop_bound``), like the
+pool's connections.
 
 Statements name tables unqualified (``backbeat_jobs``); ``qualify`` prefixes them with the
 store's schema once per statement text, so no connection depends on a ``search_path``
