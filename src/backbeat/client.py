@@ -34,7 +34,7 @@ from backbeat.events import ENQUEUE_EVENT, from_envelope, seal_event, secret_fie
 from backbeat.ids import uuid7
 from backbeat.jobs import Job, build_job, resolve_run_at
 from backbeat.metrics import job_metrics
-from backbeat.portal import Portal, close_with_thread
+from backbeat.portal import Portal, close_with_thread, keep_inherited
 from backbeat.secrets import refuse_positional, secret_names
 from backbeat.serialization import encode_payload
 from backbeat.signing import signing
@@ -47,6 +47,21 @@ T = TypeVar("T")
 log = logging.getLogger("backbeat.client")
 REGISTRY_TTL = 30.0
 """Seconds the task registry read from the store is reused (a new task name re-reads it)."""
+_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _forget_parent_stores() -> None:
+    """In a forked child: every client opens its own stores and publishers on its next
+    call; the parent's are left alone (``portal.keep_inherited``)."""
+    for client in list(_clients):
+        keep_inherited((client._shared, dict(client._per_loop), dict(client._publishers)))
+        client._shared = None
+        client._per_loop = weakref.WeakKeyDictionary()
+        client._publishers = weakref.WeakKeyDictionary()
+        client._lock = threading.Lock()  # a parent's thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_forget_parent_stores)
 
 
 class Client:
@@ -78,6 +93,7 @@ class Client:
         self._registry: dict[str, TaskInfo] | None = None
         self._registry_at = 0.0
         self._clock_checked = False
+        _clients.add(self)
 
     @property
     def url(self) -> str:

@@ -11,6 +11,11 @@ coroutine runs:
 * otherwise (a broker URL), or when the calling thread already runs a loop, on a background loop in a
   daemon thread (the portal), whose store connections stay on that loop.
 
+A process forked after sync calls (a web server that imports the app, then forks its
+workers) inherits its parent's connections. The child leaves them alone, never using or
+closing them (closing a PostgreSQL connection would end the parent's session), and opens
+its own on its first call.
+
 Internal module.
 """
 
@@ -19,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import os
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -47,6 +54,30 @@ class _ThreadLoop:
 
 
 _local = threading.local()
+_portals: weakref.WeakSet[Portal] = weakref.WeakSet()
+_inherited: list[object] = []
+
+
+def keep_inherited(thing: object) -> None:
+    """In a forked child: keep ``thing`` (the parent's loops, stores, connections) from the
+    garbage collector for good, so nothing of it is ever closed from here."""
+    _inherited.append(thing)
+
+
+def _forget_parent() -> None:
+    """In a forked child: start afresh, leaving what the parent opened untouched."""
+    holder: _ThreadLoop | None = getattr(_local, "loop", None)
+    if holder is not None:
+        holder.closers.clear()
+        keep_inherited(holder)
+        del _local.loop
+    for portal in list(_portals):
+        keep_inherited(portal._loop)
+        portal._loop = portal._thread = None
+        portal._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_parent)
 
 
 def close_with_thread(closer: Callable[[], Awaitable[Any]]) -> bool:
@@ -86,6 +117,7 @@ class Portal:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        _portals.add(self)
 
     def _ensure(self) -> asyncio.AbstractEventLoop:
         with self._lock:
