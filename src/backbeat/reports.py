@@ -10,6 +10,7 @@ Internal module.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from backbeat import sla as sla_math
@@ -54,35 +55,47 @@ async def sla_data(client: Client, window: float, limit: int) -> dict[str, Any]:
     """``backbeat sla --json``: the summary and the ``limit`` worst schedules with an SLA."""
     store = await client.astore()
     now = client.clock.now()
-    reports = [await _report(store, record, now, window) for record in await store.sla_list(limit=limit)]
+    records = await store.sla_list(limit=limit)
+    reports = await _reports(store, records, now, window)
     return {
         "now": iso(now),
         "window_seconds": window,
         "summary": await sla_summary(store, now=now, window=window),
-        "schedules": [sla_report(r) for r in reports],
+        "schedules": [reports[r.key] for r in records],
     }
 
 
-async def _report(store: Store, record: ScheduleRecord, now: float, window: float) -> sla_math.SlaReport:
-    breaches = await store.sla_breaches(key=record.key, since=now - window, limit=10_000)
-    return sla_math.report(record, breaches, now, window)
+async def _reports(
+    store: Store, records: Sequence[ScheduleRecord], now: float, window: float
+) -> dict[str, dict[str, Any]]:
+    """``sla_report`` of each of ``records`` that has an SLA, by key (their breaches read at once)."""
+    keys = [r.key for r in records if r.spec.sla is not None]
+    breaches = await store.sla_breaches_of(keys, since=now - window) if keys else {}
+    return {r.key: sla_report(sla_math.report(r, breaches[r.key], now, window)) for r in records if r.key in breaches}
 
 
-async def schedule_row(
-    store: Store, record: ScheduleRecord, *, now: float, window: float = SLA_WINDOW
-) -> dict[str, Any]:
-    """A schedule (``shapes.schedule``) with where it stands: ``state`` (``paused``,
+async def schedule_rows(
+    store: Store, records: Sequence[ScheduleRecord], *, now: float, window: float = SLA_WINDOW
+) -> list[dict[str, Any]]:
+    """Each schedule (``shapes.schedule``) with where it stands: ``state`` (``paused``,
     ``running`` with a run in flight, else ``waiting``), ``staleness`` (seconds since its
     last success, or creation/resume), and ``sla`` (``sla_report`` over ``window``, or
     ``None`` without an SLA)."""
-    state = "paused" if record.paused else "running" if record.in_flight is not None else "waiting"
-    report = None if record.spec.sla is None else sla_report(await _report(store, record, now, window))
-    return schedule_shape(record) | {
-        "state": state,
-        "staleness": round(sla_math.staleness(record, now), 3),
-        "sla_status": None if report is None else report["status"],
-        "sla_report": report,
-    }
+    reports = await _reports(store, records, now, window)
+    rows = []
+    for record in records:
+        report = reports.get(record.key)
+        state = "paused" if record.paused else "running" if record.in_flight is not None else "waiting"
+        rows.append(
+            schedule_shape(record)
+            | {
+                "state": state,
+                "staleness": round(sla_math.staleness(record, now), 3),
+                "sla_status": None if report is None else report["status"],
+                "sla_report": report,
+            }
+        )
+    return rows
 
 
 def rank_cursor(record: ScheduleRecord) -> str:
@@ -105,21 +118,21 @@ def parse_cursor(text: str) -> ScheduleRank:
 async def worst_rows(
     store: Store, *, now: float, after: ScheduleRank | None = None, search: str | None = None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """``schedule_row`` of up to ``limit`` schedules worst first, and the cursor of the
+    """``schedule_rows`` of up to ``limit`` schedules worst first, and the cursor of the
     next page (``None`` when this one is not full)."""
     records = await store.schedule_worst(after=after, search=search, limit=limit)
-    rows = [await schedule_row(store, r, now=now) for r in records]
+    rows = await schedule_rows(store, records, now=now)
     return rows, (rank_cursor(records[-1]) if records and len(records) == limit else None)
 
 
 async def explain_data(client: Client, key: str, limit: int) -> dict[str, Any]:
-    """``backbeat explain KEY --json``: the schedule (as ``schedule_row``) and its timeline, newest first."""
+    """``backbeat explain KEY --json``: the schedule (as ``schedule_rows``) and its timeline, newest first."""
     store = await client.astore()
     record = await store.schedule_get(key)
     jobs = await store.job_list(JobFilter(schedule_key=key, limit=limit))
     decisions = await store.decision_list(key, limit=limit)
     entries = timeline(jobs, decisions)[:limit]
     return {
-        "schedule": await schedule_row(store, record, now=client.clock.now()),
+        "schedule": (await schedule_rows(store, [record], now=client.clock.now()))[0],
         "timeline": [{"at": iso(e.at), "kind": e.kind, "detail": e.detail, "job_id": e.job_id} for e in entries],
     }

@@ -6,17 +6,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import statistics
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from backbeat import App, ManualClock
 from backbeat.cli.sla import explain_data, sla_data
 from backbeat.ids import uuid7
+from backbeat.reports import worst_rows
 from backbeat.simulate import Group, Workers, simulate
 from backbeat.sla import SlaEvent, compliance
+from backbeat.store import open_store
+from backbeat.store.base import Store
 from backbeat.testing import run_for
+from backbeat.testing.conformance.schedules import spec
 from backbeat.types import Breach, ScheduleKind, ScheduleRecord, ScheduleSpec
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC).timestamp()
@@ -176,3 +182,37 @@ def test_deadline_dispatch_keeps_every_promise_fifo_breaks() -> None:
     assert max(edf.values()) <= 6  # nobody breaches
     assert worst_over_mean(edf) <= 2
     assert max(v for k, v in fifo.items() if k.startswith("seldom")) > 6  # FIFO breaches the seldom ones
+
+
+class CountingStore:
+    """A store whose method calls are counted (the calls the store makes on itself are not)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def test_a_page_of_schedules_reads_its_breaches_in_one_call(clock: ManualClock) -> None:
+    async def main() -> None:
+        store = open_store(f"memory://{uuid7()}")
+        await store.open()
+        for n in range(30):
+            await store.schedule_upsert(spec(f"s{n:02}", sla=10.0), next_tick=START, next_at=START, now=START)
+        await store.schedule_upsert(spec("plain"), next_tick=START, next_at=START, now=START)
+        await store.sla_check(now=START + 11)
+        counting = CountingStore(store)
+        rows, _ = await worst_rows(counting, now=START + 12, limit=50)  # type: ignore[arg-type]
+        assert len(rows) == 31 and all(r["sla_status"] == "breach" for r in rows[:30])
+        assert rows[-1]["sla_report"] is None
+        assert counting.calls["sla_breaches_of"] == 1 and counting.calls["sla_breaches"] == 0
+
+    asyncio.run(main())

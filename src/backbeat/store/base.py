@@ -104,6 +104,9 @@ BLOCKING_OK: contextvars.ContextVar[bool] = contextvars.ContextVar("backbeat_blo
 caller is blocked anyway, so a store with blocking I/O (SQLite) may do it inline instead
 of handing it to another thread."""
 
+BREACHES_PER_KEY = 1_000_000
+"""``sla_breaches_of`` reads every breach in its window (a limit only to satisfy ``sla_breaches``)."""
+
 LEASE_EXPIRED = "LeaseExpired: the worker stopped heartbeating (killed or cut off) while the job ran"
 """The error ``job_rescue`` records on a job whose lease expired."""
 
@@ -385,6 +388,13 @@ class Store(abc.ABC):
         """Breaches of ``key`` (or of every schedule) that were open at or after ``since``
         (open ones, and closed ones with ``ended_at >= since``), latest start first."""
 
+    async def sla_breaches_of(self, keys: Sequence[str], *, since: float) -> dict[str, list[Breach]]:
+        """``sla_breaches`` of each of ``keys`` (every one of them, latest start first), read
+        at once: a page of schedules costs one round trip, not one per row. A key without
+        breaches maps to ``[]``. This default asks per key (fine in process); the stores on
+        a file or a server override it."""
+        return {key: await self.sla_breaches(key=key, since=since, limit=BREACHES_PER_KEY) for key in keys}
+
     @abc.abstractmethod
     async def sla_list(self, *, limit: int) -> list[ScheduleRecord]:
         """Schedules with an SLA, worst first: not paused before paused, then earliest
@@ -555,3 +565,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def state_get(self, name: str) -> StateValue | None:
         """The last value published under ``name``, or None."""
+
+
+def breaches_by_key(keys: Sequence[str], breaches: Sequence[Breach]) -> dict[str, list[Breach]]:
+    """``sla_breaches_of``'s answer from breaches read together, in the order given."""
+    found: dict[str, list[Breach]] = {key: [] for key in keys}
+    for breach in breaches:
+        found[breach.key].append(breach)
+    return found

@@ -1,5 +1,5 @@
 """The schedules and SLA part of the OpenAPI document (``openapi.document`` merges it):
-schemas for ``shapes.schedule``, ``reports.schedule_row``, ``reports.sla_report`` and
+schemas for ``shapes.schedule``, ``reports.schedule_rows``, ``reports.sla_report`` and
 ``backbeat sla --json``, and the ``/api/schedules`` and ``/api/sla`` operations."""
 
 from __future__ import annotations

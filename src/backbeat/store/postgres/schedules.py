@@ -23,6 +23,7 @@ from typing import Any
 
 from backbeat.errors import ScheduleNotFound
 from backbeat.store import rules
+from backbeat.store.base import breaches_by_key
 from backbeat.store.postgres.connection import PostgresBase, Row, Tx
 from backbeat.store.postgres.events import prune_events
 from backbeat.store.postgres.rows import DEDUP, INSERT_SELECT, columns
@@ -300,6 +301,14 @@ class ScheduleMethods(PostgresBase):
             (*params, limit),
         )
         return [_breach(r) for r in rows]
+
+    async def sla_breaches_of(self, keys: Sequence[str], *, since: float) -> dict[str, list[Breach]]:
+        rows = await self.rows(
+            f"SELECT {BREACH_COLUMNS} FROM backbeat_breaches WHERE key = ANY(%s) "
+            "AND (ended_at IS NULL OR ended_at >= %s) ORDER BY started_at DESC, key DESC",
+            (list(keys), since),
+        )
+        return breaches_by_key(keys, [_breach(r) for r in rows])
 
     async def schedule_worst(
         self, *, after: ScheduleRank | None = None, search: str | None = None, limit: int

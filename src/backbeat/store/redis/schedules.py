@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from backbeat.errors import ScheduleNotFound
+from backbeat.store.base import breaches_by_key
 from backbeat.store.redis import codec
 from backbeat.store.redis.connection import RedisBase, flat
 from backbeat.store.redis.jobs import check_queue
@@ -244,14 +245,19 @@ class ScheduleMethods(RedisBase):
                 ]
             )
             ids = [*_open_ids(open_ids), *ended]
-        found = await self._breaches(ids)
-        found = [b for b in found if b.ended_at is None or b.ended_at >= since]
-        found.sort(key=lambda b: (b.started_at, b.key), reverse=True)
-        return found[:limit]
+        return (await self._breaches(ids, since))[:limit]
 
-    async def _breaches(self, ids: Sequence[str]) -> list[Breach]:
+    async def sla_breaches_of(self, keys: Sequence[str], *, since: float) -> dict[str, list[Breach]]:
+        """Every key's P:blog:<key> in one pipeline, then the breaches in one more."""
+        logs = await self._read(lambda pipe: [pipe.zrange(self.keys.blog(key), 0, -1) for key in keys])
+        return breaches_by_key(keys, await self._breaches([i for ids in logs for i in ids], since))
+
+    async def _breaches(self, ids: Sequence[str], since: float) -> list[Breach]:
+        """The breaches ``ids`` open at or after ``since``, latest start first."""
         rows = await self._hashes([self.keys.breach(i) for i in ids])
-        return [codec.breach(f) for f in rows if f]
+        found = [b for b in (codec.breach(f) for f in rows if f) if b.ended_at is None or b.ended_at >= since]
+        found.sort(key=lambda b: (b.started_at, b.key), reverse=True)
+        return found
 
     async def sla_list(self, *, limit: int) -> list[ScheduleRecord]:
         if limit < 1:
@@ -274,7 +280,7 @@ class ScheduleMethods(RedisBase):
             transaction=True,
         )
         seconds = 0.0
-        for b in await self._breaches([*_open_ids(open_ids), *ended]):
+        for b in await self._breaches([*_open_ids(open_ids), *ended], since):
             end = b.ended_at if b.ended_at is not None else now
             seconds += max(0.0, min(now, end) - max(b.started_at, since))
         return SlaStats(schedules=active + paused, paused=paused, breached=breached, breach_seconds=seconds)

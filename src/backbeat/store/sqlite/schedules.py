@@ -253,6 +253,21 @@ def sla_breaches(conn: sqlite3.Connection, key: str | None, since: float, limit:
     return [_breach(r) for r in rows]
 
 
+def sla_breaches_of(conn: sqlite3.Connection, keys: Sequence[str], since: float) -> list[Breach]:
+    """The breaches of ``keys`` open at or after ``since``, latest start first (the keys in
+    chunks: SQLite bounds the parameters of one statement)."""
+    found: list[Breach] = []
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        rows = conn.execute(
+            f"SELECT {BREACH_COLUMNS} FROM backbeat_breaches WHERE key IN ({', '.join('?' * len(chunk))}) "
+            "AND (ended_at IS NULL OR ended_at >= ?) ORDER BY started_at DESC, key DESC",
+            (*chunk, since),
+        ).fetchall()
+        found += [_breach(r) for r in rows]
+    return found
+
+
 def sla_list(conn: sqlite3.Connection, limit: int) -> list[ScheduleRecord]:
     rows = conn.execute(
         f"SELECT {COLUMNS} FROM backbeat_schedules WHERE sla IS NOT NULL ORDER BY paused, deadline_at, key LIMIT ?",

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from backbeat.errors import InvalidTransition, JobNotFound, ScheduleNotFound
 from backbeat.ids import token as new_token
 from backbeat.store import rules
-from backbeat.store.base import BLOCKING_OK, LEASE_EXPIRED, Store
+from backbeat.store.base import BLOCKING_OK, LEASE_EXPIRED, Store, breaches_by_key
 from backbeat.store.sqlite import buckets, schedules
 from backbeat.store.sqlite import events as sqlite_events
 from backbeat.store.sqlite.connection import (
@@ -381,6 +381,9 @@ class SQLiteStore(Store):
 
     async def sla_breaches(self, *, key: str | None, since: float, limit: int = 1000) -> list[Breach]:
         return await self._run(lambda conn: schedules.sla_breaches(conn, key, since, limit))
+
+    async def sla_breaches_of(self, keys: Sequence[str], *, since: float) -> dict[str, list[Breach]]:
+        return breaches_by_key(keys, await self._run(lambda conn: schedules.sla_breaches_of(conn, keys, since)))
 
     async def sla_list(self, *, limit: int) -> list[ScheduleRecord]:
         return await self._run(lambda conn: schedules.sla_list(conn, limit))

@@ -105,6 +105,22 @@ class SlaTests(Base):
         recent = await store.sla_breaches(key=None, since=T0, limit=10)
         assert [b.key for b in recent] == ["c", "b"]
 
+    async def test_breaches_of_several_schedules_are_read_together(self, store: Store) -> None:
+        records = {key: await self.with_sla(store, key, sla=10.0, every=5) for key in ("a", "b", "c")}
+        await store.sla_check(now=T0 + 11)  # all three in breach
+        await self.run_once(store, records["a"], start=T0 + 12, end=T0 + 13)  # a's ends at T0+13
+        await store.sla_check(now=T0 + 30)  # a's second breach, since T0+23
+        await self.run_once(store, records["b"], start=T0 + 31, end=T0 + 32)  # b's ends at T0+32
+        keys = ["c", "a", "b", "none"]
+        for since in (T0, T0 + 20):
+            found = await store.sla_breaches_of(keys, since=since)
+            assert list(found) == keys and found["none"] == []
+            for key in keys:
+                assert found[key] == await store.sla_breaches(key=key, since=since, limit=100), (key, since)
+        assert [b.ended_at for b in (await store.sla_breaches_of(["a"], since=T0))["a"]] == [None, T0 + 13]
+        assert (await store.sla_breaches_of(["a"], since=T0 + 20))["a"][0].started_at == T0 + 23
+        assert await store.sla_breaches_of([], since=T0) == {}
+
     async def test_worst_first_pages_by_rank(self, store: Store) -> None:
         for key, sla in (("a", 100.0), ("b", 10.0), ("c", 50.0), ("d", 50.0), ("p", 5.0), ("q", 5.0)):
             await self.with_sla(store, key, sla=sla)
