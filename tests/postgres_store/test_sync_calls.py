@@ -13,14 +13,8 @@ import pytest
 
 from backbeat import App
 from backbeat.errors import StoreError
-from backbeat.types import JobFilter
-from tests.postgres_server import admin, fresh_database, url_of
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    with fresh_database() as name:
-        yield name
+from tests.postgres_server import admin, url_of
+from tests.postgres_store.conftest import jobs
 
 
 @pytest.fixture
@@ -33,13 +27,6 @@ def app(database: str) -> Iterator[App]:
 
     yield app
     app.close()
-
-
-def queued(app: App) -> int:
-    async def read() -> int:
-        return len(await (await app.client.astore()).job_list(JobFilter()))
-
-    return app.client.sync(read)
 
 
 def backends(database: str) -> list[int]:
@@ -60,7 +47,7 @@ def test_a_sync_call_runs_in_its_thread_on_one_connection(app: App, database: st
     for n in range(2, 6):
         noop.enqueue(n=n)
     assert backends(database) == held  # the same connection, reused
-    assert queued(app) == 5
+    assert len(jobs(app)) == 5
 
 
 def test_each_calling_thread_holds_a_connection_until_it_ends(app: App, database: str) -> None:
@@ -95,7 +82,7 @@ def test_a_connection_the_server_dropped_is_replaced(app: App, database: str) ->
         noop.enqueue(n=2)  # the dropped connection is found only by using it
     noop.enqueue(n=3)
     assert backends(database) != [pid]
-    assert queued(app) == 2
+    assert len(jobs(app)) == 2
 
 
 def test_a_caller_connection_in_a_sync_call_runs_inline(app: App, database: str) -> None:
@@ -104,4 +91,4 @@ def test_a_caller_connection_in_a_sync_call_runs_inline(app: App, database: str)
         noop.enqueue(n=1, connection=conn)
         noop.enqueue(n=2, connection=conn)
     assert not app.client._portal.started
-    assert queued(app) == 2
+    assert len(jobs(app)) == 2

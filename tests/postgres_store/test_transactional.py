@@ -19,14 +19,9 @@ from backbeat.tasks import Task
 from backbeat.testing import run_until_idle
 from backbeat.types import EventFilter, JobFilter
 from tests.postgres_server import fresh_database, url_of
+from tests.postgres_store.conftest import jobs
 
 RAN: list[int] = []
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    with fresh_database() as name:
-        yield name
 
 
 @pytest.fixture
@@ -40,13 +35,6 @@ def app(database: str) -> Iterator[App]:
     RAN.clear()
     yield app
     app.close()
-
-
-def jobs(app: App) -> list[str]:
-    async def read() -> list[str]:
-        return [j.id for j in await (await app.client.astore()).job_list(JobFilter())]
-
-    return app.client.sync(read)
 
 
 def test_enqueue_on_commit_writes_the_job_and_it_runs(app: App, database: str) -> None:
