@@ -8,8 +8,9 @@ coroutine runs:
   ``BLOCKING_OK`` set so the store may do its blocking I/O right there (no thread hop;
   the caller waits anyway). A loop-bound store (Redis, PostgreSQL) gets an instance per
   such thread, closed when the thread ends;
-* otherwise (a broker URL), or when the calling thread already runs a loop, on a background loop in a
-  daemon thread (the portal), whose store connections stay on that loop.
+* otherwise (a broker URL), or when the calling thread already runs a loop, on a
+  background loop in a daemon thread (the portal), whose store connections stay on that
+  loop.
 
 A process forked after sync calls (a web server that imports the app, then forks its
 workers) inherits its parent's connections. The child leaves them alone, never using or
@@ -38,14 +39,17 @@ T = TypeVar("T")
 
 class _ThreadLoop:
     """A private event loop per thread, closed when the thread's locals go (after the
-    closers registered on it, e.g. a loop-bound store's connections, have run)."""
+    closers registered on it, e.g. a loop-bound store's connections, have run), but never
+    in a forked child: there its connections are the parent's (a child drops the locals of
+    the parent's other threads as it starts)."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.closers: list[Callable[[], Awaitable[Any]]] = []
+        self.pid = os.getpid()
 
     def __del__(self) -> None:
-        if self.loop.is_closed():
+        if self.loop.is_closed() or self.pid != os.getpid():
             return
         for closer in self.closers:
             with contextlib.suppress(Exception):  # the thread is going: nothing to report to
@@ -68,7 +72,6 @@ def _forget_parent() -> None:
     """In a forked child: start afresh, leaving what the parent opened untouched."""
     holder: _ThreadLoop | None = getattr(_local, "loop", None)
     if holder is not None:
-        holder.closers.clear()
         keep_inherited(holder)
         del _local.loop
     for portal in list(_portals):
