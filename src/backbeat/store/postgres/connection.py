@@ -372,7 +372,9 @@ class PostgresBase(Store):
     (``BLOCKING_OK``: ``task.enqueue()`` in plain code): a blocking connection of the
     calling thread's own instance (``loop_bound``: one per thread), with no hop to another
     loop or thread; a thread that has made a sync call keeps one connection open until it
-    ends or the app is closed."""
+    ends or the app is closed. Such an instance listens for wake-ups only from its first
+    ``wakeup_wait`` on (a listening connection must be read, and a sync caller's thread
+    runs no loop between calls)."""
 
     capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS})
     loop_bound = True
@@ -396,6 +398,10 @@ class PostgresBase(Store):
             if not self._migrated:
                 await self.migrate()
             return
+        await self._open_pool()
+
+    async def _open_pool(self) -> None:
+        """The pool and the listener (on this instance's event loop)."""
         async with self._opening:
             if self._pool is not None:
                 return
@@ -522,7 +528,7 @@ class PostgresBase(Store):
 
     async def wakeup_wait(self, timeout: float) -> bool:
         if self._listener is None:
-            await self.open()
+            await self._open_pool()  # whoever waits needs the listener, a sync caller too
         assert self._listener is not None
         return await self._listener.wait(timeout)
 
