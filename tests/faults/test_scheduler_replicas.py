@@ -22,8 +22,9 @@ from cronsim import CronSim
 from backbeat import App
 from backbeat.clock import ManualClock
 from backbeat.runtime.scheduler import Scheduler
-from backbeat.types import JobFilter, JobRecord
+from backbeat.types import JobRecord
 from tests.faults.stores import SHARED
+from tests.integration.conftest import every_job
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 
@@ -64,16 +65,6 @@ def expected(expr: str) -> list[float]:
         if when >= START + DAY:
             return out
         out.append(when.timestamp())
-    return out
-
-
-async def all_jobs(app: App) -> list[JobRecord]:
-    store = await app.client.astore()
-    out: list[JobRecord] = []
-    before = None
-    while page := await store.job_list(JobFilter(limit=1000, before=before)):
-        out += page
-        before = page[-1].id
     return out
 
 
@@ -122,7 +113,7 @@ async def a_day_of_kills(url: str) -> tuple[list[JobRecord], int]:
             due = await store.schedule_next_due()
             assert due is not None
             clock.set(max(due, clock.now()))
-        return await all_jobs(runner), killed
+        return await every_job(store), killed
     finally:
         for r in replicas:
             if r is not None:

@@ -19,6 +19,7 @@ import pytest
 
 from backbeat import Client, JobState
 from backbeat.jobs import build_job
+from backbeat.store.base import Store
 from backbeat.tasks import Task
 from backbeat.types import JobFilter, JobRecord
 from tests import postgres_server, redis_server
@@ -83,6 +84,16 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
+async def every_job(store: Store) -> list[JobRecord]:
+    """Every job in ``store``, a page of 1,000 at a time, newest first."""
+    out: list[JobRecord] = []
+    before = None
+    while page := await store.job_list(JobFilter(limit=1000, before=before)):
+        out += page
+        before = page[-1].id
+    return out
+
+
 class StoreReads:
     """What a test reads and writes through its ``client`` (the store the processes share)."""
 
@@ -91,13 +102,7 @@ class StoreReads:
 
     def jobs(self) -> list[JobRecord]:
         async def read() -> list[JobRecord]:
-            store = await self.client.astore()
-            out: list[JobRecord] = []
-            before = None
-            while page := await store.job_list(JobFilter(limit=1000, before=before)):
-                out += page
-                before = page[-1].id
-            return out
+            return await every_job(await self.client.astore())
 
         return self.client.sync(read)
 
