@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+FITS_KEPT = 256
+"""Call shapes a task remembers verdicts for (``Task.fits``); past that it binds every time."""
 
 
 def default_name(fn: Callable[..., Any]) -> str:
@@ -61,6 +63,8 @@ class Task(Generic[P, R]):
             raise TaskDefinitionError(f"task name must not be blank, got {self.name!r}")
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
+        self._fits: dict[tuple[int, frozenset[str]], str | None] = {}
+        """``fits``' verdicts by call shape: why it does not fit, or ``None``."""
         clashes = [p for p in self.signature.parameters if p in RESERVED_OPTIONS]
         if clashes:
             raise TaskDefinitionError(
@@ -122,6 +126,25 @@ class Task(Generic[P, R]):
             return self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise EnqueueError(f"task {self.name!r}: {exc}") from None
+
+    def fits(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """``check_call`` without the bound arguments, for a worker about to run a job:
+        binding depends only on the number of positional arguments and the keyword names,
+        so the verdict is remembered per such shape (binding cost more than the rest of
+        starting a job)."""
+        shape = (len(args), frozenset(kwargs))
+        try:
+            why = self._fits[shape]
+        except KeyError:
+            try:
+                self.check_call(args, kwargs)
+                why = None
+            except EnqueueError as exc:
+                why = str(exc)
+            if len(self._fits) < FITS_KEPT:
+                self._fits[shape] = why
+        if why is not None:
+            raise EnqueueError(why)
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise ``EnqueueError`` if the function could not be called with these arguments,

@@ -14,7 +14,7 @@ import pytest
 
 from backbeat import App, JobCancelled, JobFailed, JobState, ManualClock, RateLimited, Retry, current_job
 from backbeat.config import WorkerSettings
-from backbeat.errors import BackbeatError
+from backbeat.errors import BackbeatError, EnqueueError
 from backbeat.ids import uuid7
 from backbeat.retry import RetryPolicy
 from backbeat.testing import eager, run_until_idle
@@ -118,6 +118,37 @@ def test_arguments_that_do_not_fit_kill_the_job_without_retries(app: App) -> Non
     run_until_idle(app)
     assert job.status() is JobState.DEAD
     assert job.info().error == "TypeError: the stored arguments do not fit: task 't': missing a required argument: 'a'"
+
+
+def test_a_remembered_verdict_on_the_arguments_is_the_binding_one(app: App) -> None:
+    """``Task.fits`` remembers per call shape; a second job of a shape gets the same verdict."""
+
+    @app.task(name="t", retries=5)
+    def t(a: int, /, b: int = 0, *, c: int) -> int:
+        return a + b + c
+
+    shapes = [((1,), {"c": 2}), ((1, 2), {"c": 3}), ((), {"a": 1, "c": 2}), ((1,), {}), ((1, 2, 3), {"c": 1})]
+    for args, kwargs in shapes * 2:
+        try:
+            t.signature.bind(*args, **kwargs)
+            expected = None
+        except TypeError as exc:
+            expected = f"task 't': {exc}"
+        try:
+            t.fits(args, kwargs)
+            verdict = None
+        except EnqueueError as exc:
+            verdict = str(exc)
+        assert verdict == expected, (args, kwargs)
+    jobs = [app.client.enqueue("t", args=[1], kwargs={"b": 2, "c": 3}) for _ in range(2)]
+    jobs += [app.client.enqueue("t", args=[1]) for _ in range(2)]
+    run_until_idle(app)
+    assert [j.status() for j in jobs] == [JobState.SUCCEEDED] * 2 + [JobState.DEAD] * 2
+    assert (
+        jobs[3].info().error
+        == jobs[2].info().error
+        == ("TypeError: the stored arguments do not fit: task 't': missing a required argument: 'c'")
+    )
 
 
 def test_a_result_that_is_not_json_kills_the_job(app: App) -> None:

@@ -132,7 +132,7 @@ class Executor:
             if self.signing is not None:
                 self.signing.verify_payload(job.task, job.payload, f"job {job.id} of {job.task}")
             args, kwargs, attempt.opened = attempt.task.arguments(job.payload, self.keys)
-            attempt.task.check_call(args, kwargs)
+            attempt.task.fits(args, kwargs)
         except (SecretError, SignatureError) as exc:
             return self.failed(attempt, exc, final=True)
         except (ValueError, EnqueueError) as exc:

@@ -63,7 +63,7 @@ START_SLACK = 0.1
 """Seconds added to a rate limit's window: a grant comes a few milliseconds before the task's
 first instruction, so windows are counted a little long to keep the starts the upstream
 sees within the limit too."""
-ACK_LINGER = 0.002
+ACK_LINGER = 0.005
 """Seconds an outcome waits for others to share its write, while other jobs run."""
 
 
