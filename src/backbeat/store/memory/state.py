@@ -211,7 +211,12 @@ class MemoryState:
             self._fires[(job.schedule_key, job.fire_at)] = job.id
         if job.state.is_final and (old is None or not old.state.is_final):
             assert job.finished_at is not None
-            bisect.insort(self._finished, (job.finished_at, job.id))
+            # one entry per (time, job): a job retried and finished again at the same time
+            # (a clock that did not move) was counted twice by job_finished_since
+            entry = (job.finished_at, job.id)
+            at = bisect.bisect_left(self._finished, entry)
+            if at == len(self._finished) or self._finished[at] != entry:
+                self._finished.insert(at, entry)
             self._finish_run(job, next_in)
         self._version += 1
 

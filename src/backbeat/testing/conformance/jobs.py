@@ -399,6 +399,16 @@ class JobTests(Base):
         assert await store.job_finished_since(T0 + 1) == {JobState.SUCCEEDED: 1}
         assert await store.job_finished_since(T0 + 2) == {}
 
+    async def test_a_job_finished_again_at_the_same_time_counts_once(self, store: Store) -> None:
+        """Cancelled, retried and cancelled again without the clock moving: one job, one count."""
+        (job,) = [e.job for e in await store.job_enqueue([new_job()], now=T0)]
+        for _ in range(2):
+            await store.job_cancel(job.id, now=T0)
+            await store.job_retry(job.id, now=T0)
+        await store.job_cancel(job.id, now=T0)
+        assert await store.job_finished_since(T0) == {JobState.CANCELLED: 1}
+        assert [(c.state, c.count) for c in await store.job_counts()] == [(JobState.CANCELLED, 1)]
+
     async def test_next_due_skips_paused_queues(self, store: Store) -> None:
         await store.job_enqueue([new_job(run_at=T0 + 10), new_job(queue="x", run_at=T0 + 20)], now=T0)
         await store.queue_pause("default", now=T0)
