@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from backbeat import resque, secrets
+from backbeat import secrets
 from backbeat.config import Settings, check_queue_name
 from backbeat.errors import ConfigError, EnqueueError, InvalidTransition, ScheduleError, ScheduleNotFound
 from backbeat.schedules import check_spec, first_timing, parse_duration, plan_run_now, retimed
@@ -38,6 +38,7 @@ from backbeat.types import (
 )
 
 if TYPE_CHECKING:
+    from backbeat import resque
     from backbeat.app import App
     from backbeat.tasks import Task
 
@@ -315,6 +316,8 @@ class Schedules:
         name against ``tasks``: by default the app's tasks and those workers registered;
         ``force`` skips that check); if any is bad, ``ScheduleFileError`` lists them all and
         nothing is applied."""
+        from backbeat import resque  # YAML and its parser load only where a file is read
+
         entries, problems = resque.parse(text, path)
         if force:
             tasks = {entry.task for entry in entries}
