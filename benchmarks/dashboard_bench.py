@@ -193,6 +193,10 @@ def fill_postgres(url: str, jobs: int, schedules: int, now: float) -> None:
         conn.execute(qualify("VACUUM ANALYZE backbeat_jobs, backbeat_schedules, backbeat_queues", options.schema))
 
 
+async def _maintain(client: Client, now: float) -> None:
+    await (await client.astore()).job_rescue(now=now)
+
+
 async def fill_protocol(store: Store, jobs: int, schedules: int, now: float) -> None:
     """Any store, through the protocol (slow: for stores without a SQL fill here)."""
     batch: list[NewJob] = []
@@ -311,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
             fill_postgres(url, args.jobs, args.schedules, now)
         else:
             client.sync(lambda: _fill(client, args.jobs, args.schedules, now))
+        # a maintenance round, as a worker makes every few seconds (on PostgreSQL it folds
+        # the count deltas the fill's finished jobs appended: migration 5)
+        client.sync(lambda: _maintain(client, now))
         print(f"filled {args.jobs:,} jobs and {args.schedules:,} schedules in {time.perf_counter() - start:.0f} s")
     print(f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"SQLite {sqlite3.sqlite_version}, {url.split('://')[0]}")  # fmt: skip

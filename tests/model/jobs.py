@@ -9,6 +9,7 @@ to ``queued`` by the server stores but left ``scheduled`` by the memory store.""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -135,6 +136,13 @@ class JobModel(Twins):
             assert [self.norm(j) for j in m] == [self.norm(j) for j in r]
         m, r = await self.both("job_finished_since", self.now - 3)
         assert m == r
+        for store in (self.mem, self.sut):  # kept counts (triggers on SQL) equal a recount
+            jobs = await store.job_list(JobFilter(limit=10_000))
+            recount = Counter((j.queue, j.task, j.state) for j in jobs)
+            counts = await store.job_counts()
+            assert sorted((c.queue, c.task, c.state, c.count) for c in counts) == sorted(
+                (q, t, s, n) for (q, t, s), n in recount.items()
+            )
 
     def operations(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
         steps = [self.enqueue] * 4 + [self.claim] * 4 + [self.ack] * 3 + [self.heartbeat, self.rescue]

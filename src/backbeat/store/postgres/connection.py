@@ -53,7 +53,7 @@ T = TypeVar("T")
 Params = Sequence[Any] | Mapping[str, Any]
 TABLES = re.compile(
     r"\bbackbeat_(jobs|queues|workers|tasks|schedules|breaches|decisions|buckets|bucket_starts|events|state"
-    r"|migrations|claim)\b"
+    r"|migrations|claim|job_counts|job_count_deltas)\b"
 )
 LAZY_COMMIT = "SELECT set_config('synchronous_commit', 'off', true)"
 """This transaction's commit returns before its WAL reaches the disk (see ``lazy_tx``)."""

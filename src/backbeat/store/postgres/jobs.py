@@ -196,6 +196,25 @@ _RESCUE = (
 )
 
 
+COUNTS = (
+    "SELECT queue, task, state, SUM(n)::bigint FROM (SELECT queue, task, state, n FROM backbeat_job_counts "
+    "UNION ALL SELECT queue, task, state, n FROM backbeat_job_count_deltas "
+    "UNION ALL SELECT queue, task, state, COUNT(*) FROM backbeat_jobs "
+    "WHERE state IN ('scheduled', 'queued', 'running') GROUP BY 1, 2, 3) AS c "
+    "GROUP BY 1, 2, 3 HAVING SUM(n) <> 0 ORDER BY 1, 2, 3"
+)
+"""Live jobs counted from their rows (the backlog); finished ones from the kept counts plus
+the deltas not folded yet (migration 5): exact at any snapshot."""
+FOLD_COUNTS = (
+    "WITH folded AS (DELETE FROM backbeat_job_count_deltas RETURNING queue, task, state, n), "
+    "summed AS (SELECT queue, task, state, SUM(n) AS n FROM folded GROUP BY 1, 2, 3) "
+    "INSERT INTO backbeat_job_counts AS c (queue, task, state, n) SELECT * FROM summed "
+    "ON CONFLICT (queue, task, state) DO UPDATE SET n = c.n + EXCLUDED.n"
+)
+"""Move the deltas into the kept counts (then the counts at 0 are dropped). Two folds at once
+are safe: a delta row is deleted, so summed, by one of them only."""
+
+
 async def _rescue(db: Tx, now: float, limit: int) -> list[JobRecord]:
     jobs = [job_record(r) for r in await db.rows(_RESCUE, (now, LEASE_EXPIRED, now, limit))]
     for job in sorted(jobs, key=lambda j: (j.schedule_key or "", j.id)):
@@ -358,7 +377,11 @@ class JobMethods(PostgresBase):
 
     async def job_rescue(self, *, now: float, limit: int = 1000) -> list[JobRecord]:
         async with self.tx() as db:
-            return await _rescue(db, now, limit)
+            rescued = await _rescue(db, now, limit)
+        async with self.tx() as db:  # every maintenance round: fold the count deltas (migration 0005)
+            await db.run(FOLD_COUNTS)
+            await db.run("DELETE FROM backbeat_job_counts WHERE n = 0")
+        return rescued
 
     async def job_prune(self, cutoffs: Mapping[JobState, float], *, limit: int = 10_000) -> int:
         deleted = 0
@@ -376,9 +399,7 @@ class JobMethods(PostgresBase):
         return None if row is None or row[0] is None else float(row[0])
 
     async def job_counts(self) -> list[JobCount]:
-        rows = await self.rows(
-            "SELECT queue, task, state, COUNT(*) FROM backbeat_jobs GROUP BY queue, task, state ORDER BY 1, 2, 3"
-        )
+        rows = await self.rows(COUNTS)
         return [JobCount(queue=q, task=t, state=STATES[s], count=n) for q, t, s, n in rows]
 
     async def job_finished_since(self, since: float) -> dict[JobState, int]:

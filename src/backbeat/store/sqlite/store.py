@@ -308,7 +308,12 @@ class SQLiteStore(Store):
         return None if row[0] is None else float(row[0])
 
     async def job_counts(self) -> list[JobCount]:
-        sql = "SELECT queue, task, state, COUNT(*) FROM backbeat_jobs GROUP BY queue, task, state ORDER BY 1, 2, 3"
+        # live jobs counted from their rows; finished ones kept by triggers (migration 10)
+        sql = (
+            "SELECT queue, task, state, COUNT(*) FROM backbeat_jobs WHERE state IN ('scheduled', 'queued', 'running') "
+            "GROUP BY 1, 2, 3 UNION ALL SELECT queue, task, state, n FROM backbeat_job_counts WHERE n <> 0 "
+            "ORDER BY 1, 2, 3"
+        )
         rows = await self._run(lambda conn: conn.execute(sql).fetchall())
         return [JobCount(queue=q, task=t, state=_STATES[s], count=n) for q, t, s, n in rows]
 
