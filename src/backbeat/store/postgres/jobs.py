@@ -208,11 +208,12 @@ the deltas not folded yet (migration 5): exact at any snapshot."""
 FOLD_COUNTS = (
     "WITH folded AS (DELETE FROM backbeat_job_count_deltas RETURNING queue, task, state, n), "
     "summed AS (SELECT queue, task, state, SUM(n) AS n FROM folded GROUP BY 1, 2, 3) "
-    "INSERT INTO backbeat_job_counts AS c (queue, task, state, n) SELECT * FROM summed "
+    "INSERT INTO backbeat_job_counts AS c (queue, task, state, n) SELECT * FROM summed ORDER BY 1, 2, 3 "
     "ON CONFLICT (queue, task, state) DO UPDATE SET n = c.n + EXCLUDED.n"
 )
 """Move the deltas into the kept counts (then the counts at 0 are dropped). Two folds at once
-are safe: a delta row is deleted, so summed, by one of them only."""
+are safe: a delta row is deleted, so summed, by one of them only, and both update the
+counts in key order (no deadlock between two workers' maintenance rounds)."""
 
 
 async def _rescue(db: Tx, now: float, limit: int) -> list[JobRecord]:
