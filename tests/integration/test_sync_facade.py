@@ -58,6 +58,6 @@ def test_sync_calls_use_a_connection_per_thread_closed_with_it() -> None:
         app.close()
         assert ours() == before
     finally:
-        for key in probe.scan_iter(f"{prefix}*"):
+        for key in probe.scan_iter(f"{{{prefix}}}:*"):  # the store keys are "{prefix}:..."
             probe.delete(key)
         probe.close()
