@@ -70,8 +70,9 @@ def _code(text: str) -> str:
 
 
 def _defines(text: str) -> set[str]:
-    """The top-level locals (functions and constants) a library defines."""
-    return set(re.findall(r"^local (?:function )?([A-Za-z_]\w*)", text, re.MULTILINE))
+    """The top-level locals (functions, constants, each name of ``local a, b = ...``) a library defines."""
+    found = re.findall(r"^local (?:function )?([A-Za-z_][\w, ]*)", text, re.MULTILINE)
+    return {name.strip() for names in found for name in names.split(",")}
 
 
 @cache
