@@ -126,6 +126,10 @@ class ClaimRequest:
     limit: int
     lease: float
     """Seconds the lease lasts unless renewed by ``job_heartbeat``."""
+    park: float = 0.0
+    """If more than 0 and the claim finds fewer jobs than ``limit``: for up to this many
+    seconds, until its next claim, the worker is *parked*, and a store that can (Redis)
+    leases the next job enqueued for it straight to it (``Store.job_handed``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

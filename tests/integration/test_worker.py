@@ -251,3 +251,55 @@ def test_status_lists_the_workers_of_every_host_and_drops_dead_ones(cluster: Clu
         return {w["host"] for w in workers}
 
     eventually(lambda: hosts() == {socket.gethostname(), "worker-host-b"}, what="the dead worker to be pruned")
+
+
+# -- Redis: hand-off to a parked worker (store/redis/keys.py) ---------------------------
+
+REDIS = pytest.mark.parametrize("cluster", ["redis"], indirect=True)
+
+
+def _redis_keys(cluster: Cluster, kind: str) -> list[str]:
+    import redis
+
+    from tests.redis_server import SERVER
+
+    prefix = cluster.url.split("prefix=", 1)[1].split("&", 1)[0]
+    with redis.Redis.from_url(SERVER, decode_responses=True) as client:
+        return list(client.scan_iter(match="{" + prefix + "}:" + kind + ":*"))
+
+
+@REDIS
+def test_an_idle_worker_parks_and_is_handed_the_next_job(cluster: Cluster) -> None:
+    cluster.spawn()
+    eventually(lambda: _redis_keys(cluster, "park"), what="the idle worker to park")
+    job = bbapps.record_task.enqueue(7)
+    assert job.result(timeout=30) == 7
+    assert _redis_keys(cluster, "inbox")  # it came through the worker's inbox, not a claim
+    assert cluster.job(job.id).attempts == 1
+
+
+@REDIS
+def test_a_job_handed_to_a_worker_that_died_parked_runs_after_its_lease(cluster: Cluster) -> None:
+    """A worker killed while parked (here a parking made through the store, by a worker
+    that then never comes back) is handed one job, which runs once its lease expires."""
+    import asyncio
+    import dataclasses
+
+    from backbeat.store import open_store
+    from backbeat.testing.conformance import claim
+
+    async def park_a_ghost() -> None:
+        store = open_store(cluster.url)
+        request = claim(worker="ghost", tasks=frozenset({"it.record"}), lease=1.0)
+        assert await store.job_claim(dataclasses.replace(request, park=600.0), now=time.time()) == []
+        await store.close()
+
+    asyncio.run(park_a_ghost())
+    handed = bbapps.record_task.enqueue(1)
+    assert cluster.job(handed.id).state is JobState.RUNNING and cluster.job(handed.id).worker_id == "ghost"
+    after = bbapps.record_task.enqueue(2)  # the hand-off was single use
+    assert cluster.job(after.id).state is JobState.QUEUED
+    cluster.spawn("--lease", "1")
+    assert after.result(timeout=30) == 2
+    assert handed.result(timeout=30) == 1
+    assert cluster.job(handed.id).attempts == 2

@@ -12,7 +12,8 @@ One asyncio loop runs six small loops that share the worker's state:
   store is unreachable), so no job runs on two workers at once (``runtime/leases.py``);
 * maintenance: rescues jobs whose leases expired (their workers died), prunes finished
   jobs past their retention and workers that stopped heartbeating;
-* watch: turns the store's wake-up hint into the claim loop's wake event.
+* watch: turns the store's wake-up hint into the claim loop's wake event, and takes the
+  jobs the store handed this worker while it was parked (``ClaimRequest.park``).
 
 Invariant: a lease stays in ``held`` from claim until its outcome is written (or the
 store says it was lost), so heartbeats keep renewing it while the ack is pending.
@@ -65,6 +66,9 @@ first instruction, so windows are counted a little long to keep the starts the u
 sees within the limit too."""
 ACK_LINGER = 0.005
 """Seconds an outcome waits for others to share its write, while other jobs run."""
+PARK_POLLS = 2
+"""A parking (``ClaimRequest.park``) lasts this many ``idle_poll`` periods; an idle worker
+claims once a period, which renews it."""
 
 
 class Worker:
@@ -173,6 +177,7 @@ class Worker:
         try:
             await self._claim_loop(store)
         finally:
+            await self._unpark(store)
             await self._drain(store)
             await self._stop_helpers(running)
             await self._flush_acks(store)
@@ -243,20 +248,31 @@ class Worker:
 
     async def _claim(self, store: Store, limit: int) -> list[JobRecord]:
         request = ClaimRequest(
-            worker_id=self.id, queues=self.settings.queues, tasks=self._tasks, limit=limit, lease=self.settings.lease
+            worker_id=self.id,
+            queues=self.settings.queues,
+            tasks=self._tasks,
+            limit=limit,
+            lease=self.settings.lease,
+            park=PARK_POLLS * self.settings.idle_poll if self.background and not self.burst else 0.0,
         )
-        now = self.clock.now()
         try:
-            jobs = await store.job_claim(request, now=now)
+            jobs = await store.job_claim(request, now=self.clock.now())
         except StoreError as exc:
             log.warning("claim failed (%s); retrying", exc)
             await self.clock.sleep(1.0)
             return []
-        for job in jobs:
-            assert job.lease_token is not None
-            self.held[job.id] = Lease(job_id=job.id, token=job.lease_token)
-        self.renewals.renewed((j.id for j in jobs), now)
+        self._hold(jobs)
         return jobs
+
+    def _hold(self, jobs: list[JobRecord]) -> None:
+        """Jobs leased to this worker (claimed, or handed to it while parked). Each lease
+        counts from its grant (``started_at``: the claim's or the enqueue's ``now``), not
+        from the reply, which may come late."""
+        now = self.clock.now()
+        for job in jobs:
+            assert job.lease_token is not None and job.started_at is not None
+            self.held[job.id] = Lease(job_id=job.id, token=job.lease_token)
+            self.renewals.renewed([job.id], min(job.started_at, now))
 
     async def _idle_timeout(self, store: Store) -> float:
         """Seconds until the earliest delayed job is due, at most ``idle_poll``."""
@@ -555,11 +571,25 @@ class Worker:
             await self._starved.wait()  # a busy worker claims when a slot frees: no hint needed
             try:
                 if await store.wakeup_wait(self.settings.idle_poll):
+                    handed = store.job_handed(self.id)
+                    self._hold(handed)
+                    self.ready.extend(handed)
                     self._wake.set()
             except StoreError:
                 await self.clock.sleep(1.0)
 
     # -- shutdown ----------------------------------------------------------------------
+
+    async def _unpark(self, store: Store) -> None:
+        """No job may be handed to this worker any more; those handed and not received
+        join the prefetched ones (the drain hands them back)."""
+        try:
+            handed = await store.job_unpark(self.id)
+        except StoreError as exc:
+            log.warning("ending this worker's parking failed (%s); jobs handed to it return as leases expire", exc)
+            return
+        self._hold(handed)
+        self.ready.extend(handed)
 
     async def _drain(self, store: Store) -> None:
         """Hand back prefetched jobs; let running ones finish within the grace, then hand

@@ -185,7 +185,26 @@ class Store(abc.ABC):
         ``attempts + 1``, ``started_at = now``, ``worker_id``, a fresh ``lease_token`` and
         ``lease_expires_at = now + request.lease``. No job is ever handed to two claimers
         whose leases are both current. Jobs of unknown tasks are left untouched.
+
+        With ``request.park`` (stores that hand jobs over; the others ignore it), a claim
+        that finds fewer than ``limit`` jobs parks the worker: the first job enqueued for
+        it while nothing else is claimable for it is leased to it by the enqueue itself
+        (as a claim would: attempts + 1, a lease of ``request.lease`` from the enqueue's
+        ``now``), which ends the parking. The worker receives such a job from
+        ``job_handed`` after a wake-up, or else from its next claim, which returns it
+        before (and beyond ``limit``) the jobs it claims. Every claim ends the previous
+        parking; a claim that finds ``limit`` jobs does not park.
         """
+
+    def job_handed(self, worker_id: str) -> list[JobRecord]:
+        """Jobs leased to the parked ``worker_id`` that ``wakeup_wait`` has received and
+        no call has returned yet (each is returned once)."""
+        return []
+
+    async def job_unpark(self, worker_id: str) -> list[JobRecord]:
+        """End ``worker_id``'s parking (shutdown); return the jobs leased to it that it
+        has not received (the caller hands them back)."""
+        return []
 
     @abc.abstractmethod
     async def job_heartbeat(

@@ -47,7 +47,7 @@ from backbeat.store.redis import RedisOptions
 from backbeat.store.redis.keys import SCHEMA_VERSION, Keys
 from backbeat.store.redis.scripts import Scripts
 from backbeat.store.redis.server import check_durability, check_version
-from backbeat.types import Capability
+from backbeat.types import Capability, JobRecord
 
 PRUNE_CHUNK = 1000
 """Most entries one pruning script deletes (about 5 ms of server time)."""
@@ -155,6 +155,11 @@ class RedisBase(Store):
         self._wake_seen = "0-0"
         """The newest wake-stream entry this instance has accounted for (at open, and
         by each claim): ``wakeup_wait`` returns at once for anything newer."""
+        self._inboxes: dict[str, str] = {}
+        """Worker id -> the newest entry of its inbox received, for each worker that
+        parked through this instance (``job_claim``) and has not unparked."""
+        self._handed: dict[str, list[JobRecord]] = {}
+        """Jobs ``wakeup_wait`` received for parked workers, until ``job_handed``."""
 
     def _connect(self, *, blocking: bool = False) -> Redis:
         """A client for the URL. No socket timeout unless the URL sets one (redis-py's

@@ -85,19 +85,50 @@ class JobMethods(RedisBase):
             new_token() + ".",
             codec.num(now + request.lease),
             str(PROMOTE_CAP),
+            codec.num(now + request.park) if request.park > 0 else "",
+            codec.num(request.lease),
+            self._inboxes.setdefault(request.worker_id, "0-0") if request.park > 0 else "0-0",
             str(len(queues)),
             *queues,
             *sorted(request.tasks),
         ]
         out = await self._run("claim", args)
         self._wake_seen = out[0]
+        handed = self._handed.pop(request.worker_id, []) + self._received(request.worker_id, out[1])
         claimed = {
             "state": JobState.RUNNING.value,
             "started_at": args[0],
             "worker_id": request.worker_id,
             "lease_expires_at": args[4],
         }
-        return [codec.claimed_record(item, claimed, args[3]) for item in out[1:]]
+        return handed + [codec.claimed_record(item, claimed, args[3]) for item in out[2:]]
+
+    def _received(self, worker_id: str, entries: Sequence[Any]) -> list[JobRecord]:
+        """The inbox entries (stream id, fields) of ``worker_id`` not received before: a
+        claim and a wait may both return one, and whichever answer comes first has it."""
+        cursor = self._inboxes.get(worker_id)
+        if cursor is None:
+            return []
+        jobs = []
+        for entry_id, fields in entries:
+            if _stream_id(entry_id) > _stream_id(cursor):
+                fields = codec.pairs(fields) if isinstance(fields, list) else dict(fields)
+                jobs.append(codec.job_record(fields.pop("@id"), fields))
+                cursor = entry_id
+        self._inboxes[worker_id] = cursor
+        return jobs
+
+    def job_handed(self, worker_id: str) -> list[JobRecord]:
+        return self._handed.pop(worker_id, [])
+
+    async def job_unpark(self, worker_id: str) -> list[JobRecord]:
+        handed = self._handed.pop(worker_id, [])
+        cursor = self._inboxes.get(worker_id)
+        if cursor is None:
+            return handed
+        handed += self._received(worker_id, await self._run("unpark", [worker_id, cursor]))
+        del self._inboxes[worker_id]
+        return handed
 
     async def job_heartbeat(
         self, worker_id: str, leases: Sequence[Lease], *, lease: float, now: float
@@ -271,13 +302,20 @@ class JobMethods(RedisBase):
         await self.open()
         if self._waiter is None:
             self._waiter = self._connect(blocking=True)
+        streams: dict[Any, Any] = {self.keys.wake: self._wake_seen}
+        workers = {}
+        for worker_id, cursor in self._inboxes.items():
+            streams[self.keys.inbox(worker_id)] = cursor
+            workers[self.keys.inbox(worker_id)] = worker_id
         with self._guarded():
-            reply: Any = await self._waiter.xread(
-                {self.keys.wake: self._wake_seen}, count=1, block=max(1, round(timeout * 1000))
-            )
+            reply: Any = await self._waiter.xread(streams, count=16, block=max(1, round(timeout * 1000)))
         if not reply:
             return False
-        self._wake_seen = str(reply[0][1][-1][0])
+        for stream, entries in reply:
+            if stream == self.keys.wake:
+                self._wake_seen = str(entries[-1][0])
+            elif (worker_id := workers[stream]) in self._inboxes:
+                self._handed.setdefault(worker_id, []).extend(self._received(worker_id, entries))
         return True
 
     # -- workers and the task registry -------------------------------------------------
@@ -327,3 +365,8 @@ def _matches(job: JobRecord, filter: JobFilter) -> bool:
         and (filter.task is None or job.task == filter.task)
         and (filter.schedule_key is None or job.schedule_key == filter.schedule_key)
     )
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

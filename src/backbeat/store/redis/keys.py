@@ -23,6 +23,11 @@ braces, which makes it the Redis Cluster *hash tag* of every key below::
     P:fired                          hash    "<fire_at>|<schedule key>" -> job id: the
                                              uniqueness of a schedule's occurrence
     P:worker:<id>                    hash    a registered worker
+    P:park:<id>                      hash    a parked worker (its last claim found too
+                                             little): until, lease, token, queues, t:<task>
+    P:parked:<queue>                 zset    parked workers of a queue, score parked-until
+    P:inbox:<id>                     stream  jobs enqueue.lua leased to a parked worker:
+                                             "@id", the id, then the job's fields
     P:workers                        zset    worker ids, score last heartbeat
     P:tasks                          hash    task name -> JSON TaskInfo
     P:state:<name>                   hash    published state: value, updated_at
@@ -88,6 +93,13 @@ Why this shape
   of the newest entry it has seen (returned by every claim), so a write that lands
   between a claim that found nothing and the wait is never missed, and a busy worker
   accumulates nothing (pub/sub would buffer every message for it, or drop it).
+* **Hand-off.** A worker whose claim found too little is *parked*; the enqueue of a job
+  it could claim, when nothing else is claimable for it, leases the job to it and adds it
+  to the worker's inbox, which the worker's ``XREAD`` also watches. An idle worker then
+  starts a job after one wake-up instead of a wake-up, a claim and a second wake-up.
+  The hand-off is single use, and a parking lasts two ``idle_poll`` periods unless the
+  worker's next claim renews it, so a worker that died parked is handed at most one job,
+  which its lease's expiry returns to the queue.
 
 Memory
 ------
@@ -151,6 +163,9 @@ class Keys:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.tag}:worker:{worker_id}"
+
+    def inbox(self, worker_id: str) -> str:
+        return f"{self.tag}:inbox:{worker_id}"
 
     @property
     def counts(self) -> str:

@@ -30,6 +30,7 @@ LIBRARIES = ("lib", "lib_schedules", "lib_events")
 NAMES = (
     "enqueue",
     "claim",
+    "unpark",
     "heartbeat",
     "ack",
     "rescue",

@@ -11,9 +11,13 @@
 --   P:running                   zset      running jobs by lease expiry
 --   P:ids:<state>, P:counts     the state index and counters
 --   P:wake                      stream    read only: the newest entry is returned
--- ARGV: now, limit, worker_id, token prefix, lease expiry, promote cap, nqueues,
---   queues..., tasks...
--- Returns {newest wake id, {id, HGETALL before the claim}...} in dispatch order.
+--   P:inbox:<worker>            stream    read only: jobs enqueue.lua leased to this worker
+--   P:park:<worker>             hash      the worker's parking (written or ended here)
+--   P:parked:<queue>            zset      parked workers of a queue, by parked-until
+-- ARGV: now, limit, worker_id, token prefix, lease expiry, promote cap, parked-until ("" =
+--   do not park), lease seconds, inbox cursor (stream id), nqueues, queues..., tasks...
+-- Returns {newest wake id, {inbox entries after the cursor}, {id, HGETALL before the
+-- claim}...}, the claimed jobs in dispatch order.
 --
 -- Dispatch order is priority DESC, order_at ASC, id ASC. A lane holds the queued jobs of
 -- one (queue, priority, task): its zset order (score order_at, ties by member id, which
@@ -28,9 +32,11 @@
 
 local now, limit = ARGV[1], tonumber(ARGV[2])
 local worker, token, expires, cap = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
-local nqueues = tonumber(ARGV[7])
+local park_until, lease, cursor = ARGV[7], ARGV[8], ARGV[9]
+local nqueues = tonumber(ARGV[10])
+local first = 11
 local wanted = {}
-for k = 8 + nqueues, #ARGV do wanted[ARGV[k]] = true end
+for k = first + nqueues, #ARGV do wanted[ARGV[k]] = true end
 
 local function promote(queue)
   local due = redis.call('ZRANGEBYSCORE', sched_key(queue), '-inf', now, 'LIMIT', 0, cap)
@@ -42,7 +48,7 @@ end
 
 -- priority -> lanes ({key, pos, buf, more}) of that priority whose task is wanted
 local levels, prios = {}, {}
-for k = 8, 7 + nqueues do
+for k = first, first + nqueues - 1 do
   local queue = ARGV[k]
   if redis.call('HEXISTS', PAUSED, queue) == 0 then
     promote(queue)
@@ -116,7 +122,26 @@ end
 
 -- Start each job. The reply carries each job's hash as it was before the claim: Python
 -- applies the claim's own changes (it chose them), which saves a second read per job.
-local out = {wake_seen()}
+-- A claim that found less than it asked for parks the worker (enqueue.lua may then lease
+-- the next job to it); any claim ends the parking before.
+unpark(worker)
+if park_until ~= '' and #picked < limit then
+  local queues, fields = {}, {'until', park_until, 'lease', lease, 'token', token}
+  for k = first, first + nqueues - 1 do
+    queues[#queues + 1] = ARGV[k]
+    redis.call('ZREMRANGEBYSCORE', parked_key(ARGV[k]), '-inf', '(' .. now)  -- dead workers' parkings
+    redis.call('ZADD', parked_key(ARGV[k]), park_until, worker)
+  end
+  fields[#fields + 1] = 'queues'
+  fields[#fields + 1] = table.concat(queues, ',')
+  for task in pairs(wanted) do
+    fields[#fields + 1] = 't:' .. task
+    fields[#fields + 1] = '1'
+  end
+  variadic('HSET', park_key(worker), fields)
+end
+
+local out = {wake_seen(), inbox_after(worker, cursor)}
 for _, pick in ipairs(picked) do
   local lane, id = pick[1], pick[2]
   local before = redis.call('HGETALL', job_key(id))

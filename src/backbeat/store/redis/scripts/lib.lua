@@ -38,6 +38,9 @@ local function ids_key(state) return P .. ':ids:' .. state end
 local function done_key(state) return P .. ':done:' .. state end
 local function queued_key(queue) return P .. ':queued:' .. queue end
 local function holders_key(bucket) return P .. ':holders:' .. bucket end
+local function park_key(worker) return P .. ':park:' .. worker end
+local function parked_key(queue) return P .. ':parked:' .. queue end
+local function inbox_key(worker) return P .. ':inbox:' .. worker end
 
 -- A double as a string that reads back as the same double (Lua's tostring keeps 14 digits).
 local function fmt(x) return string.format('%.17g', x) end
@@ -205,6 +208,21 @@ local function wake_seen()
   return '0-0'
 end
 
+-- End a worker's parking (claim.lua writes it): its entry and its place in each queue's
+-- list of parked workers. Its inbox stays (worker_remove.lua deletes it).
+local function unpark(worker)
+  local key = park_key(worker)
+  local queues = redis.call('HGET', key, 'queues')
+  if not queues then return end
+  for queue in string.gmatch(queues, '[^,]+') do redis.call('ZREM', parked_key(queue), worker) end
+  redis.call('DEL', key)
+end
+
+-- The entries of a worker's inbox after stream id `after`: {stream id, {field, value...}}.
+local function inbox_after(worker, after)
+  return redis.call('XRANGE', inbox_key(worker), '(' .. after, '+')
+end
+
 -- {id, HGETALL} of a job, the shape Python decodes.
 local function record(id)
   return {id, redis.call('HGETALL', job_key(id))}
@@ -228,7 +246,9 @@ end
 -- hash fields as a flat [field, value, ...] array. Returns nil if written, else the id of
 -- the live job holding its dedup key (nothing written). The queue is listed either way.
 -- A job of a schedule's occurrence is recorded in P:fired, the (fire_at, key) uniqueness.
-local function insert_job(a, now)
+-- With `lease` ({worker, token prefix, expiry}: enqueue.lua's hand-off) the job is written
+-- running under that lease, as a claim would start it.
+local function insert_job(a, now, lease)
   local j = {id = a[1], queue = a[2], task = a[3], priority = a[4], run_at = a[5], order_at = a[6],
              dedup_key = a[7]}
   redis.call('SADD', QUEUES, j.queue)
@@ -236,7 +256,14 @@ local function insert_job(a, now)
   if holder then return holder end
   local fields = {'created_at', now, 'attempts', '0'}
   for _, v in ipairs(a[10]) do fields[#fields + 1] = v end
-  if tonumber(j.run_at) <= tonumber(now) then
+  if lease then
+    fields[4] = '1'
+    for _, v in ipairs({'started_at', now, 'worker_id', lease.worker, 'lease_token', lease.token .. j.id,
+                        'lease_expires_at', lease.expires}) do
+      fields[#fields + 1] = v
+    end
+    index(j, 'running', lease.expires, fields)
+  elseif tonumber(j.run_at) <= tonumber(now) then
     index(j, 'queued', j.order_at, fields)
   else
     index(j, 'scheduled', j.run_at, fields)

@@ -1,0 +1,12 @@
+-- unpark.lua: end a worker's parking and return what was handed to it that it has not
+-- received (Store.job_unpark, at shutdown: the worker hands those jobs back).
+--
+-- Keys (P = "{prefix}"; KEYS[1] = P:meta):
+--   P:park:<worker>     hash     the worker's parking (deleted)
+--   P:parked:<queue>    zset     parked workers of a queue (the worker leaves each)
+--   P:inbox:<worker>    stream   read: the entries after the cursor
+-- ARGV: worker id, inbox cursor (the newest stream id the worker received).
+-- Returns the inbox entries after the cursor: {stream id, {"@id", id, field, value...}}.
+
+unpark(ARGV[1])
+return inbox_after(ARGV[1], ARGV[2])

@@ -1,0 +1,144 @@
+"""The Redis store's hand-off: a job enqueued for a parked worker is leased to it by the
+enqueue itself (``ClaimRequest.park``, ``Store.job_handed``, ``Store.job_unpark``).
+
+A worker and a client are two store instances on one server, as in two processes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis
+
+from backbeat.store import open_store
+from backbeat.store.redis.store import RedisStore
+from backbeat.testing.conformance import T0, claim, new_job, outcome
+from backbeat.types import ClaimRequest, JobState, Outcome
+from tests.redis_server import SERVER, fresh_url
+from tests.redis_store.layout import check_layout
+
+pytestmark = pytest.mark.asyncio
+
+
+def parking(limit: int = 10, park: float = 1.0, **kw: Any) -> ClaimRequest:
+    return dataclasses.replace(claim(limit, **kw), park=park)
+
+
+@pytest.fixture
+async def stores() -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    with fresh_url() as url:
+        worker, client = open_store(url), open_store(url)
+        assert isinstance(worker, RedisStore) and isinstance(client, RedisStore)
+        await worker.open()
+        await client.open()
+        try:
+            yield worker, client
+        finally:
+            await worker.close()
+            await client.close()
+            check_layout(worker.keys.prefix)
+
+
+async def test_a_parked_worker_is_handed_the_next_job_leased_to_it(stores: tuple[RedisStore, RedisStore]) -> None:
+    worker, client = stores
+    assert await worker.job_claim(parking(), now=T0) == []
+    [done] = await client.job_enqueue([new_job()], now=T0 + 0.5)
+    assert await worker.wakeup_wait(5) is True
+    [job] = worker.job_handed("w1")
+    assert job.id == done.job.id and job.state is JobState.RUNNING
+    assert (job.attempts, job.worker_id, job.started_at, job.lease_expires_at) == (1, "w1", T0 + 0.5, T0 + 30.5)
+    assert job.lease_token is not None and job.payload == done.job.payload
+    assert await client.job_get(job.id) == job
+    assert worker.job_handed("w1") == []  # once
+    assert await worker.job_ack([outcome(job, Outcome.SUCCEEDED)], now=T0 + 1) == []
+    assert (await client.job_get(job.id)).state is JobState.SUCCEEDED
+
+
+async def test_the_hand_off_is_single_use(stores: tuple[RedisStore, RedisStore]) -> None:
+    worker, client = stores
+    await worker.job_claim(parking(), now=T0)
+    await client.job_enqueue([new_job(), new_job()], now=T0)
+    [first, second] = await _states(client)
+    assert (first, second) == (JobState.RUNNING, JobState.QUEUED)
+
+
+async def test_a_claim_returns_a_handed_job_not_yet_received_once(stores: tuple[RedisStore, RedisStore]) -> None:
+    worker, client = stores
+    await worker.job_claim(parking(), now=T0)
+    [handed] = await client.job_enqueue([new_job()], now=T0)
+    [queued] = await client.job_enqueue([new_job()], now=T0)
+    jobs = await worker.job_claim(parking(limit=1), now=T0 + 1)  # the handed one comes beyond the limit
+    assert [j.id for j in jobs] == [handed.job.id, queued.job.id]
+    assert await worker.wakeup_wait(0.05) is False or worker.job_handed("w1") == []
+    assert worker.job_handed("w1") == []
+
+
+async def test_no_hand_off_while_something_else_is_claimable(stores: tuple[RedisStore, RedisStore]) -> None:
+    """Dispatch order holds: a job made claimable by anything but an enqueue (here a
+    resumed queue) is claimed before a later one is handed over."""
+    worker, client = stores
+    await worker.job_claim(parking(), now=T0)
+    await client.queue_pause("default", now=T0)
+    [paused] = await client.job_enqueue([new_job()], now=T0)  # a paused queue hands nothing over
+    await client.queue_resume("default")
+    [later] = await client.job_enqueue([new_job()], now=T0)
+    assert await _states(client) == [JobState.QUEUED, JobState.QUEUED]
+    jobs = await worker.job_claim(parking(), now=T0)
+    assert [j.id for j in jobs] == [paused.job.id, later.job.id]
+
+
+@pytest.mark.parametrize(
+    ("job", "request_", "at"),
+    [
+        pytest.param({"task": "t.unknown"}, {}, T0, id="a task the worker does not know"),
+        pytest.param({"queue": "other"}, {}, T0, id="another queue"),
+        pytest.param({"run_at": T0 + 5}, {}, T0, id="a delayed job"),
+        pytest.param({}, {"park": 1.0}, T0 + 1.5, id="a parking that ran out"),
+        pytest.param({}, {"park": 0.0}, T0, id="a claim that did not park"),
+    ],
+)
+async def test_what_is_not_handed_over(
+    stores: tuple[RedisStore, RedisStore], job: dict[str, Any], request_: dict[str, Any], at: float
+) -> None:
+    worker, client = stores
+    await worker.job_claim(parking(**request_), now=T0)
+    await client.job_enqueue([new_job(**job)], now=at)
+    assert set(await _states(client)) <= {JobState.QUEUED, JobState.SCHEDULED}
+
+
+async def test_a_claim_that_finds_its_limit_does_not_park(stores: tuple[RedisStore, RedisStore]) -> None:
+    worker, client = stores
+    await client.job_enqueue([new_job()], now=T0)
+    assert len(await worker.job_claim(parking(limit=1), now=T0)) == 1
+    await client.job_enqueue([new_job()], now=T0)
+    assert sorted(await _states(client)) == sorted([JobState.RUNNING, JobState.QUEUED])
+
+
+async def test_unparking_returns_what_was_not_received(stores: tuple[RedisStore, RedisStore]) -> None:
+    worker, client = stores
+    await worker.job_claim(parking(), now=T0)
+    [handed] = await client.job_enqueue([new_job()], now=T0)
+    assert [j.id for j in await worker.job_unpark("w1")] == [handed.job.id]
+    assert await worker.job_unpark("w1") == []
+    await client.job_enqueue([new_job()], now=T0)  # no longer parked
+    assert sorted(await _states(client)) == sorted([JobState.RUNNING, JobState.QUEUED])
+
+
+async def test_a_worker_removed_leaves_no_parking_nor_inbox(stores: tuple[RedisStore, RedisStore]) -> None:
+    worker, client = stores
+    await worker.job_claim(parking(), now=T0)
+    await client.job_enqueue([new_job()], now=T0)
+    await worker.job_claim(parking(), now=T0)  # parked again, an entry in its inbox
+    await worker.worker_unregister("w1")
+    with redis.Redis.from_url(SERVER, decode_responses=True) as c:
+        left = [k for k in c.scan_iter(match=worker.keys.pattern) if ":park" in k or ":inbox:" in k]
+    assert left == []
+
+
+async def _states(store: RedisStore) -> list[JobState]:
+    """The states of every job, oldest first."""
+    with redis.Redis.from_url(SERVER, decode_responses=True) as c:
+        keys = list(c.scan_iter(match=f"{store.keys.tag}:job:*"))
+    return [j.state for j in sorted([await store.job_get(k.rsplit(":", 1)[1]) for k in keys], key=lambda j: j.id)]
