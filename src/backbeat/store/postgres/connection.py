@@ -229,7 +229,11 @@ class Listener:
         conn = await psycopg.AsyncConnection.connect(
             self._options.conninfo, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)
         )
-        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        try:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        except BaseException:  # failed or cancelled (a store closed while reconnecting): not leaked
+            await conn.close()
+            raise
         return conn
 
     async def _run(self) -> None:

@@ -120,8 +120,6 @@ for _, lane in ipairs(touched) do
   end
 end
 
--- Start each job. The reply carries each job's hash as it was before the claim: Python
--- applies the claim's own changes (it chose them), which saves a second read per job.
 -- A claim that found less than it asked for parks the worker (enqueue.lua may then lease
 -- the next job to it); any claim ends the parking before.
 unpark(worker)
@@ -141,6 +139,8 @@ if park_until ~= '' and #picked < limit then
   variadic('HSET', park_key(worker), fields)
 end
 
+-- Start each job. The reply carries each job's hash as it was before the claim: Python
+-- applies the claim's own changes (it chose them), which saves a second read per job.
 local out = {wake_seen(), inbox_after(worker, cursor)}
 for _, pick in ipairs(picked) do
   local lane, id = pick[1], pick[2]
