@@ -5,7 +5,10 @@ store under test; every answer must be the same, and so must every listing.
 Times are arbitrary floats (they must survive Lua and SQL exactly); ties in order_at across
 tasks and queues exercise the lane merge. One difference is allowed by the spec and
 normalised (``Twins.norm``): a due ``scheduled`` job that a claim did not take is promoted
-to ``queued`` by the server stores but left ``scheduled`` by the memory store."""
+to ``queued`` by the server stores but left ``scheduled`` by the memory store.
+
+Claims may park the worker; a job a store hands over (Redis: ``ClaimRequest.park``) is
+mirrored on the reference store by a claim of one job, which must take the same job."""
 
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ GAPS = (0.25, 1.0, 2.5)
 @dataclass
 class JobModel(Twins):
     ids: list[str] = field(default_factory=list)
+    parked: ClaimRequest | None = None
+    """The last claim, while it parks the worker (``ClaimRequest.park``)."""
 
     def new_job(self) -> NewJob:
         r = self.rng
@@ -48,11 +53,34 @@ class JobModel(Twins):
             order_at=r.choice([None, None, self.now + r.choice([-1.0, 0.0, 1.0]), self.now + r.uniform(-3, 3)]),
         )
 
-    async def enqueue(self) -> None:
-        jobs = [self.new_job() for _ in range(self.rng.randint(1, 5))]
+    async def enqueue(self, count: int | None = None) -> None:
+        jobs = [self.new_job() for _ in range(count or self.rng.randint(1, 5))]
         m, r = await self.both("job_enqueue", jobs, now=self.now)
         assert [(e.created, self.norm(e.job)) for e in m] == [(e.created, self.norm(e.job)) for e in r]
         self.ids += [j.id for j in jobs]
+        if self.parked is not None and len(m) == 1 and m[0].created:
+            await self.handed_over(m[0].job.id)
+
+    async def enqueue_one(self) -> None:
+        """One job alone, as ``task.enqueue()`` writes it: the kind a parked worker is handed."""
+        await self.enqueue(1)
+
+    async def handed_over(self, job_id: str) -> None:
+        """A store that hands jobs over (Redis) leased the job to the parked worker as a
+        claim of one job would have: the reference store makes that claim, which must
+        take the same job (dispatch order holds)."""
+        assert self.parked is not None
+        if (await self.sut.job_get(job_id)).state is not JobState.RUNNING:
+            return
+        [handed] = await self.sut.job_unpark("w")
+        [claimed] = await self.mem.job_claim(replace(self.parked, limit=1), now=self.now)
+        assert self.norm(claimed) == self.norm(handed)
+        assert claimed.lease_token and handed.lease_token
+        self.held[job_id] = (
+            Lease(job_id=job_id, token=claimed.lease_token),
+            Lease(job_id=job_id, token=handed.lease_token),
+        )
+        self.parked = None
 
     async def claim(self) -> None:
         r = self.rng
@@ -62,9 +90,11 @@ class JobModel(Twins):
             tasks=frozenset(r.choice([{"t0", "t1", "t2"}, {"t0"}, {"t1", "t2", "tx"}, {"t0", "t1", "t2", "tx"}])),
             limit=r.randint(1, 6),
             lease=r.choice([1.0, 5.0]),
+            park=r.choice([0.0, 1.0, 3.0]),
         )
         m, rd = await self.both("job_claim", request, now=self.now)
         assert [self.norm(j) for j in m] == [self.norm(j) for j in rd]
+        self.parked = request if request.park > 0 and len(rd) < request.limit else None
         for a, b in zip(m, rd, strict=True):
             assert a.lease_token and b.lease_token
             self.held[a.id] = (Lease(job_id=a.id, token=a.lease_token), Lease(job_id=b.id, token=b.lease_token))
@@ -145,5 +175,5 @@ class JobModel(Twins):
             )
 
     def operations(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
-        steps = [self.enqueue] * 4 + [self.claim] * 4 + [self.ack] * 3 + [self.heartbeat, self.rescue]
-        return steps + [self.cancel_or_retry] * 2 + [self.queues, self.prune]
+        steps = [self.enqueue] * 4 + [self.enqueue_one] * 2 + [self.claim] * 4 + [self.ack] * 3
+        return steps + [self.heartbeat, self.rescue] + [self.cancel_or_retry] * 2 + [self.queues, self.prune]

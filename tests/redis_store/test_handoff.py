@@ -59,9 +59,18 @@ async def test_a_parked_worker_is_handed_the_next_job_leased_to_it(stores: tuple
 async def test_the_hand_off_is_single_use(stores: tuple[RedisStore, RedisStore]) -> None:
     worker, client = stores
     await worker.job_claim(parking(), now=T0)
-    await client.job_enqueue([new_job(), new_job()], now=T0)
+    for _ in range(2):
+        await client.job_enqueue([new_job()], now=T0)
     [first, second] = await _states(client)
     assert (first, second) == (JobState.RUNNING, JobState.QUEUED)
+
+
+async def test_a_batch_is_not_handed_over(stores: tuple[RedisStore, RedisStore]) -> None:
+    """In a batch a later job may come first in dispatch order (here by priority)."""
+    worker, client = stores
+    await worker.job_claim(parking(), now=T0)
+    await client.job_enqueue([new_job(), new_job(priority=2)], now=T0)
+    assert await _states(client) == [JobState.QUEUED, JobState.QUEUED]
 
 
 async def test_a_claim_returns_a_handed_job_not_yet_received_once(stores: tuple[RedisStore, RedisStore]) -> None:
@@ -124,6 +133,10 @@ async def test_unparking_returns_what_was_not_received(stores: tuple[RedisStore,
     assert await worker.job_unpark("w1") == []
     await client.job_enqueue([new_job()], now=T0)  # no longer parked
     assert sorted(await _states(client)) == sorted([JobState.RUNNING, JobState.QUEUED])
+    # parked again, the same worker is handed only what is new
+    assert len(await worker.job_claim(parking(), now=T0)) == 1  # the queued one; parks
+    [again] = await client.job_enqueue([new_job()], now=T0)
+    assert [j.id for j in await worker.job_claim(parking(), now=T0)] == [again.job.id]
 
 
 async def test_a_worker_removed_leaves_no_parking_nor_inbox(stores: tuple[RedisStore, RedisStore]) -> None:

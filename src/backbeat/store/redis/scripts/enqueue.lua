@@ -21,11 +21,12 @@
 -- Returns, per job, 1 if written, else {id, HGETALL} of the live job holding its dedup key.
 -- Fails with "BB_DUPLICATE <id>" (nothing written) if a job id already exists.
 --
--- Hand-off: a job due now goes straight to a worker parked on its queue (claim.lua parked
--- it when a claim found too little) that knows its task, leased as claim.lua would lease
--- it, if nothing else is claimable for that worker (so dispatch order holds): one
--- round trip and one wake-up fewer than a wake-up and a claim. The hand-off ends the
--- parking; the worker's next claim may park it again.
+-- Hand-off: a job due now, enqueued alone, goes straight to a worker parked on its queue
+-- (claim.lua parked it when a claim found too little) that knows its task, leased as
+-- claim.lua would lease it, if nothing else is claimable for that worker (so dispatch
+-- order holds; in a batch a later job could come first, so batches are never handed
+-- over): one round trip and one wake-up fewer than a wake-up and a claim. The hand-off
+-- ends the parking; the worker's next claim may park it again.
 
 local now = ARGV[1]
 local items = cjson.decode(ARGV[2])
@@ -63,7 +64,7 @@ end
 local out = {}
 local created = false
 for k, a in ipairs(items) do
-  local lease = parked_for(a)
+  local lease = #items == 1 and parked_for(a) or nil
   local holder = insert_job(a, now, lease)
   if holder then
     out[k] = record(holder)

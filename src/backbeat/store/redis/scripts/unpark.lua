@@ -4,9 +4,12 @@
 -- Keys (P = "{prefix}"; KEYS[1] = P:meta):
 --   P:park:<worker>     hash     the worker's parking (deleted)
 --   P:parked:<queue>    zset     parked workers of a queue (the worker leaves each)
---   P:inbox:<worker>    stream   read: the entries after the cursor
+--   P:inbox:<worker>    stream   the entries after the cursor are read, then it is deleted
 -- ARGV: worker id, inbox cursor (the newest stream id the worker received).
 -- Returns the inbox entries after the cursor: {stream id, {"@id", id, field, value...}}.
+-- The inbox is deleted: a later parking of the same worker starts from an empty one.
 
 unpark(ARGV[1])
-return inbox_after(ARGV[1], ARGV[2])
+local out = inbox_after(ARGV[1], ARGV[2])
+redis.call('DEL', inbox_key(ARGV[1]))
+return out
