@@ -59,3 +59,32 @@ def test_sigkilled_workers_lose_no_job_and_only_their_jobs_rerun(cluster: FaultC
         # its worker died, with its ack unwritten): its process is one this test killed
         assert {e.pid for e in execs[:-1]} <= cluster.killed, (job, execs)
     print(f"{kills} kills, {len(reruns)} jobs ran more than once, all attributed to a kill")
+
+
+@pytest.mark.parametrize("store_url", SHARED, indirect=True)
+def test_jobs_trickling_in_while_workers_are_killed_all_run(cluster: FaultCluster) -> None:
+    """Jobs enqueued one at a time reach idle workers as they come (on Redis an idle
+    worker is parked and the enqueue leases the job to it directly); workers are
+    SIGKILLed meanwhile, some holding a job handed to them that they never received.
+    Every job succeeds, and only a killed worker's jobs ran more than once."""
+    rng = random.Random(12)
+    workers = [spawn(cluster) for _ in range(WORKERS)]
+    ids: list[str] = []
+    kills = 0
+    next_kill = time.monotonic() + rng.uniform(0.5, 1.0)
+    for _ in range(400):
+        ids += cluster.enqueue_many(fapps.work, [{"seconds": 0.05}])  # one job per store call
+        time.sleep(0.01)  # the trickle's rhythm, not a wait for a state
+        if time.monotonic() >= next_kill:
+            cluster.sigkill(workers.pop(rng.randrange(len(workers))))
+            kills += 1
+            workers.append(spawn(cluster))
+            next_kill = time.monotonic() + rng.uniform(0.5, 1.0)
+    eventually(lambda: cluster.counts() == {JobState.SUCCEEDED: len(ids)}, timeout=120, what="every job to succeed")
+    assert kills >= 3
+    runs = cluster.ledger.by_job()
+    assert set(runs) == set(ids) and cluster.ledger.finished() == set(ids)
+    for job, execs in runs.items():
+        assert {e.pid for e in execs[:-1]} <= cluster.killed, (job, execs)
+    leased_to_the_dead = sum(1 for job in cluster.jobs() if job.attempts > len(runs[job.id]))
+    print(f"{kills} kills; {leased_to_the_dead} jobs were leased to a killed worker that never started them")
