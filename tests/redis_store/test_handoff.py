@@ -78,10 +78,38 @@ async def test_a_claim_returns_a_handed_job_not_yet_received_once(stores: tuple[
     await worker.job_claim(parking(), now=T0)
     [handed] = await client.job_enqueue([new_job()], now=T0)
     [queued] = await client.job_enqueue([new_job()], now=T0)
-    jobs = await worker.job_claim(parking(limit=1), now=T0 + 1)  # the handed one comes beyond the limit
+    jobs = await worker.job_claim(parking(limit=2), now=T0 + 1)  # the handed one first, within the limit
     assert [j.id for j in jobs] == [handed.job.id, queued.job.id]
     assert await worker.wakeup_wait(0.05) is False or worker.job_handed("w1") == []
     assert worker.job_handed("w1") == []
+
+
+async def test_a_worker_holding_a_job_it_has_not_received_is_not_parked_again(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """A claim sent before a hand-off runs after it: the job handed over fills the room
+    the claim asked for, so the claim neither takes more nor parks the worker again
+    (which would hand a second job to a worker with no room for it)."""
+    worker, client = stores
+    await worker.job_claim(parking(limit=1), now=T0)
+    [handed] = await client.job_enqueue([new_job()], now=T0)
+    [queued] = await client.job_enqueue([new_job()], now=T0)
+    assert [j.id for j in await worker.job_claim(parking(limit=1), now=T0)] == [handed.job.id]
+    [later] = await client.job_enqueue([new_job()], now=T0)
+    assert (await client.job_get(queued.job.id)).state is JobState.QUEUED
+    assert (await client.job_get(later.job.id)).state is JobState.QUEUED
+
+
+async def test_received_jobs_leave_the_inbox(stores: tuple[RedisStore, RedisStore]) -> None:
+    """Each entry holds a copy of a job: once received, the next claim deletes it."""
+    worker, client = stores
+    for _ in range(3):
+        await worker.job_claim(parking(), now=T0)
+        await client.job_enqueue([new_job()], now=T0)
+        assert await worker.wakeup_wait(5) is True and len(worker.job_handed("w1")) == 1
+    await worker.job_claim(parking(), now=T0)
+    with redis.Redis.from_url(SERVER, decode_responses=True) as c:
+        assert c.xlen(worker.keys.inbox("w1")) == 0
 
 
 async def test_no_hand_off_while_something_else_is_claimable(stores: tuple[RedisStore, RedisStore]) -> None:

@@ -188,12 +188,13 @@ class Store(abc.ABC):
 
         With ``request.park`` (stores that hand jobs over; the others ignore it), a claim
         that finds fewer than ``limit`` jobs parks the worker: the first job enqueued for
-        it (alone, not in a batch) while nothing else is claimable for it is leased to it
-        by the enqueue itself (as a claim would: attempts + 1, a lease of
-        ``request.lease`` from the enqueue's ``now``), which ends the parking. The worker receives such a job from
+        it (alone, not in a batch; due now, on one of its queues not paused, of a task it
+        knows) while nothing else is claimable for it is leased to it by the enqueue
+        itself (as a claim would: attempts + 1, a lease of ``request.lease`` from the
+        enqueue's ``now``), which ends the parking. The worker receives such a job from
         ``job_handed`` after a wake-up, or else from its next claim, which returns it
-        before (and beyond ``limit``) the jobs it claims. Every claim ends the previous
-        parking; a claim that finds ``limit`` jobs does not park.
+        first, counted in ``limit``. Every claim ends the previous parking; a claim that
+        finds ``limit`` jobs (handed ones included) does not park.
         """
 
     def job_handed(self, worker_id: str) -> list[JobRecord]:

@@ -157,7 +157,7 @@ class RedisBase(Store):
         by each claim): ``wakeup_wait`` returns at once for anything newer."""
         self._inboxes: dict[str, str] = {}
         """Worker id -> the newest entry of its inbox received, for each worker that
-        parked through this instance (``job_claim``) and has not unparked."""
+        parked through this instance (``job_claim``)."""
         self._handed: dict[str, list[JobRecord]] = {}
         """Jobs ``wakeup_wait`` received for parked workers, until ``job_handed``."""
 

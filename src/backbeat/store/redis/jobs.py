@@ -78,6 +78,8 @@ class JobMethods(RedisBase):
         if request.limit < 1 or not request.tasks or not request.queues:
             return []
         queues = tuple(dict.fromkeys(request.queues))  # a queue named twice has its lanes read once
+        if request.park > 0:
+            self._inboxes.setdefault(request.worker_id, "0-0")  # from now on, wakeup_wait watches its inbox
         args = [
             codec.num(now),
             str(request.limit),
@@ -87,7 +89,7 @@ class JobMethods(RedisBase):
             str(PROMOTE_CAP),
             codec.num(now + request.park) if request.park > 0 else "",
             codec.num(request.lease),
-            self._inboxes.setdefault(request.worker_id, "0-0") if request.park > 0 else "0-0",
+            self._inboxes.get(request.worker_id, "0-0"),
             str(len(queues)),
             *queues,
             *sorted(request.tasks),
@@ -122,13 +124,10 @@ class JobMethods(RedisBase):
         return self._handed.pop(worker_id, [])
 
     async def job_unpark(self, worker_id: str) -> list[JobRecord]:
-        handed = self._handed.pop(worker_id, [])
+        """The cursor stays: were the worker parked again, it is handed only what is new."""
         cursor = self._inboxes.get(worker_id)
-        if cursor is None:
-            return handed
-        handed += self._received(worker_id, await self._run("unpark", [worker_id, cursor]))
-        del self._inboxes[worker_id]
-        return handed
+        entries = [] if cursor is None else await self._run("unpark", [worker_id, cursor])
+        return self._handed.pop(worker_id, []) + self._received(worker_id, entries)
 
     async def job_heartbeat(
         self, worker_id: str, leases: Sequence[Lease], *, lease: float, now: float

@@ -97,9 +97,12 @@ Why this shape
   it could claim, when nothing else is claimable for it, leases the job to it and adds it
   to the worker's inbox, which the worker's ``XREAD`` also watches. An idle worker then
   starts a job after one wake-up instead of a wake-up, a claim and a second wake-up.
-  The hand-off is single use, and a parking lasts two ``idle_poll`` periods unless the
-  worker's next claim renews it, so a worker that died parked is handed at most one job,
-  which its lease's expiry returns to the queue.
+  The hand-off is single use, a parking lasts two ``idle_poll`` periods unless the
+  worker's next claim renews it, and a job handed over and not yet received takes the
+  room of the worker's next claim (which then does not park it again). So a worker that
+  died parked is handed at most one job; like a job a dying worker had claimed, it is
+  rescued once its lease expires, and the attempt counts (a job out of attempts goes
+  ``dead``). A worker's claims delete the inbox entries it has received.
 
 Memory
 ------

@@ -11,7 +11,7 @@
 --   P:running                   zset      running jobs by lease expiry
 --   P:ids:<state>, P:counts     the state index and counters
 --   P:wake                      stream    read only: the newest entry is returned
---   P:inbox:<worker>            stream    read only: jobs enqueue.lua leased to this worker
+--   P:inbox:<worker>            stream    jobs enqueue.lua leased to this worker (received ones deleted)
 --   P:park:<worker>             hash      the worker's parking (written or ended here)
 --   P:parked:<queue>            zset      parked workers of a queue, by parked-until
 -- ARGV: now, limit, worker_id, token prefix, lease expiry, promote cap, parked-until ("" =
@@ -99,10 +99,14 @@ local function merge(lanes, need, out)
   end
 end
 
+-- Jobs handed to this worker that it has not received take room in this claim: a worker
+-- must not be parked again, and handed more, while it holds them.
+local inbox = inbox_after(worker, cursor)
+local room = limit - #inbox
 local picked = {}
 for _, prio in ipairs(prios) do
-  if #picked >= limit then break end
-  merge(levels[prio], limit - #picked, picked)
+  if #picked >= room then break end
+  merge(levels[prio], room - #picked, picked)
 end
 
 -- Leave the lanes: one ZREM per lane, then drop the lanes that emptied.
@@ -123,7 +127,7 @@ end
 -- A claim that found less than it asked for parks the worker (enqueue.lua may then lease
 -- the next job to it); any claim ends the parking before.
 unpark(worker)
-if park_until ~= '' and #picked < limit then
+if park_until ~= '' and #picked < room then
   local queues, fields = {}, {'until', park_until, 'lease', lease, 'token', token}
   for k = first, first + nqueues - 1 do
     queues[#queues + 1] = ARGV[k]
@@ -141,7 +145,7 @@ end
 
 -- Start each job. The reply carries each job's hash as it was before the claim: Python
 -- applies the claim's own changes (it chose them), which saves a second read per job.
-local out = {wake_seen(), inbox_after(worker, cursor)}
+local out = {wake_seen(), inbox}
 for _, pick in ipairs(picked) do
   local lane, id = pick[1], pick[2]
   local before = redis.call('HGETALL', job_key(id))

@@ -218,9 +218,14 @@ local function unpark(worker)
   redis.call('DEL', key)
 end
 
--- The entries of a worker's inbox after stream id `after`: {stream id, {field, value...}}.
+-- The entries of a worker's inbox after stream id `after` (the newest it received):
+-- {stream id, {field, value...}}. The entries up to `after` are deleted: received, the
+-- worker needs them no more (each holds a copy of a job).
 local function inbox_after(worker, after)
-  return redis.call('XRANGE', inbox_key(worker), '(' .. after, '+')
+  local key = inbox_key(worker)
+  local ms, seq = string.match(after, '^(%d+)-(%d+)$')
+  if ms and after ~= '0-0' then redis.call('XTRIM', key, 'MINID', ms .. '-' .. (tonumber(seq) + 1)) end
+  return redis.call('XRANGE', key, '(' .. after, '+')
 end
 
 -- {id, HGETALL} of a job, the shape Python decodes.
