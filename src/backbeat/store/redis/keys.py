@@ -102,7 +102,11 @@ Why this shape
   room of the worker's next claim (which then does not park it again). So a worker that
   died parked is handed at most one job; like a job a dying worker had claimed, it is
   rescued once its lease expires, and the attempt counts (a job out of attempts goes
-  ``dead``). A worker's claims delete the inbox entries it has received.
+  ``dead``). A worker's claims delete the inbox entries it has received. A worker parks
+  when it has room for more jobs, prefetch included (``WorkerSettings.prefetch_window``),
+  so a job handed to a worker whose slots are busy waits behind its prefetched ones, as a
+  job it had claimed would. Each single-job enqueue while workers are parked reads, per
+  candidate worker, the lanes of its queues (``claimable`` in ``enqueue.lua``).
 
 Memory
 ------
