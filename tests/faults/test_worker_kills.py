@@ -86,5 +86,4 @@ def test_jobs_trickling_in_while_workers_are_killed_all_run(cluster: FaultCluste
     assert set(runs) == set(ids) and cluster.ledger.finished() == set(ids)
     for job, execs in runs.items():
         assert {e.pid for e in execs[:-1]} <= cluster.killed, (job, execs)
-    leased_to_the_dead = sum(1 for job in cluster.jobs() if job.attempts > len(runs[job.id]))
-    print(f"{kills} kills; {leased_to_the_dead} jobs were leased to a killed worker that never started them")
+    print(f"{kills} kills, {sum(len(e) > 1 for e in runs.values())} jobs ran more than once, all attributed to a kill")

@@ -183,3 +183,26 @@ async def _states(store: RedisStore) -> list[JobState]:
     with redis.Redis.from_url(SERVER, decode_responses=True) as c:
         keys = list(c.scan_iter(match=f"{store.keys.tag}:job:*"))
     return [j.state for j in sorted([await store.job_get(k.rsplit(":", 1)[1]) for k in keys], key=lambda j: j.id)]
+
+
+async def test_an_attempt_handed_over_and_never_received_does_not_count(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """The worker died parked: its job's lease expires, and the job, on its one and only
+    attempt, goes back to the queue instead of dying without having run."""
+    worker, client = stores
+    await worker.job_claim(parking(), now=T0)
+    [job] = await client.job_enqueue([new_job(max_attempts=1)], now=T0)
+    [rescued] = await client.job_rescue(now=T0 + 31)
+    assert (rescued.id, rescued.state, rescued.attempts) == (job.job.id, JobState.QUEUED, 0)
+    assert [j.attempts for j in await client.job_claim(claim(worker="w2"), now=T0 + 31)] == [1]
+
+
+async def test_an_attempt_handed_over_and_received_counts(stores: tuple[RedisStore, RedisStore]) -> None:
+    worker, client = stores
+    await worker.job_claim(parking(), now=T0)
+    [job] = await client.job_enqueue([new_job(max_attempts=1)], now=T0)
+    assert await worker.wakeup_wait(5) is True and len(worker.job_handed("w1")) == 1
+    await worker.job_claim(parking(), now=T0)  # the next claim tells the server it was received
+    [rescued] = await client.job_rescue(now=T0 + 31)
+    assert (rescued.id, rescued.state, rescued.attempts) == (job.job.id, JobState.DEAD, 1)

@@ -57,7 +57,7 @@ end
 -- The fields the index functions need, read with one HMGET. Missing fields are false.
 local FIELDS = {'state', 'queue', 'task', 'priority', 'run_at', 'order_at', 'dedup_key', 'lease_token',
                 'attempts', 'max_attempts', 'cancel_requested', 'schedule_key', 'fire_at', 'started_at',
-                'deadline', 'bucket'}
+                'deadline', 'bucket', 'handed'}
 
 local function load(id)
   local v = redis.call('HMGET', job_key(id), unpack(FIELDS))
@@ -148,6 +148,10 @@ local function unindex(j, lane_done)
     redis.call('ZREM', sched_key(j.queue), j.id)
   elseif s == 'running' then
     zset_put(RUNNING, j.id, false)
+    if j.handed then
+      redis.call('HDEL', job_key(j.id), 'handed')
+      j.handed = nil
+    end
     if j.bucket then
       redis.call('SREM', holders_key(j.bucket), j.id)
       redis.call('HDEL', job_key(j.id), 'bucket')
@@ -218,14 +222,20 @@ local function unpark(worker)
   redis.call('DEL', key)
 end
 
--- The entries of a worker's inbox after stream id `after` (the newest it received):
--- {stream id, {field, value...}}. The entries up to `after` are deleted: received, the
--- worker needs them no more (each holds a copy of a job).
+-- The entries of a worker's inbox after stream id `after` (the newest it received), which
+-- the caller delivers to it: {stream id, {"@id", id, field, value...}}. Every entry has
+-- then reached the worker, so its job loses its `handed` mark (enqueue.lua), and those up
+-- to `after` are deleted (each holds a copy of a job).
 local function inbox_after(worker, after)
   local key = inbox_key(worker)
+  local fresh = redis.call('XRANGE', key, '(' .. after, '+')
   local ms, seq = string.match(after, '^(%d+)-(%d+)$')
-  if ms and after ~= '0-0' then redis.call('XTRIM', key, 'MINID', ms .. '-' .. (tonumber(seq) + 1)) end
-  return redis.call('XRANGE', key, '(' .. after, '+')
+  local received = (ms and after ~= '0-0') and redis.call('XRANGE', key, '-', after) or {}
+  for _, entries in ipairs({fresh, received}) do
+    for _, e in ipairs(entries) do redis.call('HDEL', job_key(e[2][2]), 'handed') end
+  end
+  if #received > 0 then redis.call('XTRIM', key, 'MINID', ms .. '-' .. (tonumber(seq) + 1)) end
+  return fresh
 end
 
 -- {id, HGETALL} of a job, the shape Python decodes.
@@ -264,7 +274,7 @@ local function insert_job(a, now, lease)
   if lease then
     fields[4] = '1'
     for _, v in ipairs({'started_at', now, 'worker_id', lease.worker, 'lease_token', lease.token .. j.id,
-                        'lease_expires_at', lease.expires}) do
+                        'lease_expires_at', lease.expires, 'handed', '1'}) do
       fields[#fields + 1] = v
     end
     index(j, 'running', lease.expires, fields)

@@ -16,6 +16,12 @@ local requeued = false
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', RUNNING, '-inf', '(' .. now, 'LIMIT', 0, limit)) do
   local j = load(id)
   redis.call('HDEL', job_key(id), 'lease_token', 'lease_expires_at', 'traceback')
+  if j.handed then
+    -- handed to a worker that never received it (enqueue.lua; lib.lua inbox_after): that
+    -- attempt never began, so it does not count. A rescued job is never handed over again.
+    j.attempts = tostring(tonumber(j.attempts) - 1)
+    redis.call('HSET', job_key(id), 'attempts', j.attempts)
+  end
   if j.cancel_requested == '1' then
     move(j, 'cancelled', now, {'error', message, 'finished_at', now})
     end_run(j, now, nil)
