@@ -14,7 +14,7 @@ import redis
 
 from backbeat.store import open_store
 from backbeat.store.redis.store import RedisStore
-from backbeat.testing.conformance import T0, claim, new_job, outcome
+from backbeat.testing.conformance import T0, claim, lease_of, new_job, outcome
 from backbeat.types import ClaimRequest, JobState, Outcome
 from tests.redis_server import SERVER, fresh_url
 from tests.redis_store.layout import check_layout
@@ -206,3 +206,14 @@ async def test_an_attempt_handed_over_and_received_counts(stores: tuple[RedisSto
     await worker.job_claim(parking(), now=T0)  # the next claim tells the server it was received
     [rescued] = await client.job_rescue(now=T0 + 31)
     assert (rescued.id, rescued.state, rescued.attempts) == (job.job.id, JobState.DEAD, 1)
+
+
+async def test_a_heartbeat_shows_the_worker_has_its_handed_job(stores: tuple[RedisStore, RedisStore]) -> None:
+    worker, client = stores
+    await worker.job_claim(parking(), now=T0)
+    await client.job_enqueue([new_job(max_attempts=1)], now=T0)
+    assert await worker.wakeup_wait(5) is True
+    [job] = worker.job_handed("w1")
+    await worker.job_heartbeat("w1", [lease_of(job)], lease=30.0, now=T0 + 1)
+    [rescued] = await client.job_rescue(now=T0 + 32)
+    assert (rescued.state, rescued.attempts) == (JobState.DEAD, 1)

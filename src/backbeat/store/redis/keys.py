@@ -101,11 +101,11 @@ Why this shape
   worker's next claim renews it, and a job handed over and not yet received takes the
   room of the worker's next claim (which then does not park it again). So a worker that
   died parked is handed at most one job, rescued once its lease expires. The job carries
-  a ``handed`` field until a claim or unpark of its worker delivers the inbox entry (so
-  the server knows the worker got it); a rescue of a job still marked does not count the
-  attempt, which never began (had the worker started it in the half millisecond before
-  its next claim, the job runs once more than its attempts say; a rescued job is never
-  handed over again, so at most once). A worker's claims delete the inbox entries it has
+  a ``handed`` field until a claim or unpark of its worker delivers the inbox entry, or
+  its heartbeat renews the lease (so the server knows the worker got it); a rescue of a
+  job still marked does not count the attempt, which never began. (Had the worker started
+  the job and died before its next claim or heartbeat, the job runs once more than its
+  attempts say; a rescued job is never handed over again, so at most once.) A worker's claims delete the inbox entries it has
   received. A worker parks
   when it has room for more jobs, prefetch included (``WorkerSettings.prefetch_window``),
   so a job handed to a worker whose slots are busy waits behind its prefetched ones, as a

@@ -1,7 +1,8 @@
 -- heartbeat.lua: extend the leases still held (Store.job_heartbeat).
 --
 -- Keys (P = "{prefix}"; KEYS[1] = P:meta):
---   P:job:<id>     hash   state, lease_token, cancel_requested read; lease_expires_at set
+--   P:job:<id>     hash   state, lease_token, cancel_requested read; lease_expires_at set,
+--                         the hand-off's "handed" mark cleared (the worker has the job)
 --   P:running      zset   running jobs by lease expiry (rescore)
 -- ARGV: lease expiry, then (id, token) pairs.
 -- Returns {lost ids, ids held but asked to cancel}.
@@ -16,6 +17,7 @@ for k = 2, #ARGV, 2 do
   local v = redis.call('HMGET', job_key(id), 'state', 'lease_token', 'cancel_requested')
   if v[1] == 'running' and v[2] == token then
     redis.call('HSET', job_key(id), 'lease_expires_at', expires)
+    redis.call('HDEL', job_key(id), 'handed')
     redis.call('ZADD', RUNNING, 'XX', expires, id)
     if v[3] == '1' then cancel[#cancel + 1] = id end
   else
