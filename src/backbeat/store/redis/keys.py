@@ -105,11 +105,11 @@ Why this shape
   its heartbeat renews the lease (so the server knows the worker got it); a rescue of a
   job still marked does not count the attempt, which never began. (Had the worker started
   the job and died before its next claim or heartbeat, the job runs once more than its
-  attempts say; a rescued job is never handed over again, so at most once.) A worker's claims delete the inbox entries it has
-  received. A worker parks
-  when it has room for more jobs, prefetch included (``WorkerSettings.prefetch_window``),
-  so a job handed to a worker whose slots are busy waits behind its prefetched ones, as a
-  job it had claimed would. Each single-job enqueue while workers are parked reads, per
+  attempts say; a rescued job is never handed over again, so at most once.) A worker's
+  claims delete the inbox entries it has received. A worker parks when it has room for
+  more jobs, prefetch included (``WorkerSettings.prefetch_window``), so a job handed to a
+  worker whose slots are busy waits behind its prefetched ones, as a job it had claimed
+  would. Each single-job enqueue while workers are parked reads, per
   candidate worker, the lanes of its queues (``claimable`` in ``enqueue.lua``).
 
 Memory
