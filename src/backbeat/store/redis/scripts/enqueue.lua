@@ -50,8 +50,10 @@ end
 -- The lease for item `a` if a worker is parked for it: {worker, token prefix, expiry}.
 local function parked_for(a)
   local queue, task = a[2], a[3]
-  if tonumber(a[5]) > tonumber(now) or redis.call('HEXISTS', PAUSED, queue) == 1 then return nil end
-  for _, worker in ipairs(redis.call('ZRANGEBYSCORE', parked_key(queue), now, '+inf')) do
+  if tonumber(a[5]) > tonumber(now) then return nil end
+  local parked = redis.call('ZRANGEBYSCORE', parked_key(queue), now, '+inf')
+  if not parked[1] or redis.call('HEXISTS', PAUSED, queue) == 1 then return nil end
+  for _, worker in ipairs(parked) do
     local key = park_key(worker)
     local v = redis.call('HMGET', key, 'lease', 'token', 'queues', 't:' .. task)
     if v[1] and v[4] and not claimable(key, v[3]) then

@@ -14,10 +14,10 @@ local expires = ARGV[1]
 local lost, cancel = {}, {}
 for k = 2, #ARGV, 2 do
   local id, token = ARGV[k], ARGV[k + 1]
-  local v = redis.call('HMGET', job_key(id), 'state', 'lease_token', 'cancel_requested')
+  local v = redis.call('HMGET', job_key(id), 'state', 'lease_token', 'cancel_requested', 'handed')
   if v[1] == 'running' and v[2] == token then
     redis.call('HSET', job_key(id), 'lease_expires_at', expires)
-    redis.call('HDEL', job_key(id), 'handed')
+    if v[4] then redis.call('HDEL', job_key(id), 'handed') end
     redis.call('ZADD', RUNNING, 'XX', expires, id)
     if v[3] == '1' then cancel[#cancel + 1] = id end
   else
