@@ -34,13 +34,13 @@ from backbeat.events import ENQUEUE_EVENT, from_envelope, seal_event, secret_fie
 from backbeat.ids import uuid7
 from backbeat.jobs import Job, build_job, resolve_run_at
 from backbeat.metrics import job_metrics
-from backbeat.portal import Portal, close_with_thread, keep_inherited
+from backbeat.portal import Portal, close_with_thread, inline_loop, keep_inherited
 from backbeat.secrets import refuse_positional, secret_names
 from backbeat.serialization import encode_payload
 from backbeat.signing import signing
 from backbeat.store import open_store
 from backbeat.store.base import Store
-from backbeat.types import NewEvent, NewJob, TaskInfo
+from backbeat.types import Enqueued, NewEvent, NewJob, TaskInfo
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -259,6 +259,21 @@ class Client:
             [enqueued] = await store.job_enqueue_on(connection, [new], now=self.clock.now())
         else:
             [enqueued] = await store.job_enqueue([new], now=self.clock.now())
+        return self._submitted(new, enqueued)
+
+    def submit(self, new: NewJob) -> Job:
+        """``asubmit`` from sync code. Once this thread's store is open, a store with a
+        blocking path (``Store.job_enqueue_blocking``: Redis) writes the job without running
+        an event loop; otherwise the job goes through the portal, as every sync call does."""
+        loop = inline_loop() if self._portal.inline else None
+        with self._lock:
+            store = self._shared if self._shared is not None else None if loop is None else self._per_loop.get(loop)
+        written = None if store is None else store.job_enqueue_blocking([new], now=self.clock.now())
+        if written is None:
+            return self.sync(self.asubmit, new)
+        return self._submitted(new, written[0])
+
+    def _submitted(self, new: NewJob, enqueued: Enqueued) -> Job:
         if enqueued.created:
             job_metrics().enqueued(new.queue, new.task)
         return Job(self, enqueued.job.id, created=enqueued.created)

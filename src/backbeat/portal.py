@@ -93,6 +93,15 @@ def close_with_thread(closer: Callable[[], Awaitable[Any]]) -> bool:
     return True
 
 
+def inline_loop() -> asyncio.AbstractEventLoop | None:
+    """The private loop of this thread's sync calls (``run_inline``), if it has one and
+    no event loop is running here (a sync call would run inline on it)."""
+    holder: _ThreadLoop | None = getattr(_local, "loop", None)
+    if holder is None or _loop_running():
+        return None
+    return holder.loop
+
+
 def run_inline(coro: Awaitable[T]) -> T:
     holder: _ThreadLoop | None = getattr(_local, "loop", None)
     if holder is None:

@@ -14,7 +14,7 @@ from backbeat.jobs import RESERVED_OPTIONS, Job, build_job
 from backbeat.ratelimits import bucket_id, template_fields
 from backbeat.secrets import Keyring, open_arguments, secret_names
 from backbeat.serialization import decode_payload
-from backbeat.types import TaskInfo
+from backbeat.types import NewJob, TaskInfo
 
 if TYPE_CHECKING:
     from backbeat.app import App
@@ -174,17 +174,24 @@ class Task(Generic[P, R]):
         bound.apply_defaults()
         return bucket_id(self.rate_limit, bound.arguments, secret)
 
-    async def aenqueue(self, *args: Any, **kwargs: Any) -> Job:
-        """Enqueue a job of this task; see the class docstring for the options."""
+    def _new_job(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[NewJob, object | None]:
+        """The validated job (the options taken out of ``kwargs``) and the ``connection=`` given."""
         options = {key: kwargs.pop(key) for key in RESERVED_OPTIONS if key in kwargs}
         connection = options.pop("connection", None)
         self.check_arguments(args, kwargs)
         app = self.app
-        new = build_job(self.info, args, kwargs, settings=app.settings, now=app.clock.now(), **options)
-        job = await app.client.asubmit(new, connection=connection)
-        if app.eager:
-            await app.arun_until_idle()
+        return build_job(self.info, args, kwargs, settings=app.settings, now=app.clock.now(), **options), connection
+
+    async def aenqueue(self, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue a job of this task; see the class docstring for the options."""
+        new, connection = self._new_job(args, kwargs)
+        job = await self.app.client.asubmit(new, connection=connection)
+        if self.app.eager:
+            await self.app.arun_until_idle()
         return job
 
     def enqueue(self, *args: Any, **kwargs: Any) -> Job:
-        return self.app.client.sync(self.aenqueue, *args, **kwargs)
+        if self.app.eager or "connection" in kwargs:
+            return self.app.client.sync(self.aenqueue, *args, **kwargs)
+        new, _ = self._new_job(args, kwargs)
+        return self.app.client.submit(new)

@@ -1,6 +1,8 @@
 """Sync calls on a loop-bound store (Redis) run on the calling thread's own event loop:
-no hop through a background thread per call, one connection per calling thread, closed
-when the thread ends (or by ``app.close()`` on the thread that opened it)."""
+no hop through a background thread per call, one connection per calling thread (two once
+it has enqueued again: a sync enqueue on an open store runs on a blocking client, with no
+event loop round), closed when the thread ends (or by ``app.close()`` on the thread that
+opened it)."""
 
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ def test_sync_calls_use_a_connection_per_thread_closed_with_it() -> None:
 
         def enqueue_from_a_thread(i: int) -> None:
             noop.enqueue(i=i)
-            noop.enqueue(i=i + 100)  # the same connection again
+            noop.enqueue(i=i + 100)  # on the blocking client: its second connection
+            noop.enqueue(i=i + 200)  # the same connections again
             started.wait()
             done.wait()
 
@@ -46,7 +49,7 @@ def test_sync_calls_use_a_connection_per_thread_closed_with_it() -> None:
         for thread in threads:
             thread.start()
         started.wait()
-        assert ours() == before + 3  # one per thread, however many calls each made
+        assert ours() == before + 6  # two per thread, however many calls each made
         done.wait()
         for thread in threads:
             thread.join()

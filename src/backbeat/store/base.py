@@ -162,6 +162,13 @@ class Store(abc.ABC):
         returned with ``created=False``. Ids are unique; a repeated id is a ``StoreError``.
         """
 
+    def job_enqueue_blocking(self, jobs: Sequence[NewJob], *, now: float) -> list[Enqueued] | None:
+        """``job_enqueue`` from sync code with no event loop, on a blocking connection of
+        this (open) instance, for a store where that costs less than running the coroutine
+        (Redis: no event loop round and asyncio client per call). ``None`` when this instance
+        cannot (the default, or not open yet): the caller then awaits ``job_enqueue``."""
+        return None
+
     async def job_enqueue_on(self, connection: object, jobs: Sequence[NewJob], *, now: float) -> list[Enqueued]:
         """``job_enqueue`` inside the caller's open transaction on ``connection`` (a psycopg
         connection, sync or async, to the store's own PostgreSQL database). Nothing is

@@ -19,7 +19,10 @@ from one scheduler during a restart (``tests/faults/test_store_restart.py``).
 
 An instance belongs to the event loop that opened it (``loop_bound``): redis-py's
 connections are bound to their loop. Blocking waits (``wakeup_wait``) use a connection
-of their own, so they never hold up other calls.
+of their own, so they never hold up other calls. A sync enqueue on a thread with no event
+loop (``job_enqueue_blocking``) runs the same script on a blocking redis-py client of the
+instance, opened on first use, with the same retries, gate and error translation: no event
+loop round and no asyncio client per call (about 50 µs less per enqueue here).
 
 Internal module.
 """
@@ -34,18 +37,20 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
+import redis
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry as BlockingRetry
 
 from backbeat.errors import SchemaTooNew, StoreError
 from backbeat.store.base import Store
 from backbeat.store.redis import RedisOptions
 from backbeat.store.redis.keys import SCHEMA_VERSION, Keys
-from backbeat.store.redis.scripts import Scripts
+from backbeat.store.redis.scripts import BlockingScripts, Scripts
 from backbeat.store.redis.server import check_durability, check_version
 from backbeat.types import Capability, JobRecord
 
@@ -65,7 +70,10 @@ def translated() -> Iterator[None]:
     sends under a socket timeout, also while handshaking a new connection) returns
     normally when cancelled just as its operation completes, and a worker loop whose
     cancellation vanished would never stop."""
-    task = asyncio.current_task()
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop: a blocking call (``_run_blocking``)
+        task = None
     before = task.cancelling() if task is not None else 0
     try:
         yield
@@ -129,6 +137,16 @@ def _keepalive() -> dict[int, int]:
     return {getattr(socket, name): value for name, value in wanted.items() if hasattr(socket, name)}
 
 
+_OPTIONS: dict[str, Any] = {
+    "decode_responses": True,
+    "socket_timeout": None,
+    "socket_connect_timeout": 10,
+    "socket_keepalive": True,
+    "socket_keepalive_options": _keepalive(),
+}
+"""Both clients' options: no socket timeout unless the URL sets one (see ``_connect``)."""
+
+
 def _where(client: Redis) -> str:
     kwargs = client.connection_pool.connection_kwargs
     return f"{kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', '')}/{kwargs.get('db', 0)}"
@@ -150,6 +168,8 @@ class RedisBase(Store):
         self._client: Redis | None = None
         self._waiter: Redis | None = None
         self._scripts: Scripts | None = None
+        self._blocking: BlockingScripts | None = None
+        """Scripts on a blocking client, for sync calls with no event loop (``_run_blocking``)."""
         self._lock = asyncio.Lock()
         self._gate = ReconnectGate()
         self._wake_seen = "0-0"
@@ -167,13 +187,7 @@ class RedisBase(Store):
         can lose a cancellation); TCP keepalive notices a dead server instead. The
         client for blocking waits never has one: its reads last as long as the wait."""
         client = Redis.from_url(
-            self.options.client_url,
-            decode_responses=True,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 2),
-            socket_timeout=None,
-            socket_connect_timeout=10,
-            socket_keepalive=True,
-            socket_keepalive_options=_keepalive(),
+            self.options.client_url, retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 2), **_OPTIONS
         )
         if blocking:
             client.connection_pool.connection_kwargs["socket_timeout"] = None
@@ -213,9 +227,12 @@ class RedisBase(Store):
 
     async def close(self) -> None:
         clients = [c for c in (self._client, self._waiter) if c is not None]
+        blocking, self._blocking = self._blocking, None
         self._client = self._waiter = self._scripts = None
         for client in clients:
             await client.aclose()
+        if blocking is not None:
+            blocking.close()
 
     async def migrate(self) -> int:
         await self.open()
@@ -255,6 +272,23 @@ class RedisBase(Store):
         assert self._scripts is not None
         with self._guarded():
             return await self._scripts.run(name, self.keys.meta, args)
+
+    def _run_blocking(self, name: str, args: list[str]) -> Any:
+        """``_run`` from sync code with no event loop, on the blocking client (opened on
+        first use); ``None`` while this instance is not open (``open`` checks the server
+        and the schema; the caller then takes the async path, which opens it)."""
+        if self._client is None:
+            return None
+        if self._blocking is None:
+            self._blocking = BlockingScripts(
+                redis.Redis.from_url(
+                    self.options.client_url,
+                    retry=BlockingRetry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 2),
+                    **_OPTIONS,
+                )
+            )
+        with self._guarded():
+            return self._blocking.run(name, self.keys.meta, args)
 
     async def _redis_call(self, command: str, *args: Any, **kwargs: Any) -> Any:
         """One redis-py command (``hset``, ``zrange``...) on the open client, translated."""

@@ -50,6 +50,16 @@ def check_queue(queue: str) -> None:
         raise StoreError(f"queue name {queue!r} contains a comma or NUL byte")
 
 
+def _enqueued(jobs: Sequence[NewJob], out: list[Any], now: float) -> list[Enqueued]:
+    """enqueue.lua's reply: 1 for a job written, else the live job holding its dedup key."""
+    return [
+        Enqueued(job=new_record(new, now), created=True)
+        if item == 1
+        else Enqueued(job=codec.scripted_record(item), created=False)
+        for new, item in zip(jobs, out, strict=True)
+    ]
+
+
 def enqueue_items(jobs: Sequence[NewJob]) -> list[list[Any]]:
     """The jobs as ``insert_job`` takes them; refuses what the key layout cannot hold."""
     ids = [j.id for j in jobs]
@@ -67,12 +77,13 @@ class JobMethods(RedisBase):
         if not jobs:
             return []
         out = await self._run("enqueue", [codec.num(now), codec.script_json(enqueue_items(jobs))])
-        return [
-            Enqueued(job=new_record(new, now), created=True)
-            if item == 1
-            else Enqueued(job=codec.scripted_record(item), created=False)
-            for new, item in zip(jobs, out, strict=True)
-        ]
+        return _enqueued(jobs, out, now)
+
+    def job_enqueue_blocking(self, jobs: Sequence[NewJob], *, now: float) -> list[Enqueued] | None:
+        if not jobs:
+            return []
+        out = self._run_blocking("enqueue", [codec.num(now), codec.script_json(enqueue_items(jobs))])
+        return None if out is None else _enqueued(jobs, out, now)
 
     async def job_claim(self, request: ClaimRequest, *, now: float) -> list[JobRecord]:
         if request.limit < 1 or not request.tasks or not request.queues:

@@ -23,8 +23,9 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import redis
     from redis.asyncio import Redis
-    from redis.commands.core import AsyncScript
+    from redis.commands.core import AsyncScript, Script
 
 LIBRARIES = ("lib", "lib_schedules", "lib_events")
 NAMES = (
@@ -98,3 +99,19 @@ class Scripts:
 
     async def run(self, name: str, anchor: str, args: list[str]) -> Any:
         return await self._scripts[name](keys=[anchor], args=args)
+
+
+class BlockingScripts:
+    """The scripts sync code runs with no event loop (``enqueue``), on a blocking client."""
+
+    NAMES = ("enqueue",)
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._scripts: dict[str, Script] = {name: client.register_script(source(name)) for name in self.NAMES}
+
+    def run(self, name: str, anchor: str, args: list[str]) -> Any:
+        return self._scripts[name](keys=[anchor], args=args)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,118 @@
+"""Sync enqueue on Redis without an event loop (``Store.job_enqueue_blocking``): the same
+script on a blocking client, once the store instance is open; the same records, the same
+dedup and duplicate rules, the same errors."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from backbeat import App
+from backbeat.errors import StoreError
+from backbeat.store import open_store
+from backbeat.store.redis.store import RedisStore
+from backbeat.testing.conformance import T0, new_job
+from backbeat.types import JobState
+from tests.faults.proxy import Proxy
+from tests.redis_server import fresh_url
+from tests.redis_store.layout import check_layout
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[RedisStore]:
+    with fresh_url() as url:
+        s = open_store(url)
+        assert isinstance(s, RedisStore)
+        await s.open()
+        try:
+            yield s
+        finally:
+            await s.close()
+            check_layout(s.keys.prefix)
+
+
+@pytest.mark.asyncio
+async def test_a_blocking_enqueue_writes_what_the_async_one_writes(store: RedisStore) -> None:
+    a, b = new_job(priority=3), new_job(priority=3)
+    [async_written] = await store.job_enqueue([a], now=T0)
+    [written] = store.job_enqueue_blocking([b], now=T0) or []
+    assert written.created and written.job.id == b.id and written.job.state is JobState.QUEUED
+    assert await store.job_get(b.id) == dataclasses.replace(await store.job_get(a.id), id=b.id)
+    assert written.job == dataclasses.replace(async_written.job, id=b.id)
+    later = new_job(run_at=T0 + 60)
+    assert store.job_enqueue_blocking([later], now=T0) is not None
+    assert (await store.job_get(later.id)).state is JobState.SCHEDULED
+
+
+@pytest.mark.asyncio
+async def test_dedup_and_a_taken_id_as_in_the_async_enqueue(store: RedisStore) -> None:
+    first = new_job(dedup_key="poll:1")
+    store.job_enqueue_blocking([first], now=T0)
+    [again] = store.job_enqueue_blocking([new_job(dedup_key="poll:1")], now=T0) or []
+    assert not again.created and again.job.id == first.id
+    with pytest.raises(StoreError, match=f"already exists: {first.id}"):
+        store.job_enqueue_blocking([first], now=T0)
+
+
+@pytest.mark.asyncio
+async def test_an_instance_not_open_declines() -> None:
+    with fresh_url() as url:
+        s = open_store(url)
+        assert s.job_enqueue_blocking([new_job()], now=T0) is None
+        await s.close()
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_server_is_a_store_error() -> None:
+    proxy = Proxy(6379)
+    with fresh_url() as url:
+        s = open_store(url.replace(":6379/", f":{proxy.port}/", 1))
+        await s.open()
+        try:
+            assert s.job_enqueue_blocking([new_job()], now=T0) is not None
+        finally:
+            proxy.close()
+        with pytest.raises(StoreError, match="Redis"):
+            s.job_enqueue_blocking([new_job()], now=T0)
+        await s.close()
+
+
+def _on_a_thread(fn: Callable[[], Any]) -> Any:
+    """``fn()`` on a new thread with no event loop (as a web app's request thread)."""
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(fn()))
+    thread.start()
+    thread.join(30)
+    return out[0]
+
+
+def test_task_enqueue_takes_the_blocking_path_once_its_thread_s_store_is_open() -> None:
+    with fresh_url() as url:
+        app = App(url)
+
+        @app.task(name="t.poll")
+        def poll(account: int) -> None: ...
+
+        def enqueue_twice() -> tuple[Any, ...]:
+            first = poll.enqueue(1)  # opens this thread's store, through its private loop
+            [store] = app.client._per_loop.values()
+            assert isinstance(store, RedisStore) and store._blocking is None
+            second = poll.enqueue(2, dedup_key="a")
+            again = poll.enqueue(3, dedup_key="a")
+            return first, second, again, store._blocking is not None
+
+        first, second, again, blocking = _on_a_thread(enqueue_twice)
+        assert blocking
+        assert first.status() is JobState.QUEUED and second.status() is JobState.QUEUED
+        assert second.created and not again.created and again.id == second.id
+
+        async def from_a_coroutine() -> Any:
+            return poll.enqueue(4)  # a loop runs here: the portal's thread writes it
+
+        assert asyncio.run(from_a_coroutine()).status() is JobState.QUEUED
+        app.close()
