@@ -68,13 +68,15 @@ async def test_an_instance_not_open_declines() -> None:
 
 
 @pytest.mark.asyncio
-async def test_an_unreachable_server_is_a_store_error() -> None:
+@pytest.mark.parametrize("connected", [True, False], ids=["after-a-write", "at-its-first-connection"])
+async def test_an_unreachable_server_is_a_store_error(connected: bool) -> None:
     proxy = Proxy(6379)
     with fresh_url() as url:
         s = open_store(url.replace(":6379/", f":{proxy.port}/", 1))
         await s.open()
         try:
-            assert s.job_enqueue_blocking([new_job()], now=T0) is not None
+            if connected:
+                assert s.job_enqueue_blocking([new_job()], now=T0) is not None
         finally:
             proxy.close()
         with pytest.raises(StoreError, match="Redis"):

@@ -21,8 +21,9 @@ An instance belongs to the event loop that opened it (``loop_bound``): redis-py'
 connections are bound to their loop. Blocking waits (``wakeup_wait``) use a connection
 of their own, so they never hold up other calls. A sync enqueue on a thread with no event
 loop (``job_enqueue_blocking``) runs the same script on a blocking redis-py client of the
-instance, opened on first use, with the same retries, gate and error translation: no event
-loop round and no asyncio client per call (about 50 µs less per enqueue here).
+instance (one connection, opened on first use), with the same retries, gate and error
+translation: no event loop round, no asyncio client and no pool per call (an enqueue
+about 80 µs faster on the benchmark VM: 3,560 -> 5,000 jobs/s back to back).
 
 Internal module.
 """
@@ -279,15 +280,16 @@ class RedisBase(Store):
         and the schema; the caller then takes the async path, which opens it)."""
         if self._client is None:
             return None
-        if self._blocking is None:
-            self._blocking = BlockingScripts(
-                redis.Redis.from_url(
-                    self.options.client_url,
-                    retry=BlockingRetry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 2),
-                    **_OPTIONS,
-                )
-            )
         with self._guarded():
+            if self._blocking is None:  # one connection, no pool: an instance serves one thread
+                self._blocking = BlockingScripts(
+                    redis.Redis.from_url(
+                        self.options.client_url,
+                        retry=BlockingRetry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 2),
+                        single_connection_client=True,
+                        **_OPTIONS,
+                    )
+                )
             return self._blocking.run(name, self.keys.meta, args)
 
     async def _redis_call(self, command: str, *args: Any, **kwargs: Any) -> Any:
