@@ -173,6 +173,13 @@ class Client:
             self._registry_at = time.monotonic()
         return self._registry
 
+    def _declared(self, name: str) -> TaskInfo | None:
+        """``name``'s declaration from the registry already read, if it is there and fresh."""
+        registry = self._registry
+        if registry is None or time.monotonic() - self._registry_at > REGISTRY_TTL:
+            return None
+        return registry.get(name)
+
     async def atask_info(self, name: str) -> TaskInfo:
         """How workers declared ``name`` (queue, retries, timeout, secret arguments), or the defaults."""
         registry = await self.aregistry()
@@ -210,20 +217,12 @@ class Client:
                 task, args, kwargs or {}, run_at=run_at, dedup_key=dedup_key, priority=priority, queue=queue
             )
         info = await self.atask_info(task)
-        refuse_positional(info, args)
-        new = build_job(
-            info,
-            args,
-            kwargs or {},
-            settings=self.settings,
-            now=self.clock.now(),
-            delay=delay,
-            at=at,
-            dedup_key=dedup_key,
-            priority=priority,
-            queue=queue,
-        )
+        new = self._new_job(info, args, kwargs, delay=delay, at=at, dedup_key=dedup_key, priority=priority, queue=queue)
         return await self.asubmit(new, connection=connection)
+
+    def _new_job(self, info: TaskInfo, args: Sequence[Any], kwargs: Mapping[str, Any] | None, **options: Any) -> NewJob:
+        refuse_positional(info, args)
+        return build_job(info, args, kwargs or {}, settings=self.settings, now=self.clock.now(), **options)
 
     def enqueue(
         self,
@@ -238,6 +237,13 @@ class Client:
         queue: str | None = None,
         connection: object | None = None,
     ) -> Job:
+        check_text(task, "task name", limit=MAX_NAME, error=EnqueueError)
+        info = self._declared(task) if connection is None and self.broker_url is None else None
+        if info is not None:  # no store read needed: Client.submit may write with no event loop
+            new = self._new_job(
+                info, args, kwargs, delay=delay, at=at, dedup_key=dedup_key, priority=priority, queue=queue
+            )
+            return self.submit(new)
         return self.sync(
             self.aenqueue,
             task,

@@ -118,3 +118,36 @@ def test_task_enqueue_takes_the_blocking_path_once_its_thread_s_store_is_open() 
 
         assert asyncio.run(from_a_coroutine()).status() is JobState.QUEUED
         app.close()
+
+
+def test_client_enqueue_by_name_takes_the_blocking_path_for_a_task_it_knows() -> None:
+    from backbeat import Client
+    from backbeat.runtime.worker import Worker
+
+    with fresh_url() as url:
+        app = App(url)
+
+        @app.task(name="t.known", queue="q1", retries=0)
+        def known(account: int) -> None: ...
+
+        async def register() -> None:
+            await (await app.client.astore()).worker_register(Worker(app)._info())
+
+        app.client.sync(register)
+        client = Client(url)
+
+        def enqueue_by_name() -> tuple[Any, ...]:
+            first = client.enqueue("t.known", kwargs={"account": 1})  # reads the registry, opens the store
+            second = client.enqueue("t.known", kwargs={"account": 2})
+            unknown = client.enqueue("t.unknown")
+            [store] = client._per_loop.values()
+            assert isinstance(store, RedisStore)
+            return first.info(), second.info(), unknown.info(), store._blocking is not None
+
+        first, second, unknown, blocking = _on_a_thread(enqueue_by_name)
+        assert blocking
+        assert (second.queue, second.max_attempts, second.state) == ("q1", 1, JobState.QUEUED)
+        assert (first.queue, first.max_attempts) == (second.queue, second.max_attempts)
+        assert unknown.queue == "default"
+        client.close()
+        app.close()
