@@ -10,7 +10,8 @@ seconds, then ``EmitError``: nothing is dropped silently.
 
 ``App`` uses a ``Client`` for all of its store access, so the two behave the same. Sync
 methods go through the portal to the async ones; there is one implementation of each
-operation.
+operation. The one shortcut: a sync enqueue on a store with a blocking write
+(``Store.job_enqueue_blocking``, Redis) writes the job with no event loop (``submit``).
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ class Client:
         return redact(self.broker_url) if self.broker_url else self.settings.url
 
     def sync(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run an async method to completion from sync code (the sync facade's one path)."""
+        """Run an async method to completion from sync code (the sync facade's path; the
+        one shortcut is ``submit``)."""
         return self._portal.call(fn, *args, **kwargs)
 
     # -- the store ---------------------------------------------------------------------
@@ -272,8 +274,10 @@ class Client:
         blocking path (``Store.job_enqueue_blocking``: Redis) writes the job without running
         an event loop; otherwise the job goes through the portal, as every sync call does."""
         loop = inline_loop() if self._portal.inline else None
-        with self._lock:
-            store = self._shared if self._shared is not None else None if loop is None else self._per_loop.get(loop)
+        store = None
+        if loop is not None:  # this thread runs no loop, and its sync calls run inline
+            with self._lock:
+                store = self._shared if self._shared is not None else self._per_loop.get(loop)
         written = None if store is None else store.job_enqueue_blocking([new], now=self.clock.now())
         if written is None:
             return self.sync(self.asubmit, new)

@@ -1,8 +1,9 @@
 """The sync facade's engine: how a sync call runs an async method to completion.
 
 backbeat has one implementation of everything, async. A sync method is
-``client.sync(self.amethod, ...)`` and nothing else; this module decides where the
-coroutine runs:
+``client.sync(self.amethod, ...)`` and nothing else (one shortcut: ``Client.submit``, a
+sync enqueue, writes with no event loop where the store can); this module decides where
+the coroutine runs:
 
 * inline, on a store URL: on a private event loop of the calling thread, with
   ``BLOCKING_OK`` set so the store may do its blocking I/O right there (no thread hop;

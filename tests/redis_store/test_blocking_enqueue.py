@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -17,7 +18,7 @@ from backbeat.errors import StoreError
 from backbeat.store import open_store
 from backbeat.store.redis.store import RedisStore
 from backbeat.testing.conformance import T0, new_job
-from backbeat.types import JobState
+from backbeat.types import Enqueued, JobState
 from tests.faults.proxy import Proxy
 from tests.redis_server import fresh_url
 from tests.redis_store.layout import check_layout
@@ -87,9 +88,19 @@ async def test_an_unreachable_server_is_a_store_error(connected: bool) -> None:
 def _on_a_thread(fn: Callable[[], Any]) -> Any:
     """``fn()`` on a new thread with no event loop (as a web app's request thread)."""
     out: list[Any] = []
-    thread = threading.Thread(target=lambda: out.append(fn()))
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the test's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
     thread.start()
     thread.join(30)
+    if failed:
+        raise failed[0]
     return out[0]
 
 
@@ -103,21 +114,51 @@ def test_task_enqueue_takes_the_blocking_path_once_its_thread_s_store_is_open() 
         def enqueue_twice() -> tuple[Any, ...]:
             first = poll.enqueue(1)  # opens this thread's store, through its private loop
             [store] = app.client._per_loop.values()
-            assert isinstance(store, RedisStore) and store._blocking is None
+            assert isinstance(store, RedisStore) and store._sync is None
             second = poll.enqueue(2, dedup_key="a")
             again = poll.enqueue(3, dedup_key="a")
-            return first, second, again, store._blocking is not None
+            assert store._sync is not None and not app.client._portal.started
 
-        first, second, again, blocking = _on_a_thread(enqueue_twice)
-        assert blocking
+            async def from_a_coroutine() -> Any:
+                return poll.enqueue(4)  # a loop runs on this thread now: the portal's thread writes it
+
+            in_a_loop = asyncio.run(from_a_coroutine())
+            assert app.client._portal.started
+            return first, second, again, in_a_loop
+
+        first, second, again, in_a_loop = _on_a_thread(enqueue_twice)
         assert first.status() is JobState.QUEUED and second.status() is JobState.QUEUED
         assert second.created and not again.created and again.id == second.id
-
-        async def from_a_coroutine() -> Any:
-            return poll.enqueue(4)  # a loop runs here: the portal's thread writes it
-
-        assert asyncio.run(from_a_coroutine()).status() is JobState.QUEUED
+        assert in_a_loop.status() is JobState.QUEUED
         app.close()
+
+
+@pytest.mark.asyncio
+async def test_an_enqueue_from_a_signal_handler_mid_enqueue_does_not_share_its_connection(store: RedisStore) -> None:
+    """A handler that enqueues while this thread waits on the blocking connection is told
+    to take another path (``None``): every reply reaches the call that asked for it."""
+    held = new_job(dedup_key="held")
+    store.job_enqueue_blocking([held], now=T0)
+    from_handler: list[tuple[str, list[Enqueued] | None]] = []
+
+    def handler(*_: object) -> None:
+        job = new_job()
+        from_handler.append((job.id, store.job_enqueue_blocking([job], now=T0)))
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
+    try:
+        answers = [store.job_enqueue_blocking([new_job(dedup_key="held")], now=T0) for _ in range(2000)]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert all(a is not None and not a[0].created and a[0].job.id == held.id for a in answers)
+    declined = [job_id for job_id, written in from_handler if written is None]
+    assert declined  # some alarms came mid-call (this test would prove nothing otherwise)
+    for job_id, written in from_handler:
+        if written is not None:
+            assert written[0].created and written[0].job.id == job_id
+            assert (await store.job_get(job_id)).state is JobState.QUEUED
 
 
 def test_client_enqueue_by_name_takes_the_blocking_path_for_a_task_it_knows() -> None:
@@ -142,7 +183,7 @@ def test_client_enqueue_by_name_takes_the_blocking_path_for_a_task_it_knows() ->
             unknown = client.enqueue("t.unknown")
             [store] = client._per_loop.values()
             assert isinstance(store, RedisStore)
-            return first.info(), second.info(), unknown.info(), store._blocking is not None
+            return first.info(), second.info(), unknown.info(), store._sync is not None
 
         first, second, unknown, blocking = _on_a_thread(enqueue_by_name)
         assert blocking

@@ -51,7 +51,7 @@ from backbeat.errors import SchemaTooNew, StoreError
 from backbeat.store.base import Store
 from backbeat.store.redis import RedisOptions
 from backbeat.store.redis.keys import SCHEMA_VERSION, Keys
-from backbeat.store.redis.scripts import BlockingScripts, Scripts
+from backbeat.store.redis.scripts import Scripts, SyncScripts
 from backbeat.store.redis.server import check_durability, check_version
 from backbeat.types import Capability, JobRecord
 
@@ -73,7 +73,7 @@ def translated() -> Iterator[None]:
     cancellation vanished would never stop."""
     try:
         task = asyncio.current_task()
-    except RuntimeError:  # no event loop: a blocking call (``_run_blocking``)
+    except RuntimeError:  # no event loop: a blocking call (``_run_sync``)
         task = None
     before = task.cancelling() if task is not None else 0
     try:
@@ -138,6 +138,14 @@ def _keepalive() -> dict[int, int]:
     return {getattr(socket, name): value for name, value in wanted.items() if hasattr(socket, name)}
 
 
+RETRIES = 2
+"""Times redis-py re-sends a command whose connection failed (module docstring)."""
+
+
+def _backoff() -> ExponentialWithJitterBackoff:
+    return ExponentialWithJitterBackoff(base=0.01, cap=0.1)
+
+
 _OPTIONS: dict[str, Any] = {
     "decode_responses": True,
     "socket_timeout": None,
@@ -169,8 +177,11 @@ class RedisBase(Store):
         self._client: Redis | None = None
         self._waiter: Redis | None = None
         self._scripts: Scripts | None = None
-        self._blocking: BlockingScripts | None = None
-        """Scripts on a blocking client, for sync calls with no event loop (``_run_blocking``)."""
+        self._sync: SyncScripts | None = None
+        """Scripts on a blocking client, for sync calls with no event loop (``_run_sync``)."""
+        self._sync_busy = False
+        """A ``_run_sync`` call is waiting for its reply (a signal handler that enqueues
+        meanwhile must not share its connection)."""
         self._lock = asyncio.Lock()
         self._gate = ReconnectGate()
         self._wake_seen = "0-0"
@@ -187,9 +198,7 @@ class RedisBase(Store):
         default of 5 s would cut blocking waits short, and on Python 3.11 its timed sends
         can lose a cancellation); TCP keepalive notices a dead server instead. The
         client for blocking waits never has one: its reads last as long as the wait."""
-        client = Redis.from_url(
-            self.options.client_url, retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 2), **_OPTIONS
-        )
+        client = Redis.from_url(self.options.client_url, retry=Retry(_backoff(), RETRIES), **_OPTIONS)
         if blocking:
             client.connection_pool.connection_kwargs["socket_timeout"] = None
         return client
@@ -228,12 +237,12 @@ class RedisBase(Store):
 
     async def close(self) -> None:
         clients = [c for c in (self._client, self._waiter) if c is not None]
-        blocking, self._blocking = self._blocking, None
+        sync, self._sync = self._sync, None
         self._client = self._waiter = self._scripts = None
+        if sync is not None:
+            sync.close()
         for client in clients:
             await client.aclose()
-        if blocking is not None:
-            blocking.close()
 
     async def migrate(self) -> int:
         await self.open()
@@ -274,23 +283,29 @@ class RedisBase(Store):
         with self._guarded():
             return await self._scripts.run(name, self.keys.meta, args)
 
-    def _run_blocking(self, name: str, args: list[str]) -> Any:
+    def _run_sync(self, name: str, args: list[str]) -> Any:
         """``_run`` from sync code with no event loop, on the blocking client (opened on
-        first use); ``None`` while this instance is not open (``open`` checks the server
-        and the schema; the caller then takes the async path, which opens it)."""
-        if self._client is None:
+        first use); ``None`` when it cannot: this instance is not open (``open`` checks the
+        server and the schema; the caller then takes the async path, which opens it), or
+        a call on its one connection is still waiting (this thread re-entered, from a
+        signal handler: the caller then takes the async path, on another connection)."""
+        if self._client is None or self._sync_busy:
             return None
-        with self._guarded():
-            if self._blocking is None:  # one connection, no pool: an instance serves one thread
-                self._blocking = BlockingScripts(
-                    redis.Redis.from_url(
-                        self.options.client_url,
-                        retry=BlockingRetry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 2),
-                        single_connection_client=True,
-                        **_OPTIONS,
+        self._sync_busy = True
+        try:
+            with self._guarded():
+                if self._sync is None:  # one connection, no pool: an instance serves one thread
+                    self._sync = SyncScripts(
+                        redis.Redis.from_url(
+                            self.options.client_url,
+                            retry=BlockingRetry(_backoff(), RETRIES),
+                            single_connection_client=True,
+                            **_OPTIONS,
+                        )
                     )
-                )
-            return self._blocking.run(name, self.keys.meta, args)
+                return self._sync.run(name, self.keys.meta, args)
+        finally:
+            self._sync_busy = False
 
     async def _redis_call(self, command: str, *args: Any, **kwargs: Any) -> Any:
         """One redis-py command (``hset``, ``zrange``...) on the open client, translated."""

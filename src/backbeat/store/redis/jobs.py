@@ -80,9 +80,7 @@ class JobMethods(RedisBase):
         return _enqueued(jobs, out, now)
 
     def job_enqueue_blocking(self, jobs: Sequence[NewJob], *, now: float) -> list[Enqueued] | None:
-        if not jobs:
-            return []
-        out = self._run_blocking("enqueue", [codec.num(now), codec.script_json(enqueue_items(jobs))])
+        out = self._run_sync("enqueue", [codec.num(now), codec.script_json(enqueue_items(jobs))])
         return None if out is None else _enqueued(jobs, out, now)
 
     async def job_claim(self, request: ClaimRequest, *, now: float) -> list[JobRecord]:

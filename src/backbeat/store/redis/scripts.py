@@ -101,7 +101,7 @@ class Scripts:
         return await self._scripts[name](keys=[anchor], args=args)
 
 
-class BlockingScripts:
+class SyncScripts:
     """The scripts sync code runs with no event loop (``enqueue``), on a blocking client."""
 
     NAMES = ("enqueue",)
