@@ -20,6 +20,7 @@ import pytest
 from psycopg import sql
 
 from backbeat.ids import token
+from tests.threads import on_a_thread
 
 SERVER = os.environ.get("BACKBEAT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 _lock = threading.Lock()
@@ -65,19 +66,7 @@ def _migrate(url: str) -> None:
         finally:
             await store.close()
 
-    errors: list[BaseException] = []
-
-    def main() -> None:
-        try:
-            asyncio.run(run())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=main)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
+    on_a_thread(lambda: asyncio.run(run()), timeout=None)
 
 
 def template() -> str:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,8 +21,10 @@ from backbeat.store.redis.store import RedisStore
 from backbeat.testing.conformance import T0, new_job
 from backbeat.types import Enqueued, JobState
 from tests.faults.proxy import Proxy
+from tests.integration.conftest import eventually
 from tests.redis_server import fresh_url
 from tests.redis_store.layout import check_layout
+from tests.threads import on_a_thread
 
 
 @pytest.fixture
@@ -85,25 +88,6 @@ async def test_an_unreachable_server_is_a_store_error(connected: bool) -> None:
         await s.close()
 
 
-def _on_a_thread(fn: Callable[[], Any]) -> Any:
-    """``fn()`` on a new thread with no event loop (as a web app's request thread)."""
-    out: list[Any] = []
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            out.append(fn())
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the test's thread
-            failed.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
-    if failed:
-        raise failed[0]
-    return out[0]
-
-
 def test_task_enqueue_takes_the_blocking_path_once_its_thread_s_store_is_open() -> None:
     with fresh_url() as url:
         app = App(url)
@@ -126,7 +110,7 @@ def test_task_enqueue_takes_the_blocking_path_once_its_thread_s_store_is_open() 
             assert app.client._portal.started
             return first, second, again, in_a_loop
 
-        first, second, again, in_a_loop = _on_a_thread(enqueue_twice)
+        first, second, again, in_a_loop = on_a_thread(enqueue_twice)
         assert first.status() is JobState.QUEUED and second.status() is JobState.QUEUED
         assert second.created and not again.created and again.id == second.id
         assert in_a_loop.status() is JobState.QUEUED
@@ -134,31 +118,46 @@ def test_task_enqueue_takes_the_blocking_path_once_its_thread_s_store_is_open() 
 
 
 @pytest.mark.asyncio
-async def test_an_enqueue_from_a_signal_handler_mid_enqueue_does_not_share_its_connection(store: RedisStore) -> None:
-    """A handler that enqueues while this thread waits on the blocking connection is told
-    to take another path (``None``): every reply reaches the call that asked for it."""
-    held = new_job(dedup_key="held")
-    store.job_enqueue_blocking([held], now=T0)
-    from_handler: list[tuple[str, list[Enqueued] | None]] = []
+async def test_an_enqueue_from_a_signal_handler_mid_enqueue_does_not_share_its_connection() -> None:
+    """A handler that enqueues while this thread waits on its blocking connection is told
+    to take another path (``None``): the reply reaches the call that asked for it. The
+    proxy holds the reply until the handler has run. (Were they to share it, one call would
+    read the other's reply and the other wait for one that never comes: the socket
+    timeout turns that into a failure.)"""
+    proxy = Proxy(6379)
+    with fresh_url(socket_timeout="5") as url:
+        store = open_store(url.replace(":6379/", f":{proxy.port}/", 1))
+        assert isinstance(store, RedisStore)
+        await store.open()
+        held = new_job(dedup_key="held")
+        store.job_enqueue_blocking([held], now=T0)  # the blocking connection is made
+        from_handler: list[list[Enqueued] | None] = []
+        handled = threading.Event()
 
-    def handler(*_: object) -> None:
-        job = new_job()
-        from_handler.append((job.id, store.job_enqueue_blocking([job], now=T0)))
+        def handler(*_: object) -> None:
+            from_handler.append(store.job_enqueue_blocking([new_job()], now=T0))
+            handled.set()
 
-    previous = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
-    try:
-        answers = [store.job_enqueue_blocking([new_job(dedup_key="held")], now=T0) for _ in range(2000)]
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-    assert all(a is not None and not a[0].created and a[0].job.id == held.id for a in answers)
-    declined = [job_id for job_id, written in from_handler if written is None]
-    assert declined  # some alarms came mid-call (this test would prove nothing otherwise)
-    for job_id, written in from_handler:
-        if written is not None:
-            assert written[0].created and written[0].job.id == job_id
-            assert (await store.job_get(job_id)).state is JobState.QUEUED
+        def interrupt_the_waiting_call() -> None:
+            # the call below is waiting once it is busy: its reply is held by the stall
+            eventually(lambda: store._sync_busy, timeout=10, what="the enqueue to start")
+            os.kill(os.getpid(), signal.SIGALRM)
+            handled.wait(10)
+            proxy.resume()
+
+        previous = signal.signal(signal.SIGALRM, handler)
+        proxy.stall()
+        helper = threading.Thread(target=interrupt_the_waiting_call)
+        helper.start()
+        try:
+            [again] = store.job_enqueue_blocking([new_job(dedup_key="held")], now=T0) or []
+        finally:
+            helper.join(10)
+            signal.signal(signal.SIGALRM, previous)
+            proxy.close()
+        assert from_handler == [None]
+        assert not again.created and again.job.id == held.id
+        await store.close()
 
 
 def test_client_enqueue_by_name_takes_the_blocking_path_for_a_task_it_knows() -> None:
@@ -185,7 +184,7 @@ def test_client_enqueue_by_name_takes_the_blocking_path_for_a_task_it_knows() ->
             assert isinstance(store, RedisStore)
             return first.info(), second.info(), unknown.info(), store._sync is not None
 
-        first, second, unknown, blocking = _on_a_thread(enqueue_by_name)
+        first, second, unknown, blocking = on_a_thread(enqueue_by_name)
         assert blocking
         assert (second.queue, second.max_attempts, second.state) == ("q1", 1, JobState.QUEUED)
         assert (first.queue, first.max_attempts) == (second.queue, second.max_attempts)
