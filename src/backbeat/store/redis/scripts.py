@@ -22,6 +22,8 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import NoScriptError
+
 if TYPE_CHECKING:
     import redis
     from redis.asyncio import Redis
@@ -102,7 +104,15 @@ class Scripts:
 
 
 class SyncScripts:
-    """The scripts sync code runs with no event loop (``enqueue``), on a blocking client."""
+    """The scripts sync code runs with no event loop (``enqueue``), on a blocking client
+    with one connection (``single_connection_client``).
+
+    A call writes EVALSHA on that connection and reads the reply itself, under the
+    client's retry policy, as redis-py's ``execute_command`` would: its generic path
+    (``Script.__call__``, option checks, the client lock, response callbacks, metrics
+    hooks) cost about 40 µs of a 300-500 µs enqueue in an interleaved A/B on the
+    2-core VM. A server that lost its scripts (``NoScriptError``) gets them through
+    ``Script``, which loads them again."""
 
     NAMES = ("enqueue",)
 
@@ -111,7 +121,19 @@ class SyncScripts:
         self._scripts: dict[str, Script] = {name: client.register_script(source(name)) for name in self.NAMES}
 
     def run(self, name: str, anchor: str, args: list[str]) -> Any:
-        return self._scripts[name](keys=[anchor], args=args)
+        script = self._scripts[name]
+        conn = self.client.connection
+        if conn is None:  # not a single-connection client: the generic path
+            return script(keys=[anchor], args=args)
+
+        def call() -> Any:
+            conn.send_command("EVALSHA", script.sha, 1, anchor, *args)  # type: ignore[no-untyped-call]
+            return conn.read_response()
+
+        try:
+            return conn.retry.call_with_retry(call, lambda error: conn.disconnect())  # type: ignore[no-untyped-call]
+        except NoScriptError:
+            return script(keys=[anchor], args=args)
 
     def close(self) -> None:
         self.client.close()
