@@ -40,6 +40,8 @@ from backbeat.serialization import decode_payload
 from backbeat.types import TaskInfo
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     from backbeat.config import Settings
 
 PREFIX = "bbsecret:1:"
@@ -70,12 +72,13 @@ class Keyring:
     """
 
     def __init__(self, keys: Sequence[str]) -> None:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         self._ciphers: dict[str, AESGCM] = {}
         self.ids: tuple[str, ...] = ()
         self.problem: str | None = None
         for position, key in enumerate(keys):
+            # imported only when a key is configured: every worker builds a keyring
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
             what = "BACKBEAT_SECRET_KEY" if position == 0 else f"previous secret key #{position}"
             key_id = derive(key, b"backbeat secrets v1: key id")[:4].hex()
             if len(key) < MIN_KEY_LENGTH:
