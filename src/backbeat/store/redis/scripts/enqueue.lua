@@ -67,15 +67,14 @@ local out = {}
 local created = false
 for k, a in ipairs(items) do
   local lease = #items == 1 and parked_for(a) or nil
-  local holder = insert_job(a, now, lease)
+  local holder, written = insert_job(a, now, lease)
   if holder then
     out[k] = record(holder)
   else
     out[k] = 1
     if lease then
       unpark(lease.worker)
-      local fields = redis.call('HGETALL', job_key(a[1]))
-      redis.call('XADD', inbox_key(lease.worker), 'MAXLEN', '~', 100, '*', '@id', a[1], unpack(fields))
+      redis.call('XADD', inbox_key(lease.worker), 'MAXLEN', '~', 100, '*', '@id', a[1], unpack(written))
     else
       created = true
     end
