@@ -114,6 +114,9 @@ class Worker:
         """Held by the ack loop while it writes a batch: shutdown waits for it, never cancels
         a write (on Redis a cancelled write is not made, and its outcomes were lost: the jobs
         stayed ``running`` until their leases expired, and ran again)."""
+        self._starting = asyncio.Lock()
+        """Held while ``_start_ready`` runs: the claim loop and the watch loop (a job handed
+        over) both start jobs, and a rate-limit admission awaits the store in between."""
         self._quiet_until = 0.0
         """Loop time until which the claim and watch loops make no store call (``HANDOFF_QUIET``)."""
         self._starved = asyncio.Event()
@@ -304,6 +307,10 @@ class Worker:
         (else it waits, as scheduled, for the time the bucket names). (Handing sync jobs to
         the threads' queue beyond the free slots was measured slower: more threads contend
         for the GIL at once.)"""
+        async with self._starting:
+            await self._start_some(store)
+
+    async def _start_some(self, store: Store) -> None:
         starting: list[JobRecord] = []
         while self.ready and len(self.attempts) + len(starting) < self.settings.concurrency:
             job = self.ready.popleft()
@@ -590,6 +597,8 @@ class Worker:
                         self._hold(handed)
                         self.ready.extend(handed)
                         self._quiet_until = asyncio.get_running_loop().time() + HANDOFF_QUIET
+                        if not self.stopping:  # start it here: waking the claim loop for it costs a loop turn
+                            await self._start_ready(store)
                     self._wake.set()
                 await self._quiet()
             except StoreError:
