@@ -262,26 +262,49 @@ class Client:
     async def asubmit(self, new: NewJob, *, connection: object | None = None) -> Job:
         """Write one validated job (in the caller's transaction on ``connection`` if given);
         the handle of the live job if its dedup key was taken."""
+        [job] = await self.asubmit_many([new], connection=connection)
+        return job
+
+    async def asubmit_many(self, jobs: Sequence[NewJob], *, connection: object | None = None) -> list[Job]:
+        """``asubmit`` for many jobs, written ``Store.enqueue_batch`` at a time (each batch
+        all or none); their handles in order."""
         store = await self.astore()
-        if connection is not None:
-            [enqueued] = await store.job_enqueue_on(connection, [new], now=self.clock.now())
-        else:
-            [enqueued] = await store.job_enqueue([new], now=self.clock.now())
-        return self._submitted(new, enqueued)
+        handles: list[Job] = []
+        for start in range(0, len(jobs), store.enqueue_batch):
+            batch = jobs[start : start + store.enqueue_batch]
+            if connection is not None:
+                written = await store.job_enqueue_on(connection, batch, now=self.clock.now())
+            else:
+                written = await store.job_enqueue(batch, now=self.clock.now())
+            handles += [self._submitted(n, e) for n, e in zip(batch, written, strict=True)]
+        return handles
 
     def submit(self, new: NewJob) -> Job:
-        """``asubmit`` from sync code. Once this thread's store is open, a store with a
-        blocking path (``Store.job_enqueue_blocking``: Redis) writes the job without running
-        an event loop; otherwise the job goes through the portal, as every sync call does."""
+        """``asubmit`` from sync code (see ``submit_many``)."""
+        [job] = self.submit_many([new])
+        return job
+
+    def submit_many(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """``asubmit_many`` from sync code. Once this thread's store is open, a store with a
+        blocking path (``Store.job_enqueue_blocking``: Redis) writes the jobs without
+        running an event loop; otherwise they go through the portal, as every sync call does."""
+        handles: list[Job] = []
+        while (done := len(handles)) < len(jobs):
+            store = self._inline_store()
+            batch = jobs[done : done + store.enqueue_batch] if store is not None else []
+            written = None if store is None else store.job_enqueue_blocking(batch, now=self.clock.now())
+            if written is None:  # no blocking path (yet): the rest through the portal
+                return handles + self.sync(self.asubmit_many, jobs[done:])
+            handles += [self._submitted(n, e) for n, e in zip(batch, written, strict=True)]
+        return handles
+
+    def _inline_store(self) -> Store | None:
+        """The store this thread's sync calls opened, when this thread runs no loop."""
         loop = inline_loop() if self._portal.inline else None
-        store = None
-        if loop is not None:  # this thread runs no loop, and its sync calls run inline
-            with self._lock:
-                store = self._shared if self._shared is not None else self._per_loop.get(loop)
-        written = None if store is None else store.job_enqueue_blocking([new], now=self.clock.now())
-        if written is None:
-            return self.sync(self.asubmit, new)
-        return self._submitted(new, written[0])
+        if loop is None:
+            return None
+        with self._lock:
+            return self._shared if self._shared is not None else self._per_loop.get(loop)
 
     def _submitted(self, new: NewJob, enqueued: Enqueued) -> Job:
         if enqueued.created:

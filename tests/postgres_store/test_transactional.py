@@ -53,6 +53,28 @@ def test_enqueue_on_commit_writes_the_job_and_it_runs(app: App, database: str) -
     assert RAN == [7] and job.status() is JobState.SUCCEEDED
 
 
+def test_enqueue_many_joins_the_transaction_in_batches(
+    app: App, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    confirm = app.tasks["orders.confirm"]
+    monkeypatch.setattr(app.client.sync(app.client.astore), "enqueue_batch", 2)
+    with psycopg.connect(url_of(database)) as conn:
+        with conn.transaction():
+            written = confirm.enqueue_many([{"order_id": n} for n in range(5)], connection=conn)
+            assert jobs(app) == []  # not visible before the commit
+        assert sorted(jobs(app)) == sorted(job.id for job in written)
+
+        def declined() -> None:
+            with conn.transaction():
+                confirm.enqueue_many([(5,), (6,), (7,)], connection=conn)  # two batches, both undone
+                raise Declined("payment declined")
+
+        with pytest.raises(Declined):
+            declined()
+    assert len(jobs(app)) == 5
+    assert run_until_idle(app) == 5 and sorted(RAN) == [0, 1, 2, 3, 4]
+
+
 class Declined(Exception):
     pass
 

@@ -128,6 +128,36 @@ def test_task_enqueue_takes_the_blocking_path_once_its_thread_s_store_is_open() 
         app.close()
 
 
+def test_enqueue_many_takes_the_blocking_path_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    with fresh_url() as url:
+        app = App(url)
+
+        @app.task(name="t.poll")
+        def poll(account: int) -> None: ...
+
+        def enqueue_many() -> tuple[list[Any], list[int]]:
+            poll.enqueue(0)  # opens this thread's store
+            [store] = app.client._per_loop.values()
+            batches: list[int] = []
+            blocking = store.job_enqueue_blocking
+
+            def counted(jobs: Any, *, now: float) -> Any:
+                batches.append(len(jobs))
+                return blocking(jobs, now=now)
+
+            monkeypatch.setattr(store, "job_enqueue_blocking", counted)
+            monkeypatch.setattr(store, "enqueue_batch", 4)
+            jobs = poll.enqueue_many([{"account": n, "dedup_key": f"a{n % 9}"} for n in range(1, 11)])
+            assert not app.client._portal.started
+            return jobs, batches
+
+        jobs, batches = on_a_thread(enqueue_many)
+        assert batches == [4, 4, 2]
+        assert [job.created for job in jobs] == [True] * 8 + [True, False]
+        assert jobs[9].id == jobs[0].id and all(job.status() is JobState.QUEUED for job in jobs)
+        app.close()
+
+
 @pytest.mark.asyncio
 async def test_an_enqueue_from_a_signal_handler_mid_enqueue_does_not_share_its_connection() -> None:
     """A handler that enqueues while this thread waits on its blocking connection is told

@@ -2,12 +2,14 @@
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from backbeat import App, Client, EnqueueError, JobState, ManualClock, PayloadError, TaskDefinitionError
 from backbeat.errors import ConfigError
 from backbeat.ids import uuid7
+from backbeat.testing import eager
 from backbeat.types import JobFilter
 
 
@@ -162,3 +164,95 @@ def test_app_enqueue_by_name_checks_local_signatures(app: App) -> None:
 def test_bad_url_fails_at_construction() -> None:
     with pytest.raises(ConfigError, match="unknown scheme"):
         App("mongodb://localhost")
+
+
+def test_enqueue_many_writes_one_job_per_call_in_order(app: App, clock: ManualClock) -> None:
+    @app.task(name="poll", priority=1)
+    def poll(account: int, full: bool = False) -> None: ...
+
+    calls = [{"account": 1}, (2, True), {"account": 3, "priority": 7, "dedup_key": "poll:3"}]
+    jobs = poll.enqueue_many(calls, delay=30, queue="polls")
+    infos = [job.info() for job in jobs]
+    assert [i.payload for i in infos] == [
+        '{"args":[],"kwargs":{"account":1}}',
+        '{"args":[2,true],"kwargs":{}}',
+        '{"args":[],"kwargs":{"account":3}}',
+    ]
+    assert [(i.queue, i.priority, i.run_at) for i in infos] == [("polls", 1, clock.now() + 30)] * 2 + [
+        ("polls", 7, clock.now() + 30)
+    ]
+    assert all(job.created for job in jobs) and len(stored(app)) == 3
+    assert poll.enqueue_many([]) == []
+
+
+def test_enqueue_many_dedups_within_the_calls_and_against_live_jobs(app: App) -> None:
+    @app.task(name="poll")
+    def poll(account: int) -> None: ...
+
+    live = poll.enqueue(1, dedup_key="poll:1")
+    jobs = poll.enqueue_many({"account": n, "dedup_key": f"poll:{n % 2}"} for n in (1, 2, 3, 4))
+    assert [job.created for job in jobs] == [False, True, False, False]
+    assert jobs[0].id == live.id == jobs[2].id and jobs[3].id == jobs[1].id
+    assert len(stored(app)) == 2
+
+
+def test_enqueue_many_writes_in_batches(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    @app.task(name="t")
+    def t(x: int) -> None: ...
+
+    store = app.client.sync(app.client.astore)
+    batches: list[int] = []
+    enqueue = store.job_enqueue
+    monkeypatch.setattr(store, "enqueue_batch", 3)
+
+    async def counted(jobs: list, *, now: float) -> list:
+        batches.append(len(jobs))
+        return await enqueue(jobs, now=now)
+
+    monkeypatch.setattr(store, "job_enqueue", counted)
+    jobs = t.enqueue_many((n,) for n in range(8))
+    assert batches == [3, 3, 2]
+    assert [job.info().payload for job in jobs] == [f'{{"args":[{n}],"kwargs":{{}}}}' for n in range(8)]
+
+
+@pytest.mark.parametrize(
+    ("calls", "options", "fragment"),
+    [
+        ([{"x": 1}, {"x": 2, "y": 2}], {}, "call #1: task 't': got an unexpected keyword argument 'y'"),
+        ([(1,), (object(),)], {}, "call #1: args\\[0\\] is of type object"),
+        ([{"x": 1}, {"x": 1, "delay": -1}], {}, "call #1: delay cannot be negative"),
+        ([(1,)], {"priority": "high"}, "call #0: priority must be an integer"),
+        ([{"x": 1}, "x=2"], {}, "call #1 is a str: give a dict of keyword arguments or a tuple"),
+        ([{"x": 1, "connection": None}], {}, "call #0: connection= applies to all calls"),
+        ({"x": 1}, {}, "takes an iterable of calls .* got dict"),
+        ("abc", {}, "takes an iterable of calls .* got str"),
+        (5, {}, "takes an iterable of calls .* got int"),
+        ([(1,)], {"x": 2}, "then only the options .*; got x"),
+    ],
+)
+def test_a_bad_call_in_enqueue_many_is_named_and_nothing_is_written(
+    app: App, calls: Any, options: dict, fragment: str
+) -> None:
+    @app.task(name="t")
+    def t(x: object) -> None: ...
+
+    with pytest.raises(EnqueueError, match=fragment):
+        t.enqueue_many(calls, **options)
+    assert stored(app) == []
+
+
+def test_aenqueue_many_and_eager_mode(app: App) -> None:
+    ran: list[int] = []
+
+    @app.task(name="t")
+    def t(x: int) -> None:
+        ran.append(x)
+
+    with eager(app):
+        t.enqueue_many([(1,), {"x": 2}])
+    assert ran == [1, 2]
+
+    async def enqueue() -> list:
+        return await t.aenqueue_many([(3,), (4,)])
+
+    assert [job.status() for job in app.client.sync(enqueue)] == [JobState.QUEUED] * 2

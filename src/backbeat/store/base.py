@@ -118,6 +118,8 @@ class Store(abc.ABC):
     then opens one instance per loop. A sync call (``task.enqueue``, ``job.status``) runs
     the store on a private event loop of the calling thread (``BLOCKING_OK`` set), so a
     loop-bound store has an instance per such thread."""
+    enqueue_batch: int = 500
+    """Jobs per ``job_enqueue`` call that ``enqueue_many`` sends (one transaction each)."""
 
     # -- lifecycle ---------------------------------------------------------------------
 

@@ -170,6 +170,9 @@ class RedisBase(Store):
 
     capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS})
     loop_bound = True
+    enqueue_batch = 100
+    """A script holds the whole server while it runs: 100 enqueues hold it about 1 ms (2.5 on
+    a slow day of the 2-core VM; 500 held it 10 ms there for 20% more jobs per second)."""
 
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
