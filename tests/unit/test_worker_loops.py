@@ -12,6 +12,7 @@ import pytest
 
 from backbeat import App, JobState, ManualClock
 from backbeat.config import WorkerSettings
+from backbeat.errors import StoreError
 from backbeat.ids import uuid7
 from backbeat.runtime.worker import PRUNE_EVERY, Worker
 from backbeat.store.base import Store
@@ -152,3 +153,72 @@ async def test_a_decision_noted_while_decisions_are_written_is_kept(
     monkeypatch.undo()
     assert await worker._flush_acks(store)
     assert sorted(d.detail for d in await store.decision_list("k")) == ["first", "second"]
+
+
+async def _held_job(app: App, worker: Worker) -> None:
+    """Claim the one queued job into ``worker.ready``, as a claim or a hand-off leaves it."""
+    store = await store_of(app)
+    request = ClaimRequest(worker_id=worker.id, queues=("default",), tasks=frozenset({"poll"}), limit=1, lease=LEASE)
+    jobs = await store.job_claim(request, now=app.clock.now())
+    worker._hold(jobs)
+    worker.ready.extend(jobs)
+
+
+async def test_a_start_that_fails_at_its_rate_limit_puts_the_jobs_back_in_line(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app.rate_limit("api", limit=5, per=1)
+
+    @app.task(name="poll", rate_limit="api")
+    def poll() -> None: ...
+
+    await poll.aenqueue()
+    worker = Worker(app)
+    await _held_job(app, worker)
+    store = await store_of(app)
+
+    async def unreachable(*args: object, **kwargs: object) -> list[float | None]:
+        raise StoreError("connection refused")
+
+    monkeypatch.setattr(store, "bucket_acquire", unreachable)
+    with pytest.raises(StoreError):
+        await worker._start_ready(store)
+    assert [job.task for job in worker.ready] == ["poll"] and worker.attempts == {}
+
+
+async def test_the_drain_waits_for_a_start_in_progress_and_no_start_follows(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app.rate_limit("api", limit=5, per=1)
+
+    @app.task(name="poll", rate_limit="api")
+    async def poll() -> None:
+        await asyncio.Event().wait()
+
+    await poll.aenqueue()
+    worker = Worker(app)
+    await _held_job(app, worker)
+    store = await store_of(app)
+    admitted = asyncio.Event()
+    acquire = store.bucket_acquire
+
+    async def slow(*args: object, **kwargs: object) -> list[float | None]:
+        await admitted.wait()
+        return await acquire(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "bucket_acquire", slow)
+    starting = asyncio.create_task(worker._start_ready(store))  # the watch loop, mid-admission
+    await settle()
+    draining = asyncio.create_task(worker._drain(store))
+    await settle()
+    assert not draining.done()  # the drain waits for the start in progress
+    worker._hard_stop = True  # no grace: the drain stops what runs at once
+    admitted.set()
+    await starting
+    assert len(worker.attempts) == 1  # it started: the drain, which follows, stops it
+    await asyncio.wait_for(draining, 5)
+    assert worker.attempts == {}
+    await poll.aenqueue()
+    await _held_job(app, worker)
+    await worker._start_ready(store)  # after the drain began: nothing starts
+    assert worker.attempts == {} and len(worker.ready) == 1
