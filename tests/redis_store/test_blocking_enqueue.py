@@ -75,6 +75,18 @@ async def test_a_server_that_lost_its_scripts_is_sent_them_again(store: RedisSto
 
 
 @pytest.mark.asyncio
+async def test_a_connection_the_server_closed_is_opened_again(store: RedisStore) -> None:
+    assert store.job_enqueue_blocking([new_job()], now=T0) is not None
+    assert store._sync is not None
+    connection_id = store._sync.client.client_id()
+    with redis.Redis.from_url(store.options.client_url) as admin:
+        assert admin.client_kill_filter(_id=connection_id) == 1
+    job = new_job()
+    [written] = store.job_enqueue_blocking([job], now=T0) or []
+    assert written.created and (await store.job_get(job.id)).state is JobState.QUEUED
+
+
+@pytest.mark.asyncio
 async def test_an_instance_not_open_declines() -> None:
     with fresh_url() as url:
         s = open_store(url)
@@ -153,7 +165,7 @@ def test_enqueue_many_takes_the_blocking_path_in_batches(monkeypatch: pytest.Mon
 
         jobs, batches = on_a_thread(enqueue_many)
         assert batches == [4, 4, 2]
-        assert [job.created for job in jobs] == [True] * 8 + [True, False]
+        assert [job.created for job in jobs] == [True] * 9 + [False]
         assert jobs[9].id == jobs[0].id and all(job.status() is JobState.QUEUED for job in jobs)
         app.close()
 

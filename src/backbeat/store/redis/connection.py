@@ -152,8 +152,11 @@ _OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 10,
     "socket_keepalive": True,
     "socket_keepalive_options": _keepalive(),
+    "retry_on_error": [RedisConnectionError, RedisTimeoutError],
 }
-"""Both clients' options: no socket timeout unless the URL sets one (see ``_connect``)."""
+"""Both clients' options: no socket timeout unless the URL sets one (see ``_connect``).
+``retry_on_error``: redis-py before 6.0 retries only the errors listed there (later ones
+retry these two by default)."""
 
 
 def _where(client: Redis) -> str:
