@@ -75,10 +75,9 @@ class Keyring:
         self._ciphers: dict[str, AESGCM] = {}
         self.ids: tuple[str, ...] = ()
         self.problem: str | None = None
-        for position, key in enumerate(keys):
-            # imported only when a key is configured: every worker builds a keyring
+        if keys:  # imported only when a key is configured: every worker builds a keyring
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+        for position, key in enumerate(keys):
             what = "BACKBEAT_SECRET_KEY" if position == 0 else f"previous secret key #{position}"
             key_id = derive(key, b"backbeat secrets v1: key id")[:4].hex()
             if len(key) < MIN_KEY_LENGTH:

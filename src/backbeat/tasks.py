@@ -247,8 +247,9 @@ class Task(Generic[P, R]):
         arguments. ``options`` apply to every call that does not set its own. Every call is
         checked before any job is written (an ``EnqueueError`` names the bad call); the jobs
         are then written ``Store.enqueue_batch`` at a time (500; 100 on Redis, where a batch
-        holds the server), each batch all or none. Returns
-        the handles in call order (``created`` is False where a dedup key was taken)."""
+        holds the server), each batch all or none. Returns the handles in call order
+        (``created`` is False where a dedup key was taken). A store error part way leaves
+        the batches before it written: give the calls dedup keys to make a retry safe."""
         if self.app.eager or "connection" in options:
             return self.app.client.sync(self.aenqueue_many, calls, **options)
         jobs, _ = self._new_jobs(calls, options)

@@ -56,6 +56,24 @@ async def test_a_parked_worker_is_handed_the_next_job_leased_to_it(stores: tuple
     assert (await client.job_get(job.id)).state is JobState.SUCCEEDED
 
 
+async def test_a_handed_job_carries_every_field_it_was_written_with(stores: tuple[RedisStore, RedisStore]) -> None:
+    worker, client = stores
+    assert await worker.job_claim(parking(), now=T0) == []
+    full = new_job(timeout=12.5, dedup_key="d:1", schedule_key="s:1", fire_at=T0 - 1, deadline=T0 + 60, order_at=T0 - 2)
+    await client.job_enqueue([full], now=T0 + 0.5)
+    assert await worker.wakeup_wait(5) is True
+    [job] = worker.job_handed("w1")
+    assert await client.job_get(job.id) == job
+    assert (job.timeout, job.dedup_key, job.schedule_key, job.fire_at, job.deadline, job.order_at) == (
+        12.5,
+        "d:1",
+        "s:1",
+        T0 - 1,
+        T0 + 60,
+        T0 - 2,
+    )
+
+
 async def test_the_hand_off_is_single_use(stores: tuple[RedisStore, RedisStore]) -> None:
     worker, client = stores
     await worker.job_claim(parking(), now=T0)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -339,3 +341,13 @@ def test_a_schedule_of_a_secret_task_needs_a_key_and_writes_nothing_without_one(
     ):
         app.every(20, poll, key="twitter:1", kwargs={"user_id": 1, "token": TOKEN})
     assert app.schedules.list() == []
+
+
+def test_a_keyring_without_keys_loads_no_cipher() -> None:
+    """Every worker builds a keyring: with no key it must not pay for cryptography's AEAD."""
+    code = (
+        "import sys; from backbeat.secrets import Keyring; Keyring([]);"
+        "assert 'cryptography.hazmat.primitives.ciphers.aead' not in sys.modules;"
+        "Keyring(['k' * 32]); assert 'cryptography.hazmat.primitives.ciphers.aead' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
