@@ -12,11 +12,8 @@ One asyncio loop runs six small loops that share the worker's state:
   store is unreachable), so no job runs on two workers at once (``runtime/leases.py``);
 * maintenance: rescues jobs whose leases expired (their workers died), prunes finished
   jobs past their retention and workers that stopped heartbeating;
-* watch: turns the store's wake-up hint into the claim loop's wake event, and takes and
-  starts the jobs the store handed this worker while it was parked (``ClaimRequest.park``).
-
-The claim and watch loops both start jobs, one at a time (``_starting``); once the drain
-has begun, neither does.
+* watch: turns the store's wake-up hint into the claim loop's wake event, and takes the
+  jobs the store handed this worker while it was parked (``ClaimRequest.park``).
 
 Invariant: a lease stays in ``held`` from claim until its outcome is written (or the
 store says it was lost), so heartbeats keep renewing it while the ack is pending.
@@ -117,11 +114,6 @@ class Worker:
         """Held by the ack loop while it writes a batch: shutdown waits for it, never cancels
         a write (on Redis a cancelled write is not made, and its outcomes were lost: the jobs
         stayed ``running`` until their leases expired, and ran again)."""
-        self._starting = asyncio.Lock()
-        """Held while ``_start_ready`` runs: the claim loop and the watch loop (a job handed
-        over) both start jobs, and a rate-limit admission awaits the store in between. The
-        drain takes it too, so a start in progress ends first and none follows."""
-        self._draining = False
         self._quiet_until = 0.0
         """Loop time until which the claim and watch loops make no store call (``HANDOFF_QUIET``)."""
         self._starved = asyncio.Event()
@@ -312,11 +304,6 @@ class Worker:
         (else it waits, as scheduled, for the time the bucket names). (Handing sync jobs to
         the threads' queue beyond the free slots was measured slower: more threads contend
         for the GIL at once.)"""
-        async with self._starting:
-            if not self._draining:
-                await self._start_some(store)
-
-    async def _start_some(self, store: Store) -> None:
         starting: list[JobRecord] = []
         while self.ready and len(self.attempts) + len(starting) < self.settings.concurrency:
             job = self.ready.popleft()
@@ -329,7 +316,7 @@ class Worker:
             return
         try:
             buckets = await self._admit(store, starting)
-        except BaseException:  # not started: back in line, for the next start or the drain
+        except BaseException:  # not started: back in line, for the drain (or the next start)
             self.ready.extendleft(reversed(starting))
             raise
         for job in starting:
@@ -607,8 +594,6 @@ class Worker:
                         self._hold(handed)
                         self.ready.extend(handed)
                         self._quiet_until = asyncio.get_running_loop().time() + HANDOFF_QUIET
-                        if not self.stopping:  # start it here: waking the claim loop for it costs a loop turn
-                            await self._start_ready(store)
                     self._wake.set()
                 await self._quiet()
             except StoreError:
@@ -630,8 +615,6 @@ class Worker:
     async def _drain(self, store: Store) -> None:
         """Hand back prefetched jobs; let running ones finish within the grace, then hand
         back what still runs."""
-        async with self._starting:
-            self._draining = True
         while self.ready:
             job = self.ready.popleft()
             self.acks.append(JobOutcome(lease=self.held[job.id], outcome=Outcome.RELEASED))
