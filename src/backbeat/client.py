@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
@@ -33,7 +33,7 @@ from backbeat.config import DEFAULT_QUEUE, MAX_NAME, Settings, check_queue_name,
 from backbeat.errors import ConfigError, EmitError, EnqueueError, EventError, SchemaTooNew, StoreError
 from backbeat.events import ENQUEUE_EVENT, from_envelope, seal_event, secret_fields_of
 from backbeat.ids import uuid7
-from backbeat.jobs import Job, build_job, resolve_run_at
+from backbeat.jobs import RESERVED_OPTIONS, Job, build_job, many_jobs, resolve_run_at
 from backbeat.metrics import job_metrics
 from backbeat.portal import Portal, close_with_thread, inline_loop, keep_inherited
 from backbeat.secrets import refuse_positional, secret_names
@@ -225,6 +225,61 @@ class Client:
     def _new_job(self, info: TaskInfo, args: Sequence[Any], kwargs: Mapping[str, Any] | None, **options: Any) -> NewJob:
         refuse_positional(info, args)
         return build_job(info, args, kwargs or {}, settings=self.settings, now=self.clock.now(), **options)
+
+    def _new_jobs(self, info: TaskInfo, calls: Iterable[Any], options: dict[str, Any]) -> list[NewJob]:
+        def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> NewJob:
+            own = {key: kwargs.pop(key) for key in RESERVED_OPTIONS if key in kwargs}
+            return self._new_job(info, args, kwargs, **own)
+
+        return many_jobs(f"task {info.name!r}", calls, {k: v for k, v in options.items() if v is not None}, build)
+
+    async def aenqueue_many(
+        self,
+        task: str,
+        calls: Iterable[Any],
+        /,
+        *,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        connection: object | None = None,
+    ) -> list[Job]:
+        """Enqueue one job of the task named ``task`` per call, as ``Task.enqueue_many`` does
+        (a call: a dict of keyword arguments, which may carry its job's ``dedup_key``,
+        ``delay``, ``at``, ``priority``, ``queue``, or a tuple of positional arguments);
+        queue, retries and timeout default to what workers registered for that name."""
+        check_text(task, "task name", limit=MAX_NAME, error=EnqueueError)
+        if self.broker_url is not None:
+            raise EnqueueError(
+                f"Client({self.url!r}) sends to a broker, one event per job: enqueue_many writes to the "
+                "store in batches and needs the store's URL (over a broker, call enqueue for each job)"
+            )
+        options = {"delay": delay, "at": at, "priority": priority, "queue": queue}
+        jobs = self._new_jobs(await self.atask_info(task), calls, options)
+        return await self.asubmit_many(jobs, connection=connection)
+
+    def enqueue_many(
+        self,
+        task: str,
+        calls: Iterable[Any],
+        /,
+        *,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        connection: object | None = None,
+    ) -> list[Job]:
+        check_text(task, "task name", limit=MAX_NAME, error=EnqueueError)
+        info = self._declared(task) if connection is None and self.broker_url is None else None
+        if info is not None:  # no store read needed: Client.submit_many may write with no event loop
+            return self.submit_many(
+                self._new_jobs(info, calls, {"delay": delay, "at": at, "priority": priority, "queue": queue})
+            )
+        return self.sync(
+            self.aenqueue_many, task, calls, delay=delay, at=at, priority=priority, queue=queue, connection=connection
+        )
 
     def enqueue(
         self,

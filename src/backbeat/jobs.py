@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from backbeat import secrets
 from backbeat.config import MAX_KEY, MAX_SECONDS, Settings, check_queue_name, check_text
-from backbeat.errors import EnqueueError, JobCancelled, JobFailed
+from backbeat.errors import ConfigError, EnqueueError, JobCancelled, JobFailed
 from backbeat.ids import uuid7
 from backbeat.serialization import decode_result, encode_payload
 from backbeat.signing import sign_payload
@@ -26,6 +26,42 @@ RESERVED_OPTIONS = ("delay", "at", "dedup_key", "priority", "queue", "connection
 """Keywords of ``enqueue`` itself: a task may not name a parameter after one of them.
 (``connection`` is the caller's open database transaction, not a job option: see
 ``Client.aenqueue``.)"""
+
+
+def many_jobs(
+    what: str,
+    calls: Iterable[Any],
+    options: Mapping[str, Any],
+    build: Callable[[tuple[Any, ...], dict[str, Any]], NewJob],
+) -> list[NewJob]:
+    """``enqueue_many``'s jobs, every one validated before any is written: ``build(args,
+    kwargs)`` makes each, ``kwargs`` carrying its job's options over ``options``. A call is
+    a dict of keyword arguments or a tuple of positional ones; an ``EnqueueError`` names
+    ``what`` and the call that is refused."""
+    if isinstance(calls, str | bytes | Mapping) or not isinstance(calls, Iterable):
+        raise EnqueueError(
+            f"{what}: enqueue_many takes an iterable of calls (a dict of keyword arguments "
+            f"or a tuple of positional ones per job), got {type(calls).__name__}"
+        )
+    jobs = []
+    for index, call in enumerate(calls):
+        if isinstance(call, Mapping):
+            args: tuple[Any, ...] = ()
+            kwargs = {**options, **call}
+        elif isinstance(call, tuple | list):
+            args, kwargs = tuple(call), dict(options)
+        else:
+            raise EnqueueError(
+                f"{what}: enqueue_many call #{index} is a {type(call).__name__}: give a dict of "
+                "keyword arguments or a tuple of positional ones"
+            )
+        if "connection" in kwargs:
+            raise EnqueueError(f"{what}: enqueue_many call #{index}: connection= applies to all calls")
+        try:
+            jobs.append(build(args, kwargs))
+        except (EnqueueError, ConfigError) as exc:
+            raise type(exc)(f"enqueue_many call #{index}: {exc}") from None
+    return jobs
 
 
 def resolve_run_at(now: float, delay: float | timedelta | None, at: datetime | None) -> float:

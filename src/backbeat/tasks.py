@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from backbeat.config import MAX_NAME, check_queue_name, check_text, seconds
 from backbeat.errors import ConfigError, EnqueueError, TaskDefinitionError
-from backbeat.jobs import RESERVED_OPTIONS, Job, build_job
+from backbeat.jobs import RESERVED_OPTIONS, Job, build_job, many_jobs
 from backbeat.ratelimits import bucket_id, template_fields
 from backbeat.secrets import Keyring, open_arguments, secret_names
 from backbeat.serialization import decode_payload
@@ -205,30 +205,8 @@ class Task(Generic[P, R]):
                 f"task {self.name!r}: enqueue_many takes the calls, then only the options "
                 f"{', '.join(RESERVED_OPTIONS)}; got {', '.join(unknown)} (give a job's arguments in its call)"
             )
-        if isinstance(calls, str | bytes | Mapping) or not isinstance(calls, Iterable):
-            raise EnqueueError(
-                f"task {self.name!r}: enqueue_many takes an iterable of calls (a dict of keyword arguments "
-                f"or a tuple of positional ones per job), got {type(calls).__name__}"
-            )
         connection = options.pop("connection", None)
-        jobs = []
-        for index, call in enumerate(calls):
-            if isinstance(call, Mapping):
-                args: tuple[Any, ...] = ()
-                kwargs = {**options, **call}
-            elif isinstance(call, tuple | list):
-                args, kwargs = tuple(call), dict(options)
-            else:
-                raise EnqueueError(
-                    f"task {self.name!r}: enqueue_many call #{index} is a {type(call).__name__}: give a dict of "
-                    "keyword arguments or a tuple of positional ones"
-                )
-            if "connection" in kwargs:
-                raise EnqueueError(f"task {self.name!r}: enqueue_many call #{index}: connection= applies to all calls")
-            try:
-                jobs.append(self._new_job(args, kwargs)[0])
-            except (EnqueueError, ConfigError) as exc:
-                raise type(exc)(f"enqueue_many call #{index}: {exc}") from None
+        jobs = many_jobs(f"task {self.name!r}", calls, options, lambda args, kwargs: self._new_job(args, kwargs)[0])
         return jobs, connection
 
     async def aenqueue_many(self, calls: Iterable[Any], /, **options: Any) -> list[Job]:

@@ -256,3 +256,49 @@ def test_aenqueue_many_and_eager_mode(app: App) -> None:
         return await t.aenqueue_many([(3,), (4,)])
 
     assert [job.status() for job in app.client.sync(enqueue)] == [JobState.QUEUED] * 2
+
+
+def test_client_enqueues_many_by_name_with_registered_defaults(app: App) -> None:
+    @app.task(name="known", queue="q1", retries=0)
+    def known(a: int) -> None: ...
+
+    async def register() -> None:
+        from backbeat.runtime.worker import Worker
+
+        await (await app.client.astore()).worker_register(Worker(app)._info())
+
+    app.client.sync(register)
+    client = Client(settings=app.settings, clock=app.clock)
+    try:
+        jobs = client.enqueue_many("known", [{"a": 1, "dedup_key": "k"}, {"a": 2, "dedup_key": "k"}], priority=3)
+        assert [job.created for job in jobs] == [True, False] and jobs[1].id == jobs[0].id
+        info = jobs[0].info()
+        assert (info.queue, info.max_attempts, info.priority, info.payload) == (
+            "q1",
+            1,
+            3,
+            '{"args":[],"kwargs":{"a":1}}',
+        )
+        later = client.enqueue_many("known", [{"a": 3}], delay=60)  # the registry is read now: no store read
+        assert later[0].status() is JobState.SCHEDULED
+        with pytest.raises(EnqueueError, match=r"enqueue_many call #1: .*delay cannot be negative"):
+            client.enqueue_many("known", [{"a": 4}, {"a": 5, "delay": -1}])
+        with pytest.raises(EnqueueError, match="takes an iterable of calls"):
+            client.enqueue_many("known", {"a": 6})
+
+        async def by_name() -> list:
+            return await client.aenqueue_many("not.registered", [(7,), (8,)])
+
+        assert [job.info().queue for job in client.sync(by_name)] == ["default", "default"]
+        assert len(stored(app)) == 4
+    finally:
+        client.close()
+
+
+def test_a_broker_client_refuses_enqueue_many() -> None:
+    client = Client("amqp://guest:guest@127.0.0.1:5672/")
+    try:
+        with pytest.raises(EnqueueError, match="sends to a broker, one event per job"):
+            client.enqueue_many("mail.send", [{"to": "a@example.com"}])
+    finally:
+        client.close()
