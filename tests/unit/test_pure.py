@@ -5,9 +5,11 @@ import random
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
+from backbeat import ids
 from backbeat.clock import ManualClock, iso
 from backbeat.config import Settings, WorkerSettings
 from backbeat.errors import ConfigError, RateLimited, Retry
@@ -53,6 +55,17 @@ def test_uuid7_is_a_time_ordered_uuid() -> None:
     assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
     assert a < b
     assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", a)
+
+
+def test_ids_of_one_process_increase_strictly(monkeypatch: pytest.MonkeyPatch) -> None:
+    made = [uuid7() for _ in range(20_000)]  # many per millisecond
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in made[::97])
+    monkeypatch.setattr("backbeat.ids.time", SimpleNamespace(time_ns=lambda: 0))  # the clock stepped back to 1970
+    after = [uuid7() for _ in range(100)]
+    assert made[-1] < after[0] and after == sorted(after)
+    monkeypatch.setattr(ids, "_last", ids._compose(5, (1 << 74) - 2))  # a millisecond used up
+    assert uuid7() > ids._format(ids._compose(5, (1 << 74) - 1)) and uuid7().startswith("00000000-0006-7")
 
 
 def test_iso_is_utc_with_z() -> None:
