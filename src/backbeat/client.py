@@ -233,6 +233,12 @@ class Client:
 
         return many_jobs(f"task {info.name!r}", calls, {k: v for k, v in options.items() if v is not None}, build)
 
+    def _declared_for_sync(self, task: str, connection: object | None) -> TaskInfo | None:
+        """The declaration a sync enqueue by name may use without reading the store (a store
+        client, outside the caller's transaction, the registry already read and fresh)."""
+        check_text(task, "task name", limit=MAX_NAME, error=EnqueueError)
+        return self._declared(task) if connection is None and self.broker_url is None else None
+
     async def aenqueue_many(
         self,
         task: str,
@@ -271,8 +277,7 @@ class Client:
         queue: str | None = None,
         connection: object | None = None,
     ) -> list[Job]:
-        check_text(task, "task name", limit=MAX_NAME, error=EnqueueError)
-        info = self._declared(task) if connection is None and self.broker_url is None else None
+        info = self._declared_for_sync(task, connection)
         if info is not None:  # no store read needed: Client.submit_many may write with no event loop
             return self.submit_many(
                 self._new_jobs(info, calls, {"delay": delay, "at": at, "priority": priority, "queue": queue})
@@ -294,8 +299,7 @@ class Client:
         queue: str | None = None,
         connection: object | None = None,
     ) -> Job:
-        check_text(task, "task name", limit=MAX_NAME, error=EnqueueError)
-        info = self._declared(task) if connection is None and self.broker_url is None else None
+        info = self._declared_for_sync(task, connection)
         if info is not None:  # no store read needed: Client.submit may write with no event loop
             new = self._new_job(
                 info, args, kwargs, delay=delay, at=at, dedup_key=dedup_key, priority=priority, queue=queue
@@ -331,7 +335,7 @@ class Client:
                 written = await store.job_enqueue_on(connection, batch, now=self.clock.now())
             else:
                 written = await store.job_enqueue(batch, now=self.clock.now())
-            handles += [self._submitted(n, e) for n, e in zip(batch, written, strict=True)]
+            handles += self._submitted(batch, written)
         return handles
 
     def submit(self, new: NewJob) -> Job:
@@ -346,11 +350,13 @@ class Client:
         handles: list[Job] = []
         while (done := len(handles)) < len(jobs):
             store = self._inline_store()
-            batch = jobs[done : done + store.enqueue_batch] if store is not None else []
-            written = None if store is None else store.job_enqueue_blocking(batch, now=self.clock.now())
-            if written is None:  # no blocking path (yet): the rest through the portal
-                return handles + self.sync(self.asubmit_many, jobs[done:])
-            handles += [self._submitted(n, e) for n, e in zip(batch, written, strict=True)]
+            if store is not None:
+                batch = jobs[done : done + store.enqueue_batch]
+                written = store.job_enqueue_blocking(batch, now=self.clock.now())
+                if written is not None:
+                    handles += self._submitted(batch, written)
+                    continue
+            return handles + self.sync(self.asubmit_many, jobs[done:])  # no blocking path (yet)
         return handles
 
     def _inline_store(self) -> Store | None:
@@ -361,10 +367,13 @@ class Client:
         with self._lock:
             return self._shared if self._shared is not None else self._per_loop.get(loop)
 
-    def _submitted(self, new: NewJob, enqueued: Enqueued) -> Job:
-        if enqueued.created:
-            job_metrics().enqueued(new.queue, new.task)
-        return Job(self, enqueued.job.id, created=enqueued.created)
+    def _submitted(self, jobs: Sequence[NewJob], written: Sequence[Enqueued]) -> list[Job]:
+        handles = []
+        for new, enqueued in zip(jobs, written, strict=True):
+            if enqueued.created:
+                job_metrics().enqueued(new.queue, new.task)
+            handles.append(Job(self, enqueued.job.id, created=enqueued.created))
+        return handles
 
     def job(self, job_id: str) -> Job:
         """A handle on an existing job."""

@@ -57,7 +57,16 @@ def test_enqueue_many_joins_the_transaction_in_batches(
     app: App, database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     confirm = app.tasks["orders.confirm"]
-    monkeypatch.setattr(app.client.sync(app.client.astore), "enqueue_batch", 2)
+    store = app.client.sync(app.client.astore)
+    monkeypatch.setattr(store, "enqueue_batch", 2)
+    batches: list[int] = []
+    enqueue_on = store.job_enqueue_on
+
+    async def counted(connection: object, batch: list, *, now: float) -> list:
+        batches.append(len(batch))
+        return await enqueue_on(connection, batch, now=now)
+
+    monkeypatch.setattr(store, "job_enqueue_on", counted)
     with psycopg.connect(url_of(database)) as conn:
         with conn.transaction():
             written = confirm.enqueue_many([{"order_id": n} for n in range(5)], connection=conn)
@@ -71,7 +80,7 @@ def test_enqueue_many_joins_the_transaction_in_batches(
 
         with pytest.raises(Declined):
             declined()
-    assert len(jobs(app)) == 5
+    assert len(jobs(app)) == 5 and batches == [2, 2, 1, 2, 1]
     assert run_until_idle(app) == 5 and sorted(RAN) == [0, 1, 2, 3, 4]
 
 

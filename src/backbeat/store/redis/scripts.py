@@ -125,8 +125,7 @@ class SyncScripts:
     def run(self, name: str, anchor: str, args: list[str]) -> Any:
         script = self._scripts[name]
         conn = self.client.connection
-        if conn is None:  # not a single-connection client: the generic path
-            return script(keys=[anchor], args=args)
+        assert conn is not None  # a single-connection client holds its connection from the start
 
         def call() -> Any:
             conn.send_command("EVALSHA", script.sha, 1, anchor, *args)  # type: ignore[no-untyped-call]

@@ -74,7 +74,8 @@ for k, a in ipairs(items) do
     out[k] = 1
     if lease then
       unpark(lease.worker)
-      redis.call('XADD', inbox_key(lease.worker), 'MAXLEN', '~', 100, '*', '@id', a[1], unpack(written))
+      redis.call('XADD', inbox_key(lease.worker), 'MAXLEN', '~', 100, '*', '@id', a[1], 'state', 'running',
+                 unpack(written))
     else
       created = true
     end

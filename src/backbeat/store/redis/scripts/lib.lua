@@ -262,8 +262,8 @@ end
 -- the live job holding its dedup key (nothing written). The queue is listed either way.
 -- A job of a schedule's occurrence is recorded in P:fired, the (fire_at, key) uniqueness.
 -- With `lease` ({worker, token prefix, expiry}: enqueue.lua's hand-off) the job is written
--- running under that lease, as a claim would start it. The second value returned is the
--- new hash as HGETALL would read it (flat field, value list), when written.
+-- running under that lease, as a claim would start it. The second value returned, when
+-- written, is the new hash's fields besides `state`, as a flat [field, value, ...] list.
 local function insert_job(a, now, lease)
   local j = {id = a[1], queue = a[2], task = a[3], priority = a[4], run_at = a[5], order_at = a[6],
              dedup_key = a[7]}
@@ -286,8 +286,6 @@ local function insert_job(a, now, lease)
   end
   if j.dedup_key ~= '' then redis.call('HSET', DEDUP, j.dedup_key, j.id) end
   if a[8] ~= '' and a[9] ~= '' then redis.call('HSET', FIRED, a[9] .. '|' .. a[8], j.id) end
-  table.insert(fields, 1, j.state)
-  table.insert(fields, 1, 'state')
   return nil, fields
 end
 
