@@ -14,6 +14,7 @@ import redis
 
 from backbeat import App
 from backbeat.ids import token
+from tests.integration.conftest import eventually
 from tests.redis_server import SERVER, require_server
 
 DB = 11  # a database no other test uses, so its client count is this test's alone
@@ -54,12 +55,14 @@ def test_sync_calls_use_a_connection_per_thread_closed_with_it() -> None:
         for thread in threads:
             thread.join()
         gc.collect()
-        assert ours() == before  # closed as their threads ended
+        # Closed as their threads ended. The server notices a closed socket on its next
+        # event-loop turn, which may come after our CLIENT LIST: wait for it.
+        eventually(lambda: ours() == before, what="the threads' connections to close")
 
         noop.enqueue(i=7)
         assert ours() == before + 1
         app.close()
-        assert ours() == before
+        eventually(lambda: ours() == before, what="app.close() to close its connection")
     finally:
         for key in probe.scan_iter(f"{{{prefix}}}:*"):  # the store keys are "{prefix}:..."
             probe.delete(key)
