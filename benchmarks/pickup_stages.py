@@ -2,15 +2,22 @@
 
 One worker process (`backbeat worker`, CLI defaults) waits, parked, on an empty Redis
 store; this process enqueues N jobs 10 ms apart, as the yardstick's W3 does. The worker
-loads this file as its app, and the app wraps four internal steps of the worker with
-timestamps (so this probe follows the code: rename a step and it fails loudly):
+loads this file as its app, and the app wraps internal steps of the worker with
+timestamps (so this probe follows the code: rename a step and it fails loudly). A job
+the catcher's thread receives (an idle worker's) runs on that thread:
 
     enqueue call       task.enqueue() in the producer, from call to return
+    enqueue -> caught  the producer's call to the catcher's XREAD returning the handed job
+    caught -> thread   the Attempt made, to Executor.run_in_thread on the same thread
+    thread -> task     decoding the arguments, to the task's first line
+
+and one the event loop receives (the watch loop's wake-up: a store without the catcher)
+crosses to a task thread:
+
     enqueue -> wake    the producer's call to the worker's XREAD returning the handed job
     wake -> start      the watch loop, to Worker._start_ready
     start -> submit    admission and the Attempt, to TaskThreads.submit
     submit -> thread   a task thread taking it (Executor.run_in_thread)
-    thread -> task     decoding the arguments, to the task's first line
 
     python benchmarks/pickup_stages.py [N] [REDIS_URL]   # default 300, redis://127.0.0.1:6379/12
 
@@ -30,7 +37,7 @@ from typing import Any
 import redis
 
 from backbeat import App, current_job
-from backbeat.runtime import executor, threads, worker
+from backbeat.runtime import catcher, executor, threads, worker
 from backbeat.store.redis import jobs
 
 URL = os.environ.setdefault("PICKUP_STAGES_URL", sys.argv[2] if len(sys.argv) > 2 else "redis://127.0.0.1:6379/12")
@@ -75,6 +82,15 @@ def _woken(store: Any, *args: Any, before: bool) -> None:
                 _stamp(job.id, "wake")
 
 
+def _caught(c: Any, jobs: list[Any]) -> bool:
+    for job in jobs:
+        _stamp(job.id, "caught")
+    return bool(_accept(c, jobs))
+
+
+_accept = catcher.Catcher._accept
+
+
 def _starting(w: Any, *args: Any, before: bool) -> None:
     if before:
         for job in w.ready:
@@ -86,6 +102,7 @@ if os.environ.get("PICKUP_STAGES_WORKER"):  # only in the worker process
     _wrap_async(worker.Worker, "_start_ready", _starting)
     _wrap(threads.TaskThreads, "submit", "submit")
     _wrap(executor.Executor, "run_in_thread", "thread")
+    catcher.Catcher._accept = _caught  # type: ignore[method-assign]
 
 
 @app.task(name="bench.pickup")
@@ -127,21 +144,24 @@ def main() -> None:
         proc.wait()
         app.close()
         _redis.flushdb()
-    rows: dict[str, list[float]] = {}
-    order = ["wake", "start", "submit", "thread", "task"]
-    labels = ["enqueue -> wake", "wake -> start", "start -> submit", "submit -> thread", "thread -> task"]
-    for tag, (began, returned) in calls.items():
-        seen = stamps.get(tag, {})
-        if not all(stage in seen for stage in order):
-            continue  # not handed over (the worker was not parked): a claim started it
-        rows.setdefault("enqueue call", []).append(returned - began)
-        points = [began, *(seen[stage] for stage in order)]
-        for label, a, b in zip(labels, points, points[1:], strict=False):
-            rows.setdefault(label, []).append(b - a)
-        rows.setdefault("total", []).append(seen["task"] - began)
-    print(f"{len(rows.get('total', []))} of {n} jobs handed to the parked worker; ms:")
-    for label, values in rows.items():
-        print(f"  {label:17} {_quantiles(values)}")
+    paths = {
+        "caught by the catcher's thread": ["caught", "thread", "task"],
+        "received by the event loop": ["wake", "start", "submit", "thread", "task"],
+    }
+    for path, order in paths.items():
+        rows: dict[str, list[float]] = {}
+        for tag, (began, returned) in calls.items():
+            seen = stamps.get(tag, {})
+            if set(seen) != set(order):
+                continue  # not handed over (the worker was not parked: a claim started it), or the other path
+            rows.setdefault("enqueue call", []).append(returned - began)
+            points = [began, *(seen[stage] for stage in order)]
+            for a, b, x, y in zip(["enqueue", *order], order, points, points[1:], strict=False):
+                rows.setdefault(f"{a} -> {b}", []).append(y - x)
+            rows.setdefault("total", []).append(seen["task"] - began)
+        print(f"{len(rows.get('total', []))} of {n} jobs handed to the parked worker and {path}; ms:")
+        for label, values in rows.items():
+            print(f"  {label:17} {_quantiles(values)}")
 
 
 if __name__ == "__main__":

@@ -5,17 +5,21 @@ A worker and a client are two store instances on one server, as in two processes
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import redis
 
+from backbeat.errors import StoreError
 from backbeat.store import open_store
 from backbeat.store.redis.store import RedisStore
 from backbeat.testing.conformance import T0, claim, lease_of, new_job, outcome
-from backbeat.types import ClaimRequest, JobState, Outcome
+from backbeat.types import ClaimRequest, JobRecord, JobState, Outcome
+from tests.integration.conftest import eventually
 from tests.redis_server import SERVER, fresh_url
 from tests.redis_store.layout import check_layout
 
@@ -236,3 +240,62 @@ async def test_a_heartbeat_shows_the_worker_has_its_handed_job(stores: tuple[Red
     await worker.job_heartbeat("w1", [lease_of(job)], lease=30.0, now=T0 + 1)
     [rescued] = await client.job_rescue(now=T0 + 32)
     assert (rescued.state, rescued.attempts) == (JobState.DEAD, 1)
+
+
+async def test_a_thread_receives_a_handed_job_once_if_it_accepts_it(stores: tuple[RedisStore, RedisStore]) -> None:
+    """``job_handed_wait`` (the worker's catcher thread) beside the loop's calls: whichever
+    takes an entry first has it, and a thread that declines leaves it for the next claim."""
+    worker, client = stores
+    assert worker.job_handed_to_thread("w1") is True
+    await worker.job_claim(parking(), now=T0)
+    [first] = await client.job_enqueue([new_job()], now=T0)
+    offered: list[list[str]] = []
+
+    def decline(jobs: list[JobRecord]) -> bool:
+        offered.append([j.id for j in jobs])
+        return False
+
+    assert await asyncio.to_thread(worker.job_handed_wait, "w1", 5.0, decline) == []
+    assert offered == [[first.job.id]]
+    assert await worker.wakeup_wait(0.05) is False  # the loop's wait no longer watches the inbox
+    assert [j.id for j in await worker.job_claim(parking(), now=T0 + 1)] == [first.job.id]  # left for it
+
+    [second] = await client.job_enqueue([new_job()], now=T0 + 1)
+    [job] = await asyncio.to_thread(worker.job_handed_wait, "w1", 5.0, lambda jobs: True)
+    assert job.id == second.job.id and job.state is JobState.RUNNING and job.worker_id == "w1"
+    assert job == await client.job_get(job.id)
+    assert await worker.job_claim(parking(), now=T0 + 2) == []  # received: not again
+    assert await asyncio.to_thread(worker.job_handed_wait, "w1", 0.05, lambda jobs: True) == []
+
+
+async def test_a_thread_waiting_for_handed_jobs_is_released_by_close(stores: tuple[RedisStore, RedisStore]) -> None:
+    """A stopping worker's catcher is not left blocked on the server."""
+    worker, _ = stores
+    worker.job_handed_to_thread("w1")
+    await worker.job_claim(parking(), now=T0)
+    failed: list[StoreError] = []
+
+    def wait() -> None:
+        try:
+            worker.job_handed_wait("w1", 60.0, lambda jobs: True)
+        except StoreError as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+
+    def blocked() -> bool:  # the server lists the thread's connection in a blocking XREAD
+        catcher = worker._catchers.get("w1")
+        sock = catcher.connection._sock if catcher is not None and catcher.connection is not None else None
+        if sock is None:
+            return False
+        port = sock.getsockname()[1]
+        with redis.Redis.from_url(SERVER, decode_responses=True) as c:
+            return any(
+                x["addr"].endswith(f":{port}") and x["cmd"] == "xread" and "b" in x["flags"] for x in c.client_list()
+            )
+
+    eventually(blocked, what="the catcher's XREAD")
+    await worker.close()
+    thread.join(10)
+    assert not thread.is_alive() and failed

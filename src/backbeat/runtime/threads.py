@@ -73,13 +73,18 @@ class TaskThreads:
                 attempt = self._queue.get()
                 if attempt is None:
                     return
-                attempt.began = self.executor.clock.now()
-                if attempt.job.timeout is not None:
-                    self._call_soon(self._arm_timer, attempt)
-                outcome = self.executor.run_in_thread(attempt)
-                self._deliver(attempt, outcome)
+                self.run(attempt)
             except TaskStop:  # a stop that arrived after its attempt ended: nothing to stop
                 log.debug("late stop signal ignored")
+
+    def run(self, attempt: Attempt) -> None:
+        """Run ``attempt`` in the calling thread (a task thread, or the catcher) and report
+        its outcome to the loop."""
+        attempt.began = self.executor.clock.now()
+        if attempt.job.timeout is not None:
+            self._call_soon(self._arm_timer, attempt)
+        outcome = self.executor.run_in_thread(attempt)
+        self._deliver(attempt, outcome)
 
     def _deliver(self, attempt: Attempt, outcome: JobOutcome | None) -> None:
         self._done.append((attempt, outcome))

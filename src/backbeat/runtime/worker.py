@@ -13,7 +13,9 @@ One asyncio loop runs six small loops that share the worker's state:
 * maintenance: rescues jobs whose leases expired (their workers died), prunes finished
   jobs past their retention and workers that stopped heartbeating;
 * watch: turns the store's wake-up hint into the claim loop's wake event, and takes the
-  jobs the store handed this worker while it was parked (``ClaimRequest.park``).
+  jobs the store handed this worker while it was parked (``ClaimRequest.park``), unless
+  the catcher's thread receives them (``runtime/catcher.py``: an idle worker's handed job
+  starts on the thread that received it).
 
 Invariant: a lease stays in ``held`` from claim until its outcome is written (or the
 store says it was lost), so heartbeats keep renewing it while the ack is pending.
@@ -35,6 +37,7 @@ from backbeat.clock import correct, iso
 from backbeat.errors import ConfigError, StoreError
 from backbeat.ids import uuid7
 from backbeat.metrics import job_metrics
+from backbeat.runtime.catcher import Catcher
 from backbeat.runtime.executor import Attempt, Executor, Interrupt
 from backbeat.runtime.leases import Renewals
 from backbeat.runtime.threads import TaskThreads
@@ -55,6 +58,7 @@ from backbeat.types import (
 if TYPE_CHECKING:
     from backbeat.app import App
     from backbeat.config import WorkerSettings
+    from backbeat.tasks import Task
 
 T = TypeVar("T")
 log = logging.getLogger("backbeat.worker")
@@ -124,6 +128,8 @@ class Worker:
         self.threads = TaskThreads(
             self.settings.concurrency, self.executor, self._finish, self._on_stuck, self.settings.timeout_grace
         )
+        self.catcher: Catcher | None = None
+        """Receives the jobs handed to this worker, where the store lets a thread do it."""
         self._store: Store | None = None
         self._tasks = frozenset(app.tasks)
         self.metrics = job_metrics()
@@ -177,6 +183,16 @@ class Worker:
                 self.app.client.url,
             )
         self.threads.start(asyncio.get_running_loop())
+        if self.background and not self.burst and store.job_handed_to_thread(self.id):
+            self.catcher = Catcher(
+                self.id,
+                store,
+                self.threads,
+                wait=self.settings.idle_poll,
+                runnable=self._catchable,
+                adopt=self._adopt,
+                take=self._take,
+            )
         helpers = [self._ack_loop(store), self._watch_loop(store)]
         if self.background:
             helpers += [self._heartbeat_loop(store), self._maintenance_loop(store), self._lease_watch_loop()]
@@ -226,10 +242,12 @@ class Worker:
         s = self.settings
         while not self.stopping:
             self._wake.clear()  # before claiming: a write during the claim leaves it set
+            if self.catcher is not None:
+                self.catcher.disarm()
             await self._start_ready(store)
             await self._quiet()
             target = s.concurrency + self._prefetch()
-            room = target - len(self.attempts) - len(self.ready)
+            room = target - self._in_flight() - len(self.ready)
             timeout = s.idle_poll
             if room > 0 and (not self.ready or room >= target // 2):
                 want = min(room, s.claim_batch)
@@ -243,6 +261,8 @@ class Worker:
                 if self.burst and not self.attempts and not self.ready:
                     return
                 timeout = await self._idle_timeout(store)
+                if self.catcher is not None and not self.ready and self._in_flight() < s.concurrency:
+                    self.catcher.arm(asyncio.get_running_loop())
             await self.clock.wait(self._wake, timeout)
 
     async def _quiet(self) -> None:
@@ -305,7 +325,7 @@ class Worker:
         the threads' queue beyond the free slots was measured slower: more threads contend
         for the GIL at once.)"""
         starting: list[JobRecord] = []
-        while self.ready and len(self.attempts) + len(starting) < self.settings.concurrency:
+        while self.ready and self._in_flight() + len(starting) < self.settings.concurrency:
             job = self.ready.popleft()
             if self.background and self.renewals.overdue([job.id], self.clock.now()):
                 log.warning("job %s: its lease expires before it could start (a late answer); not starting it", job.id)
@@ -331,6 +351,33 @@ class Worker:
                 attempt.runner = asyncio.create_task(self._execute(attempt), name=f"job-{job.id}")
             else:
                 self.threads.submit(attempt)
+
+    def _in_flight(self) -> int:
+        """Slots taken: attempts, and jobs the catcher started that the loop has not adopted yet."""
+        return len(self.attempts) + (self.catcher.caught if self.catcher is not None else 0)
+
+    def _catchable(self, job: JobRecord) -> Task[Any, Any] | None:
+        """The task of a handed job the catcher may start alone: sync, no rate limit (its
+        bucket is asked from the loop), known to this worker."""
+        task = self.app.tasks.get(job.task)
+        if task is None or job.task not in self._tasks or task.is_async or task.limit_name is not None:
+            return None
+        return task
+
+    def _adopt(self, attempt: Attempt) -> None:
+        """The catcher started a job handed over: from now on it is this loop's attempt."""
+        self._hold([attempt.job])
+        self.attempts[attempt.job.id] = attempt
+        self.started += 1
+        self._quiet_until = asyncio.get_running_loop().time() + HANDOFF_QUIET
+
+    def _take(self, jobs: list[JobRecord]) -> None:
+        """Jobs handed over, to start here (the watch loop's, or the catcher's when it may
+        not start them)."""
+        self._hold(jobs)
+        self.ready.extend(jobs)
+        self._quiet_until = asyncio.get_running_loop().time() + HANDOFF_QUIET
+        self._wake.set()
 
     async def _admit(self, store: Store, jobs: list[JobRecord]) -> dict[str, str | None]:
         """Ask the buckets of rate-limited jobs; job id -> its bucket if granted, ``None``
@@ -591,9 +638,7 @@ class Worker:
                 if await store.wakeup_wait(self.settings.idle_poll):
                     handed = store.job_handed(self.id)
                     if handed:
-                        self._hold(handed)
-                        self.ready.extend(handed)
-                        self._quiet_until = asyncio.get_running_loop().time() + HANDOFF_QUIET
+                        self._take(handed)
                     self._wake.set()
                 await self._quiet()
             except StoreError:
@@ -603,7 +648,13 @@ class Worker:
 
     async def _unpark(self, store: Store) -> None:
         """No job may be handed to this worker any more; those handed and not received
-        join the prefetched ones (the drain hands them back)."""
+        join the prefetched ones (the drain hands them back). The catcher's jobs reach the
+        loop first: it queued them for the loop before it could be closed."""
+        if self.catcher is not None:
+            self.catcher.close()
+            # what it caught or passed was queued for this loop before close() returned, so
+            # it runs in the next loop turn, before this coroutine resumes
+            await asyncio.sleep(0)
         try:
             handed = await store.job_unpark(self.id)
         except StoreError as exc:

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import abc
 import contextvars
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from backbeat.errors import EnqueueError, EventError
 from backbeat.types import (
@@ -213,7 +213,25 @@ class Store(abc.ABC):
 
     async def job_unpark(self, worker_id: str) -> list[JobRecord]:
         """End ``worker_id``'s parking (shutdown); return the jobs leased to it that it
-        has not received (the caller hands them back)."""
+        has not received (the caller hands them back). A ``job_handed_wait`` of the worker
+        that is waiting ends (with ``StoreError``)."""
+        return []
+
+    def job_handed_to_thread(self, worker_id: str) -> bool:
+        """From now on a thread of ``worker_id`` receives the jobs handed to it, with
+        ``job_handed_wait`` (so ``wakeup_wait`` no longer does). False, and nothing
+        changes, where the store hands no jobs over."""
+        return False
+
+    def job_handed_wait(
+        self, worker_id: str, timeout: float, accept: Callable[[list[JobRecord]], bool]
+    ) -> list[JobRecord]:
+        """Block the calling thread (not an event loop) up to ``timeout`` seconds until
+        jobs are handed to the parked ``worker_id`` that no call has returned yet; then,
+        while no other call can receive them, ``accept(jobs)`` decides: True and they are
+        returned (no other call returns them), False and they stay for the worker's next
+        claim or ``job_unpark``. ``[]`` after the timeout. Only after
+        ``job_handed_to_thread`` (and a claim that parked the worker)."""
         return []
 
     @abc.abstractmethod

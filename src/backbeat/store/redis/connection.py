@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -198,6 +199,12 @@ class RedisBase(Store):
         parked through this instance (``job_claim``)."""
         self._handed: dict[str, list[JobRecord]] = {}
         """Jobs ``wakeup_wait`` received for parked workers, until ``job_handed``."""
+        self._inbox_lock = threading.Lock()
+        """Guards ``_inboxes``: a worker's thread receives its handed jobs beside the loop."""
+        self._thread_inboxes: set[str] = set()
+        """Workers whose inbox a thread of theirs reads (``job_handed_wait``), not ``wakeup_wait``."""
+        self._catchers: dict[str, redis.Redis] = {}
+        """Worker id -> the blocking client its thread waits on (``job_handed_wait``)."""
 
     def _connect(self, *, blocking: bool = False) -> Redis:
         """A client for the URL. No socket timeout unless the URL sets one (redis-py's
@@ -247,6 +254,9 @@ class RedisBase(Store):
         self._client = self._waiter = self._scripts = None
         if sync is not None:
             sync.close()
+        catchers, self._catchers = list(self._catchers.values()), {}
+        for catcher in catchers:  # a thread waiting on one gets an error: its wait is over
+            catcher.close()
         for client in clients:
             await client.aclose()
 

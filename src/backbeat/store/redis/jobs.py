@@ -8,14 +8,18 @@ Internal module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry as BlockingRetry
 
 from backbeat.errors import InvalidTransition, JobNotFound, StoreError
 from backbeat.ids import token as new_token
 from backbeat.store.base import LEASE_EXPIRED
 from backbeat.store.redis import codec
-from backbeat.store.redis.connection import RedisBase, flat
+from backbeat.store.redis.connection import _OPTIONS, RedisBase, flat, translated
 from backbeat.store.rules import new_record
 from backbeat.types import (
     FINAL_STATES,
@@ -114,26 +118,67 @@ class JobMethods(RedisBase):
         }
         return handed + [codec.claimed_record(item, claimed, args[3]) for item in out[2:]]
 
-    def _received(self, worker_id: str, entries: Sequence[Any]) -> list[JobRecord]:
+    def _received(
+        self, worker_id: str, entries: Sequence[Any], accept: Callable[[list[JobRecord]], bool] | None = None
+    ) -> list[JobRecord]:
         """The inbox entries (stream id, fields) of ``worker_id`` not received before: a
-        claim and a wait may both return one, and whichever answer comes first has it."""
-        cursor = self._inboxes.get(worker_id)
-        if cursor is None:
-            return []
-        jobs = []
-        for entry_id, fields in entries:
-            if _stream_id(entry_id) > _stream_id(cursor):
-                fields = codec.pairs(fields) if isinstance(fields, list) else dict(fields)
-                jobs.append(codec.job_record(fields.pop("@id"), fields))
-                cursor = entry_id
-        self._inboxes[worker_id] = cursor
-        return jobs
+        claim, a wait and a thread's wait may all return one, and whichever answer comes
+        first has it (the cursor moves under a lock: the thread's wait runs beside the
+        loop). With ``accept``, the entries are received only if it says so."""
+        with self._inbox_lock:
+            cursor = self._inboxes.get(worker_id)
+            if cursor is None:
+                return []
+            jobs = []
+            for entry_id, fields in entries:
+                if _stream_id(entry_id) > _stream_id(cursor):
+                    fields = codec.pairs(fields) if isinstance(fields, list) else dict(fields)
+                    jobs.append(codec.job_record(fields.pop("@id"), fields))
+                    cursor = entry_id
+            if jobs and accept is not None and not accept(jobs):
+                return []
+            self._inboxes[worker_id] = cursor
+            return jobs
 
     def job_handed(self, worker_id: str) -> list[JobRecord]:
         return self._handed.pop(worker_id, [])
 
+    def job_handed_to_thread(self, worker_id: str) -> bool:
+        self._thread_inboxes.add(worker_id)
+        return True
+
+    def job_handed_wait(
+        self, worker_id: str, timeout: float, accept: Callable[[list[JobRecord]], bool]
+    ) -> list[JobRecord]:
+        """XREAD on the worker's inbox, on a blocking connection of this worker's own
+        (its thread is the only one using it), after the newest entry received."""
+        with self._inbox_lock:
+            cursor = self._inboxes.get(worker_id)
+        if cursor is None or self._client is None:
+            raise StoreError(f"worker {worker_id} has not parked through this store (or it is closed)")
+        client = self._catchers.get(worker_id)
+        if client is None:
+            # no retries: a failed wait is simply the caller's next wait, and a connection
+            # that close() cut must not reconnect
+            client = redis.Redis.from_url(
+                self.options.client_url, single_connection_client=True, retry=BlockingRetry(NoBackoff(), 0), **_OPTIONS
+            )
+            self._catchers[worker_id] = client
+        with translated():
+            reply: Any = client.xread(
+                {self.keys.inbox(worker_id): cursor}, count=16, block=max(1, round(timeout * 1000))
+            )
+        if not reply:
+            return []
+        [(_, entries)] = reply
+        return self._received(worker_id, entries, accept)
+
     async def job_unpark(self, worker_id: str) -> list[JobRecord]:
-        """The cursor stays: were the worker parked again, it is handed only what is new."""
+        """The cursor stays: were the worker parked again, it is handed only what is new.
+        A thread's wait on the inbox is cut (its connection closed): it is over."""
+        self._thread_inboxes.discard(worker_id)
+        if (catcher := self._catchers.pop(worker_id, None)) is not None:
+            catcher.close()
         cursor = self._inboxes.get(worker_id)
         entries = [] if cursor is None else await self._run("unpark", [worker_id, cursor])
         return self._handed.pop(worker_id, []) + self._received(worker_id, entries)
@@ -313,8 +358,9 @@ class JobMethods(RedisBase):
         streams: dict[Any, Any] = {self.keys.wake: self._wake_seen}
         workers = {}
         for worker_id, cursor in self._inboxes.items():
-            streams[self.keys.inbox(worker_id)] = cursor
-            workers[self.keys.inbox(worker_id)] = worker_id
+            if worker_id not in self._thread_inboxes:
+                streams[self.keys.inbox(worker_id)] = cursor
+                workers[self.keys.inbox(worker_id)] = worker_id
         with self._guarded():
             reply: Any = await self._waiter.xread(streams, count=16, block=max(1, round(timeout * 1000)))
         if not reply:
