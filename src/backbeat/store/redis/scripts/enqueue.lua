@@ -33,10 +33,11 @@ local items = cjson.decode(ARGV[2])
 local refused = refuse_taken(items)
 if refused then return refused end
 
--- Could the parked worker (its park hash key, its queues) claim anything now?
-local function claimable(key, queues)
+-- Could the parked worker (its park hash key, its queues) claim anything now? `open`: a
+-- queue known not to be paused.
+local function claimable(key, queues, open)
   for queue in string.gmatch(queues, '[^,]+') do
-    if redis.call('HEXISTS', PAUSED, queue) == 0 then
+    if queue == open or redis.call('HEXISTS', PAUSED, queue) == 0 then
       if redis.call('ZRANGEBYSCORE', sched_key(queue), '-inf', now, 'LIMIT', 0, 1)[1] then return true end
       for _, member in ipairs(redis.call('ZRANGE', lanes_key(queue), 0, -1)) do
         local task = string.sub(member, string.find(member, ',', 1, true) + 1)
@@ -47,7 +48,7 @@ local function claimable(key, queues)
   return false
 end
 
--- The lease for item `a` if a worker is parked for it: {worker, token prefix, expiry}.
+-- The lease for item `a` if a worker is parked for it: {worker, token prefix, expiry, queues}.
 local function parked_for(a)
   local queue, task = a[2], a[3]
   if tonumber(a[5]) > tonumber(now) then return nil end
@@ -56,8 +57,8 @@ local function parked_for(a)
   for _, worker in ipairs(parked) do
     local key = park_key(worker)
     local v = redis.call('HMGET', key, 'lease', 'token', 'queues', 't:' .. task)
-    if v[1] and v[4] and not claimable(key, v[3]) then
-      return {worker = worker, token = v[2], expires = fmt(tonumber(now) + tonumber(v[1]))}
+    if v[1] and v[4] and not claimable(key, v[3], queue) then
+      return {worker = worker, token = v[2], expires = fmt(tonumber(now) + tonumber(v[1])), queues = v[3]}
     end
   end
   return nil
@@ -73,7 +74,7 @@ for k, a in ipairs(items) do
   else
     out[k] = 1
     if lease then
-      unpark(lease.worker)
+      unpark(lease.worker, lease.queues)
       redis.call('XADD', inbox_key(lease.worker), 'MAXLEN', '~', 100, '*', '@id', a[1], 'state', 'running',
                  unpack(written))
     else

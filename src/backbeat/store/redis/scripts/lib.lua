@@ -213,10 +213,11 @@ local function wake_seen()
 end
 
 -- End a worker's parking (claim.lua writes it): its entry and its place in each queue's
--- list of parked workers. Its inbox stays (worker_remove.lua deletes it).
-local function unpark(worker)
+-- list of parked workers. Its inbox stays (worker_remove.lua deletes it). `queues`: its
+-- park entry's queues, if the caller has read them.
+local function unpark(worker, queues)
   local key = park_key(worker)
-  local queues = redis.call('HGET', key, 'queues')
+  queues = queues or redis.call('HGET', key, 'queues')
   if not queues then return end
   for queue in string.gmatch(queues, '[^,]+') do redis.call('ZREM', parked_key(queue), worker) end
   redis.call('DEL', key)
