@@ -28,6 +28,15 @@ def require_server() -> None:
         pytest.fail(f"Redis at {SERVER} does not answer ({exc}): run scripts/services.sh (or set BACKBEAT_TEST_REDIS)")
 
 
+def blocked(client: redis.Redis) -> bool:
+    """Whether a connection of ``client`` waits in a blocking command on the server."""
+    pool = client.connection_pool
+    socks = [getattr(c, "_sock", None) for c in [client.connection, *getattr(pool, "_in_use_connections", ())]]
+    addrs = {"{}:{}".format(*s.getsockname()[:2]) for s in socks if s is not None}
+    with _client() as probe:
+        return any(c["addr"] in addrs and "b" in c["flags"] for c in probe.client_list())
+
+
 @contextmanager
 def fresh_url(**options: str) -> Iterator[str]:
     """A store URL with a prefix no one else uses; its keys are deleted on exit."""

@@ -20,7 +20,7 @@ from backbeat.store.redis.store import RedisStore
 from backbeat.testing.conformance import T0, claim, lease_of, new_job, outcome
 from backbeat.types import ClaimRequest, JobRecord, JobState, Outcome
 from tests.integration.conftest import eventually
-from tests.redis_server import SERVER, fresh_url
+from tests.redis_server import SERVER, blocked, fresh_url
 from tests.redis_store.layout import check_layout
 
 pytestmark = pytest.mark.asyncio
@@ -284,18 +284,11 @@ async def test_a_thread_waiting_for_handed_jobs_is_released_by_close(stores: tup
     thread = threading.Thread(target=wait)
     thread.start()
 
-    def blocked() -> bool:  # the server lists the thread's connection in a blocking XREAD
+    def waiting() -> bool:
         catcher = worker._catchers.get("w1")
-        sock = catcher.connection._sock if catcher is not None and catcher.connection is not None else None
-        if sock is None:
-            return False
-        port = sock.getsockname()[1]
-        with redis.Redis.from_url(SERVER, decode_responses=True) as c:
-            return any(
-                x["addr"].endswith(f":{port}") and x["cmd"] == "xread" and "b" in x["flags"] for x in c.client_list()
-            )
+        return catcher is not None and blocked(catcher)
 
-    eventually(blocked, what="the catcher's XREAD")
+    eventually(waiting, what="the catcher's XREAD")
     await worker.close()
     thread.join(10)
     assert not thread.is_alive() and failed

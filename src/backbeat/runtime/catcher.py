@@ -4,16 +4,19 @@ runs one itself when the worker is idle.
 Without it a handed job crosses two threads before it starts: the event loop's wait
 returns it, and a task thread takes it from the loop (the pickup of an idle worker paid
 for a wake-up and a GIL hand-off there, and a tenth of the pickups a millisecond or
-more). With it the thread whose wait returns the job runs it, as a task thread would, and
-tells the loop afterwards (``adopt``): the loop is not even woken first.
+more). With it the thread whose wait returns the job runs it, as a task thread would;
+the loop adopts the attempt (lease, heartbeats, outcome) from a callback the catcher
+queues just before it starts the job, so the loop wakes while the job starts, not before.
 
 The loop arms the catcher while it waits with a free slot and nothing prefetched, and
 disarms it before it claims or starts anything, so a caught job always has a slot. Both
 sides decide under one lock: the store asks ``accept`` while no other call can receive
 the jobs (``Store.job_handed_wait``), so a job is either caught (the loop learns of it
 before it next counts its slots), or passed to the loop (``take``: when disarmed, or
-when the job is not one a thread can start alone: an async task, a rate-limited one, an
-unknown one), or left for the worker's next claim (once closed).
+when the job is not one a thread can start alone: an async task, a rate-limited one, one
+whose lease is about to expire), or left for the worker's next claim or unpark (once
+closed). While it runs a job it reads nothing, so the worker does not park meanwhile
+(``current``): a job enqueued then is claimed as usual.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from backbeat.errors import StoreError
 from backbeat.runtime.executor import Attempt, TaskStop
 from backbeat.types import JobRecord
 
@@ -59,6 +61,10 @@ class Catcher:
         self.take = take
         self.caught = 0
         """Jobs caught to run here that the loop has not adopted yet: each holds a slot."""
+        self.current: Attempt | None = None
+        """The attempt it caught, until the loop has its outcome (the loop clears it): the
+        thread reads nothing meanwhile, so the worker must not park (a job handed to it
+        would wait for the next claim)."""
         self._lock = threading.Lock()
         self._armed = False
         self._closed = threading.Event()
@@ -68,19 +74,22 @@ class Catcher:
 
     # -- on the loop -------------------------------------------------------------------
 
-    def arm(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The worker waits with a free slot: the next job handed to it may run here.
-        The thread starts on the first call (the worker has parked by then)."""
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The worker has parked: receive what is handed to it from now on (first call only)."""
         with self._lock:
-            if self._closed.is_set():
-                return
-            self._armed = True
-            if self._loop is None:
+            if self._loop is None and not self._closed.is_set():
                 self._loop = loop
                 self._thread.start()
 
+    def arm(self) -> None:
+        """The worker waits with a free slot and nothing prefetched: the next job handed
+        to it may run here."""
+        with self._lock:
+            self._armed = not self._closed.is_set()
+
     def disarm(self) -> None:
-        """The loop is about to claim or start jobs: a job caught from now on is passed to it."""
+        """The loop is about to claim or start jobs (or stop): a job received from now on
+        is passed to it."""
         with self._lock:
             self._armed = False
 
@@ -99,15 +108,21 @@ class Catcher:
     # -- on the catcher's thread -------------------------------------------------------
 
     def _main(self) -> None:
+        failing = False
         while not self._closed.is_set():
             try:
                 self.store.job_handed_wait(self.worker_id, self.wait, self._accept)
-            except StoreError as exc:
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive a failed wait
                 if self._closed.is_set():
                     return
-                log.debug("waiting for handed jobs failed (%s); again in %g s", exc, RETRY_AFTER)
+                # the loop's own store calls report an outage; say it here once per streak
+                (log.debug if failing else log.warning)(
+                    "waiting for jobs handed to this worker failed (%s); again in %g s", exc, RETRY_AFTER
+                )
+                failing = True
                 self._closed.wait(RETRY_AFTER)
                 continue
+            failing = False
             attempt, self._catch = self._catch, None
             if attempt is not None:
                 try:
@@ -119,13 +134,15 @@ class Catcher:
         """Called by the store while no other call can receive ``jobs``."""
         with self._lock:
             assert self._loop is not None
-            if self._closed.is_set() or self._loop.is_closed():
+            if self._loop.is_closed():  # the worker's loop ended without closing this
+                self._closed.set()
+            if self._closed.is_set():
                 return False
             task = self.runnable(jobs[0]) if self._armed and len(jobs) == 1 else None
             if task is not None:
                 self._armed = False
                 self.caught += 1
-                self._catch = Attempt(job=jobs[0], task=task, began=self.threads.executor.clock.now())
+                self._catch = self.current = Attempt(job=jobs[0], task=task, began=self.threads.executor.clock.now())
                 self._loop.call_soon_threadsafe(self._adopted, self._catch)
             else:
                 self._loop.call_soon_threadsafe(self.take, jobs)

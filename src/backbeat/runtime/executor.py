@@ -1,7 +1,8 @@
 """Running one attempt of a job and turning how it ended into a ``JobOutcome``.
 
 Async tasks run on the worker's event loop (``Executor.run``). Sync tasks run on the
-worker's task threads (``Executor.run_in_thread``, driven by ``runtime.threads``), which
+worker's task threads (``Executor.run_in_thread``, driven by ``runtime.threads``; a job
+handed to an idle worker on the catcher's thread, ``runtime.catcher``), which
 also decode the arguments and encode the result, so the event loop does almost nothing
 per sync job.
 

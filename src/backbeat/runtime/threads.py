@@ -2,7 +2,8 @@
 
 The loop puts an attempt on a queue; one of ``concurrency`` threads takes it, runs it
 (arguments, function, result, outcome: ``Executor.run_in_thread``) and appends the
-outcome to ``done``. The loop is woken once per batch of outcomes, not once per job:
+outcome to ``done``. (The catcher's thread runs a job handed to an idle worker the same
+way, ``run``: ``runtime/catcher.py``.) The loop is woken once per batch of outcomes, not once per job:
 a thread schedules ``_collect`` only when none is pending. Ordering that makes this
 safe: the thread appends before it checks the flag; the loop clears the flag before it
 drains the deque. So an outcome is either drained by a pending collect or schedules one.

@@ -141,6 +141,8 @@ class Worker:
         """Stop claiming and drain (within the shutdown grace; at once if ``hard``)."""
         self._hard_stop = self._hard_stop or hard
         self._stopping.set()
+        if self.catcher is not None:
+            self.catcher.disarm()
         self._wake.set()
 
     @property
@@ -261,8 +263,10 @@ class Worker:
                 if self.burst and not self.attempts and not self.ready:
                     return
                 timeout = await self._idle_timeout(store)
-                if self.catcher is not None and not self.ready and self._in_flight() < s.concurrency:
-                    self.catcher.arm(asyncio.get_running_loop())
+                if self.catcher is not None:  # parked (if the store parks it)
+                    self.catcher.start(asyncio.get_running_loop())
+                    if not self.ready and self._in_flight() < s.concurrency and not self.stopping:
+                        self.catcher.arm()
             await self.clock.wait(self._wake, timeout)
 
     async def _quiet(self) -> None:
@@ -287,7 +291,7 @@ class Worker:
             tasks=self._tasks,
             limit=limit,
             lease=self.settings.lease,
-            park=PARK_POLLS * self.settings.idle_poll if self.background and not self.burst else 0.0,
+            park=PARK_POLLS * self.settings.idle_poll if self._may_park() else 0.0,
         )
         try:
             jobs = await store.job_claim(request, now=self.clock.now())
@@ -352,24 +356,37 @@ class Worker:
             else:
                 self.threads.submit(attempt)
 
+    def _may_park(self) -> bool:
+        """Whether a claim may park this worker: not in tests' runs, and not while the
+        catcher runs a job (it reads nothing then: a job handed over would wait)."""
+        catching = self.catcher is not None and self.catcher.current is not None
+        return self.background and not self.burst and not catching
+
     def _in_flight(self) -> int:
         """Slots taken: attempts, and jobs the catcher started that the loop has not adopted yet."""
         return len(self.attempts) + (self.catcher.caught if self.catcher is not None else 0)
 
     def _catchable(self, job: JobRecord) -> Task[Any, Any] | None:
         """The task of a handed job the catcher may start alone: sync, no rate limit (its
-        bucket is asked from the loop), known to this worker."""
+        bucket is asked from the loop), known to this worker, its lease not about to expire
+        (the loop drops such a job, as any it could not start in time)."""
         task = self.app.tasks.get(job.task)
         if task is None or job.task not in self._tasks or task.is_async or task.limit_name is not None:
+            return None
+        expires = job.lease_expires_at
+        if expires is None or self.clock.now() >= expires - self.renewals.margin:
             return None
         return task
 
     def _adopt(self, attempt: Attempt) -> None:
-        """The catcher started a job handed over: from now on it is this loop's attempt."""
+        """The catcher started a job handed over: from now on it is this loop's attempt.
+        The claim loop claims again (after ``HANDOFF_QUIET``): the claim clears the job's
+        ``handed`` mark (it began: a rescue counts its attempt) and ends the parking."""
         self._hold([attempt.job])
         self.attempts[attempt.job.id] = attempt
         self.started += 1
         self._quiet_until = asyncio.get_running_loop().time() + HANDOFF_QUIET
+        self._wake.set()
 
     def _take(self, jobs: list[JobRecord]) -> None:
         """Jobs handed over, to start here (the watch loop's, or the catcher's when it may
@@ -442,6 +459,8 @@ class Worker:
         """An attempt ended: free its slot, queue its outcome (none if its lease was lost).
         A task that raised ``RateLimited`` blocks its bucket for everyone until its retry."""
         attempt.finished = True
+        if self.catcher is not None and self.catcher.current is attempt:
+            self.catcher.current = None  # its thread waits for handed jobs again: the worker may park
         if outcome is not None and outcome.outcome is Outcome.SNOOZED and outcome.retry_at is not None:
             self.rate_limited += 1
             if attempt.bucket is not None:

@@ -23,7 +23,10 @@ of their own, so they never hold up other calls. A sync enqueue on a thread with
 loop (``job_enqueue_blocking``) runs the same script on a blocking redis-py client of the
 instance (one connection, opened on first use), with the same retries, gate and error
 translation: no event loop round, no asyncio client and no pool per call (an enqueue
-about 80 µs faster on the benchmark VM: 3,560 -> 5,000 jobs/s back to back).
+about 80 µs faster on the benchmark VM: 3,560 -> 5,000 jobs/s back to back). A worker's
+catcher thread (``job_handed_wait``) waits on a blocking client of its own, without the
+gate (it waits once per ``idle_poll`` and paces its own retries); the inbox cursors it
+shares with the loop move under ``_inbox_lock``.
 
 Internal module.
 """
@@ -254,7 +257,8 @@ class RedisBase(Store):
         self._client = self._waiter = self._scripts = None
         if sync is not None:
             sync.close()
-        catchers, self._catchers = list(self._catchers.values()), {}
+        with self._inbox_lock:
+            catchers, self._catchers = list(self._catchers.values()), {}
         for catcher in catchers:  # a thread waiting on one gets an error: its wait is over
             catcher.close()
         for client in clients:

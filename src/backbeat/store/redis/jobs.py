@@ -154,16 +154,15 @@ class JobMethods(RedisBase):
         (its thread is the only one using it), after the newest entry received."""
         with self._inbox_lock:
             cursor = self._inboxes.get(worker_id)
-        if cursor is None or self._client is None:
-            raise StoreError(f"worker {worker_id} has not parked through this store (or it is closed)")
-        client = self._catchers.get(worker_id)
-        if client is None:
-            # no retries: a failed wait is simply the caller's next wait, and a connection
-            # that close() cut must not reconnect
-            client = redis.Redis.from_url(
-                self.options.client_url, single_connection_client=True, retry=BlockingRetry(NoBackoff(), 0), **_OPTIONS
-            )
-            self._catchers[worker_id] = client
+            client = self._catchers.get(worker_id)
+            if cursor is None or self._client is None or worker_id not in self._thread_inboxes:
+                raise StoreError(f"worker {worker_id} is not parked through this store, or it stopped, or it closed")
+            if client is None:
+                # no retries: a failed wait is simply the caller's next one. No socket
+                # timeout, whatever the URL says: the read lasts as long as the wait.
+                client = redis.Redis.from_url(self.options.client_url, retry=BlockingRetry(NoBackoff(), 0), **_OPTIONS)
+                client.connection_pool.connection_kwargs["socket_timeout"] = None
+                self._catchers[worker_id] = client  # job_unpark and close() close it (under this lock)
         with translated():
             reply: Any = client.xread(
                 {self.keys.inbox(worker_id): cursor}, count=16, block=max(1, round(timeout * 1000))
@@ -176,8 +175,10 @@ class JobMethods(RedisBase):
     async def job_unpark(self, worker_id: str) -> list[JobRecord]:
         """The cursor stays: were the worker parked again, it is handed only what is new.
         A thread's wait on the inbox is cut (its connection closed): it is over."""
-        self._thread_inboxes.discard(worker_id)
-        if (catcher := self._catchers.pop(worker_id, None)) is not None:
+        with self._inbox_lock:
+            self._thread_inboxes.discard(worker_id)
+            catcher = self._catchers.pop(worker_id, None)
+        if catcher is not None:
             catcher.close()
         cursor = self._inboxes.get(worker_id)
         entries = [] if cursor is None else await self._run("unpark", [worker_id, cursor])
