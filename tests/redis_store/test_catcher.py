@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -34,9 +35,15 @@ async def until(check: Callable[[], Any], what: str) -> None:
 class Apps:
     def __init__(self, url: str, **settings: Any) -> None:
         # idle_poll: the claim loop wakes only for a reason (a wake-up, a job's end), so
-        # the catcher stays armed while a test enqueues
+        # the catcher stays armed while a test enqueues; no heartbeat or rescue within a test
         producer_clock = settings.pop("producer_clock", None)
-        settings = {"concurrency": 4, "idle_poll": 4 * WAIT, "prefetch_window": 0.0} | settings
+        settings = {
+            "concurrency": 4,
+            "idle_poll": 4 * WAIT,
+            "prefetch_window": 0.0,
+            "lease": 20 * WAIT,
+            "maintenance_interval": 20 * WAIT,
+        } | settings
         self.worker_app = App(url, worker=WorkerSettings(**settings))
         self.producer = App(url, clock=producer_clock)
         self.prefix = url.split("prefix=")[1]
@@ -71,6 +78,20 @@ def armed(worker: Worker) -> bool:
     return worker.catcher is not None and worker.catcher._armed
 
 
+def idle(worker: Worker) -> bool:
+    """Parked and waiting, its catcher armed, with nothing left to do before the next
+    wake-up (which would disarm the catcher for a moment)."""
+    catcher = worker.catcher
+    return (
+        catcher is not None
+        and catcher._armed
+        and catcher.current is None
+        and not worker.attempts
+        and not worker.ready
+        and not worker._wake.is_set()
+    )
+
+
 def in_blocking_read(worker: Worker) -> bool:
     store = worker._store
     assert isinstance(store, RedisStore)
@@ -94,7 +115,7 @@ async def running(apps: Apps, until_armed: bool = True) -> tuple[Worker, asyncio
     worker = Worker(apps.worker_app)
     task = asyncio.create_task(worker.run())
     if until_armed:
-        await until(lambda: armed(worker), "the worker to park, its catcher armed")
+        await until(lambda: idle(worker), "the worker to park, its catcher armed")
     return worker, task
 
 
@@ -116,7 +137,7 @@ async def test_an_idle_workers_handed_job_runs_on_the_thread_that_received_it(ap
         assert job.id in worker.attempts and job.id in worker.held
         assert not apps.parked(worker)
     apps.release.set()
-    await until(lambda: armed(worker), "the worker to park again once the job ended")
+    await until(lambda: idle(worker) and apps.parked(worker), "the worker to park again once the job ended")
     await stopped(worker, task)
     assert (await job.ainfo()).state is JobState.SUCCEEDED
     assert worker.started == 1 and worker.catcher is not None and worker.catcher.caught == 0
@@ -129,7 +150,7 @@ async def test_what_the_catcher_may_not_start_alone_goes_through_the_loop(apps: 
     for name, tag in [("where_async", "b"), ("where_limited", "c"), ("where", "d")]:
         jobs.append(await apps.producer.tasks[name].aenqueue(tag=tag))
         await until(lambda tag=tag: tag in apps.threads, f"job {tag} to run")  # type: ignore[misc]
-        await until(lambda: armed(worker), "the worker to park again")
+        await until(lambda: idle(worker), "the worker to park again")
     assert apps.threads["b"] == "MainThread"
     assert apps.threads["c"].startswith("backbeat-task-")
     assert apps.threads["d"] == "backbeat-catch"  # the catcher was there all along
@@ -157,11 +178,13 @@ async def test_a_job_handed_while_no_slot_is_free_waits_for_one(apps: Apps) -> N
     assert [(await j.ainfo()).state for j in (first, second)] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
 
 
-@pytest.mark.parametrize("apps", [{"producer_clock": ManualClock(datetime(2026, 1, 1, tzinfo=UTC))}], indirect=True)
+@pytest.mark.parametrize(
+    "apps", [{"producer_clock": ManualClock(datetime.fromtimestamp(time.time() - 3600, UTC))}], indirect=True
+)
 async def test_a_handed_job_whose_lease_is_about_to_expire_is_not_started(
     apps: Apps, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The producer's clock is months behind: the lease the enqueue grants has expired
+    """The producer's clock is an hour behind: the lease the enqueue grants has expired
     by the worker's. Another worker may rescue the job; this one must not start it."""
     worker, task = await running(apps)
     await apps.producer.tasks["where"].aenqueue(tag="late")

@@ -304,3 +304,22 @@ def test_sync_task_can_enqueue_from_its_thread(app: App) -> None:
     child = app.job(job.result())
     run_until_idle(app)
     assert child.result() == "leaf"
+
+
+def test_a_sync_task_calling_sys_exit_fails_its_job_and_the_worker_goes_on(app: App) -> None:
+    """``SystemExit`` ends a thread silently: caught, it is the attempt's failure (before,
+    the task thread died, its slot and the job's lease were held until the process ended)."""
+
+    @app.task(name="quits", retries=0)
+    def quits() -> None:
+        raise SystemExit(3)
+
+    @app.task(name="after")
+    def after() -> int:
+        return 1
+
+    quitter, later = quits.enqueue(), after.enqueue()
+    assert run_until_idle(app) == 2
+    info = quitter.info()
+    assert info.state is JobState.DEAD and info.error is not None and "SystemExit" in info.error
+    assert later.result(timeout=1) == 1

@@ -4,6 +4,7 @@ on the memory store, with a manual clock: time only moves when the test moves it
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -14,6 +15,8 @@ from backbeat import App, JobState, ManualClock
 from backbeat.config import WorkerSettings
 from backbeat.errors import StoreError
 from backbeat.ids import uuid7
+from backbeat.runtime.executor import Attempt, Executor
+from backbeat.runtime.threads import TaskThreads
 from backbeat.runtime.worker import PRUNE_EVERY, Worker
 from backbeat.store.base import Store
 from backbeat.types import ClaimRequest, Decision, DecisionKind, Retention
@@ -184,3 +187,32 @@ async def test_a_start_that_fails_at_its_rate_limit_puts_the_jobs_back_in_line(
     with pytest.raises(StoreError):
         await worker._start_ready(store)
     assert [job.task for job in worker.ready] == ["poll"] and worker.attempts == {}
+
+
+async def test_an_outcome_reported_alone_comes_after_what_its_thread_queued_before(app: App) -> None:
+    """The catcher queues the loop's adoption of a job it caught, then runs it. Its outcome
+    must not overtake the adoption inside a batch of outcomes another task thread started
+    (that batch's collect was queued first): the loop would finish an attempt it had not
+    adopted yet, and adopt a finished one, holding its slot for good."""
+
+    @app.task(name="t")
+    def t() -> None: ...
+
+    await t.aenqueue()
+    request = ClaimRequest(worker_id="w", queues=("default",), tasks=frozenset({"t"}), limit=1, lease=LEASE)
+    [job] = await (await store_of(app)).job_claim(request, now=app.clock.now())
+    events: list[str] = []
+    threads = TaskThreads(1, Executor(app.settings, app.clock), lambda a, o: events.append("finish"), print, 1.0)
+    loop = threads._loop = asyncio.get_running_loop()
+
+    def catcher() -> None:
+        threads._collect_pending = True  # a task thread's outcome is waiting: its collect is queued
+        loop.call_soon_threadsafe(threads._collect)
+        loop.call_soon_threadsafe(events.append, "adopt")
+        threads.run(Attempt(job=job, task=app.tasks["t"]), alone=True)
+
+    thread = threading.Thread(target=catcher)
+    thread.start()
+    thread.join()  # on the loop's thread: the loop runs none of it before everything is queued
+    await settle()
+    assert events == ["adopt", "finish"]

@@ -110,6 +110,8 @@ class Catcher:
     def _main(self) -> None:
         failing = False
         while not self._closed.is_set():
+            if self._loop is not None and self._loop.is_closed():  # the worker's loop ended without closing this
+                return
             try:
                 self.store.job_handed_wait(self.worker_id, self.wait, self._accept)
             except Exception as exc:  # noqa: BLE001 - the thread must outlive a failed wait
@@ -126,7 +128,7 @@ class Catcher:
             attempt, self._catch = self._catch, None
             if attempt is not None:
                 try:
-                    self.threads.run(attempt)
+                    self.threads.run(attempt, alone=True)
                 except TaskStop:  # a stop that arrived after its attempt ended
                     log.debug("late stop signal ignored")
 
@@ -134,16 +136,15 @@ class Catcher:
         """Called by the store while no other call can receive ``jobs``."""
         with self._lock:
             assert self._loop is not None
-            if self._loop.is_closed():  # the worker's loop ended without closing this
-                self._closed.set()
-            if self._closed.is_set():
+            if self._closed.is_set() or self._loop.is_closed():
                 return False
             task = self.runnable(jobs[0]) if self._armed and len(jobs) == 1 else None
-            if task is not None:
-                self._armed = False
-                self.caught += 1
-                self._catch = self.current = Attempt(job=jobs[0], task=task, began=self.threads.executor.clock.now())
-                self._loop.call_soon_threadsafe(self._adopted, self._catch)
-            else:
+            if task is None:
                 self._loop.call_soon_threadsafe(self.take, jobs)
+                return True
+            attempt = Attempt(job=jobs[0], task=task, began=self.threads.executor.clock.now())
+            self._loop.call_soon_threadsafe(self._adopted, attempt)  # raises if the loop closed: not taken
+            self._armed = False
+            self.caught += 1
+            self._catch = self.current = attempt
             return True

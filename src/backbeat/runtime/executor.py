@@ -188,7 +188,7 @@ class Executor:
                 # backward jump checks for it, so it is delivered here, inside the try
                 for _ in range(2):
                     pass
-        except (Exception, TaskStop) as exc:  # noqa: BLE001 - how the task ended, recorded
+        except BaseException as exc:  # noqa: BLE001 - how the task ended (sys.exit() too), recorded
             return self.ended_by(attempt, exc)
         return self.succeeded(attempt, value)
 

@@ -78,14 +78,19 @@ class TaskThreads:
             except TaskStop:  # a stop that arrived after its attempt ended: nothing to stop
                 log.debug("late stop signal ignored")
 
-    def run(self, attempt: Attempt) -> None:
-        """Run ``attempt`` in the calling thread (a task thread, or the catcher) and report
-        its outcome to the loop."""
+    def run(self, attempt: Attempt, *, alone: bool = False) -> None:
+        """Run ``attempt`` in the calling thread and report its outcome to the loop: with
+        the other task threads' outcomes (one wake-up per batch), or ``alone`` in a callback
+        of its own, queued after whatever this thread queued for the loop before (the
+        catcher's: the loop must adopt the attempt before it hears how it ended)."""
         attempt.began = self.executor.clock.now()
         if attempt.job.timeout is not None:
             self._call_soon(self._arm_timer, attempt)
         outcome = self.executor.run_in_thread(attempt)
-        self._deliver(attempt, outcome)
+        if alone:
+            self._call_soon(self._collect_one, attempt, outcome)
+        else:
+            self._deliver(attempt, outcome)
 
     def _deliver(self, attempt: Attempt, outcome: JobOutcome | None) -> None:
         self._done.append((attempt, outcome))
@@ -103,11 +108,13 @@ class TaskThreads:
     def _collect(self) -> None:
         self._collect_pending = False
         while self._done:
-            attempt, outcome = self._done.popleft()
-            if attempt.timer is not None:
-                attempt.timer.cancel()
-            if not attempt.finished:
-                self.finish(attempt, outcome)
+            self._collect_one(*self._done.popleft())
+
+    def _collect_one(self, attempt: Attempt, outcome: JobOutcome | None) -> None:
+        if attempt.timer is not None:
+            attempt.timer.cancel()
+        if not attempt.finished:
+            self.finish(attempt, outcome)
 
     def _arm_timer(self, attempt: Attempt) -> None:
         """The attempt's thread began it: its timeout counts from then."""
