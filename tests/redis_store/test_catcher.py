@@ -27,9 +27,14 @@ WAIT = 30.0
 
 
 async def until(check: Callable[[], Any], what: str) -> None:
-    async with asyncio.timeout(WAIT):
-        while not check():  # noqa: ASYNC110 - polls the server and the worker, no event to wait on
-            await asyncio.sleep(0.01)
+    """Poll ``check`` (the server and the worker: no event to wait on) until it holds; the
+    timeout only bounds a broken run."""
+    try:
+        async with asyncio.timeout(WAIT):
+            while not check():  # noqa: ASYNC110 - see above
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {WAIT} s waiting for {what}") from None
 
 
 class Apps:
@@ -140,7 +145,7 @@ async def test_an_idle_workers_handed_job_runs_on_the_thread_that_received_it(ap
     await until(lambda: idle(worker) and apps.parked(worker), "the worker to park again once the job ended")
     await stopped(worker, task)
     assert (await job.ainfo()).state is JobState.SUCCEEDED
-    assert worker.started == 1 and worker.catcher is not None and worker.catcher.caught == 0
+    assert worker.started == 1 and worker.catcher is not None and worker.catcher.current is None
 
 
 async def test_what_the_catcher_may_not_start_alone_goes_through_the_loop(apps: Apps) -> None:

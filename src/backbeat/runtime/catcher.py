@@ -59,12 +59,10 @@ class Catcher:
         self.runnable = runnable
         self.adopt = adopt
         self.take = take
-        self.caught = 0
-        """Jobs caught to run here that the loop has not adopted yet: each holds a slot."""
         self.current: Attempt | None = None
-        """The attempt it caught, until the loop has its outcome (the loop clears it): the
-        thread reads nothing meanwhile, so the worker must not park (a job handed to it
-        would wait for the next claim)."""
+        """The attempt it caught, until the loop has its outcome (the loop clears it). It
+        holds a slot (before the loop adopts it too), and the thread reads nothing
+        meanwhile, so the worker must not park (a job handed to it would wait)."""
         self._lock = threading.Lock()
         self._armed = False
         self._closed = threading.Event()
@@ -99,11 +97,6 @@ class Catcher:
         with self._lock:
             self._armed = False
             self._closed.set()
-
-    def _adopted(self, attempt: Attempt) -> None:
-        with self._lock:
-            self.caught -= 1
-        self.adopt(attempt)
 
     # -- on the catcher's thread -------------------------------------------------------
 
@@ -143,8 +136,7 @@ class Catcher:
                 self._loop.call_soon_threadsafe(self.take, jobs)
                 return True
             attempt = Attempt(job=jobs[0], task=task, began=self.threads.executor.clock.now())
-            self._loop.call_soon_threadsafe(self._adopted, attempt)  # raises if the loop closed: not taken
+            self._loop.call_soon_threadsafe(self.adopt, attempt)  # raises if the loop closed: not taken
             self._armed = False
-            self.caught += 1
             self._catch = self.current = attempt
             return True

@@ -363,8 +363,9 @@ class Worker:
         return self.background and not self.burst and not catching
 
     def _in_flight(self) -> int:
-        """Slots taken: attempts, and jobs the catcher started that the loop has not adopted yet."""
-        return len(self.attempts) + (self.catcher.caught if self.catcher is not None else 0)
+        """Slots taken: attempts, and a job the catcher started that the loop has not adopted yet."""
+        caught = self.catcher.current if self.catcher is not None else None
+        return len(self.attempts) + int(caught is not None and caught.job.id not in self.attempts)
 
     def _catchable(self, job: JobRecord) -> Task[Any, Any] | None:
         """The task of a handed job the catcher may start alone: sync, no rate limit (its
