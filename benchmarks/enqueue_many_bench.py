@@ -34,7 +34,7 @@ def measure(noop: Task[..., None], server: redis.Redis | None, n: int, write: Ca
         write()
         rates.append(n / (time.perf_counter() - began))
         if server is not None:
-            holds.append(server.info("commandstats")["cmdstat_evalsha"]["usec_per_call"] / 1000)
+            holds.append(server.info("commandstats")["cmdstat_fcall"]["usec_per_call"] / 1000)
     held = f"; one script held Redis {statistics.median(holds):.2f} ms" if holds else ""
     return f"{statistics.median(rates):9,.0f} jobs/s{held}"
 

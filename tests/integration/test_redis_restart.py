@@ -1,6 +1,6 @@
 """A private Redis with AOF (``appendfsync everysec``) killed with SIGKILL in the middle of
-a drain and started again: workers reconnect (their scripts are loaded again: a restart
-empties the script cache), and every job enqueued before the crash runs and succeeds."""
+a drain and started again: workers reconnect (the function library of the scripts comes
+back with the AOF, or is loaded again), and every job enqueued before the crash runs and succeeds."""
 
 from __future__ import annotations
 

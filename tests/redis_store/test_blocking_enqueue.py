@@ -68,7 +68,7 @@ async def test_dedup_and_a_taken_id_as_in_the_async_enqueue(store: RedisStore) -
 async def test_a_server_that_lost_its_scripts_is_sent_them_again(store: RedisStore) -> None:
     assert store.job_enqueue_blocking([new_job()], now=T0) is not None  # the blocking client is open
     with redis.Redis.from_url(store.options.client_url) as admin:
-        admin.script_flush()
+        admin.function_flush()
     job = new_job()
     [written] = store.job_enqueue_blocking([job], now=T0) or []
     assert written.created and (await store.job_get(job.id)).state is JobState.QUEUED

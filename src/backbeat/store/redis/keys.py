@@ -75,8 +75,8 @@ Why this shape
   others' jobs (with one lane per priority it would rescan them on every claim).
   The cost: a claim over many tasks merges many lanes (one ZRANGE per lane per claim).
 * **Hash tags.** Every key shares one tag, so every script's keys are in one slot, as
-  Redis Cluster requires, and the ``#!lua`` scripts make a cluster node refuse any key
-  outside it. The limit: one store lives on one shard (one core's worth of Redis).
+  Redis Cluster requires, and a cluster node refuses a function's access to any key
+  outside it (``scripts.py``). The limit: one store lives on one shard (one core's worth of Redis).
   Per-queue tags would spread queues over shards but break what must be atomic across
   queues (one dispatch order over a worker's queues, dedup, counters); for more than
   one shard gives, run separate stores (prefixes). Not done yet: backbeat connects

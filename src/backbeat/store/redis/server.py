@@ -1,6 +1,6 @@
 """What the Redis store asks of the server, checked when a store opens.
 
-* Redis >= 7.0 (the scripts use ``#!lua`` flags); an older server is refused.
+* Redis >= 7.0 (the scripts are Redis functions); an older server is refused.
 * Durability is stated, not assumed: Redis is backbeat's database, not a cache. With
   ``maxmemory-policy`` other than ``noeviction`` a full server silently deletes jobs
   (sidekiq#5562); without AOF a restart loses every write since the last RDB snapshot
@@ -35,7 +35,7 @@ async def check_version(client: Redis) -> None:
     except ValueError:
         return  # a fork with its own numbering: let the scripts speak for themselves
     if version < MIN_VERSION:
-        raise StoreError(f"backbeat needs Redis >= 7.0 (its scripts use #!lua flags); the server runs {text}")
+        raise StoreError(f"backbeat needs Redis >= 7.0 (its scripts are Redis functions); the server runs {text}")
 
 
 async def _settings(client: Redis) -> dict[str, str]:

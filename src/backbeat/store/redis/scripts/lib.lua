@@ -1,10 +1,11 @@
--- lib.lua: helpers every script shares; scripts.py prepends it (after the "#!lua" line)
--- to each script before loading it, so each loaded script is self-contained.
+-- lib.lua: helpers every script shares. scripts.py loads it, the other libraries and
+-- every script into one Redis function library: its top level runs once, when the library
+-- is loaded; each script is a function of it, which calls begin() first.
 --
 -- Conventions (keys.py has the whole layout):
 --   KEYS[1]  "{prefix}:meta", the store's anchor key. Every other key is derived from the
 --            prefix P = "{prefix}" and so hashes to the same Cluster slot as KEYS[1];
---            "#!lua" scripts make Redis refuse, at run time, any key outside that slot.
+--            Redis refuses, at run time, a function's access to any key outside that slot.
 --   Floats   (times, zset scores) arrive as strings Python made with repr() and are
 --            written back as those same strings. Lua would print a number with 14
 --            significant digits and lose precision, so it never formats a float
@@ -20,14 +21,9 @@
 --            deadlines) it formats the double with fmt() ("%.17g"), which reads back as the
 --            same double; times are compared as numbers (tonumber), never as strings.
 
-local P = string.sub(KEYS[1], 1, -6)
-local RUNNING = P .. ':running'
-local COUNTS = P .. ':counts'
-local DEDUP = P .. ':dedup'
-local QUEUES = P .. ':queues'
-local PAUSED = P .. ':paused'
-local WAKE = P .. ':wake'
-local FIRED = P .. ':fired'
+-- The prefix and the keys named after it: set per call from KEYS[1] (lib_keys, below),
+-- since one library serves every prefix.
+local P, RUNNING, COUNTS, DEDUP, QUEUES, PAUSED, WAKE, FIRED
 local FINAL = {succeeded = true, dead = true, cancelled = true}
 
 local function job_key(id) return P .. ':job:' .. id end
@@ -73,7 +69,7 @@ end
 -- call per key: a batch of 64 claims is then one ZADD to P:running, not 64. The last
 -- change to a (key, member) wins. Lanes and schedules are written at once: claims read
 -- them (promotion, then the merge).
-local counts, zsets = {}, {}
+local counts, zsets
 
 -- job_counts: one counter per (state, queue, task); a counter that reaches 0 is deleted.
 local function count(state, j, delta)
@@ -122,7 +118,7 @@ local function release_dedup(j)
 end
 
 -- Lanes whose P:lanes:<queue> entry this script has written (written once per script).
-local lanes_listed = {}
+local lanes_listed
 
 -- Take queued job j out of its lane; drop the lane from the queue's list once empty.
 local function leave_lane(j)
@@ -297,4 +293,21 @@ local function delete_job(j)
   local fired = j.schedule_key and j.fire_at and j.fire_at .. '|' .. j.schedule_key
   if fired and redis.call('HGET', FIRED, fired) == j.id then redis.call('HDEL', FIRED, fired) end
   redis.call('DEL', job_key(j.id))
+end
+
+-- The keys of the prefix of `anchor` (KEYS[1], "{prefix}:meta"), for the calls that follow.
+local function lib_keys(anchor)
+  P = string.sub(anchor, 1, -6)
+  RUNNING = P .. ':running'
+  COUNTS = P .. ':counts'
+  DEDUP = P .. ':dedup'
+  QUEUES = P .. ':queues'
+  PAUSED = P .. ':paused'
+  WAKE = P .. ':wake'
+  FIRED = P .. ':fired'
+end
+
+-- A call starts with nothing gathered (a call that failed half way may have left some).
+local function lib_reset()
+  counts, zsets, lanes_listed = {}, {}, {}
 end

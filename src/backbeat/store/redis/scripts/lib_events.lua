@@ -1,5 +1,5 @@
--- lib_events.lua: events and their indexes. scripts.py loads it after lib.lua into every
--- script.
+-- lib_events.lua: events and their indexes. scripts.py loads it after lib.lua into the
+-- function library.
 --
 -- Keys (P = "{prefix}"):
 --   P:event:<id>       hash   one event: the EventRecord fields that are not None
@@ -10,8 +10,8 @@
 -- An event is in exactly one P:evids:<state>, and in P:events-pending or
 -- P:events-settled as its state says; ev_move() keeps it so.
 
-local EVENTS_PENDING = P .. ':events-pending'
-local EVENTS_SETTLED = P .. ':events-settled'
+-- Set per call, after lib.lua's keys (events_keys, below).
+local EVENTS_PENDING, EVENTS_SETTLED
 
 local function event_key(id) return P .. ':event:' .. id end
 local function evids_key(state) return P .. ':evids:' .. state end
@@ -44,4 +44,10 @@ end
 -- {id, HGETALL}, the shape Python decodes.
 local function ev_record(id)
   return {id, redis.call('HGETALL', event_key(id))}
+end
+
+-- The keys above, for the prefix lib_keys() set.
+local function events_keys()
+  EVENTS_PENDING = P .. ':events-pending'
+  EVENTS_SETTLED = P .. ':events-settled'
 end

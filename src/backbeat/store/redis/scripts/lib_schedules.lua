@@ -1,5 +1,5 @@
 -- lib_schedules.lua: schedules, their indexes, SLA breaches, and the rules for the end of a
--- run. scripts.py loads it after lib.lua into every script.
+-- run. scripts.py loads it after lib.lua into the function library.
 --
 -- Keys (P = "{prefix}"):
 --   P:schedule:<key>     hash   one schedule: the ScheduleSpec and ScheduleRecord fields that
@@ -35,16 +35,9 @@
 -- and results are written with fmt(), so a record reads back in Python exactly as the
 -- reference store would hold it (tests/redis_store/test_redis_schedule_model.py checks).
 
-local SCHEDULES = P .. ':schedules'
-local SCHEDULES_DUE = P .. ':schedules-due'
-local SCHEDULES_RUNS = P .. ':schedules-runs'
-local SLA_ACTIVE = P .. ':sla-active'
-local SLA_PAUSED = P .. ':sla-paused'
-local SLA_WATCH = P .. ':sla-watch'
-local BREACH_SEQ = P .. ':breach-seq'
-local BREACH_OPEN = P .. ':breach-open'
-local BREACH_ENDED = P .. ':breach-ended'
-local BREACH_NEW = P .. ':breach-new'
+-- Set per call, after lib.lua's keys (schedules_keys, below).
+local SCHEDULES, SCHEDULES_DUE, SCHEDULES_RUNS, SLA_ACTIVE, SLA_PAUSED, SLA_WATCH
+local BREACH_SEQ, BREACH_OPEN, BREACH_ENDED, BREACH_NEW
 local RUN_TIME_WEIGHT = 0.2
 
 local function schedule_key(key) return P .. ':schedule:' .. key end
@@ -255,4 +248,18 @@ local function set_every(rec, every, expected, reason)
   end
   sched_save(rec)
   return true
+end
+
+-- The keys above, for the prefix lib_keys() set.
+local function schedules_keys()
+  SCHEDULES = P .. ':schedules'
+  SCHEDULES_DUE = P .. ':schedules-due'
+  SCHEDULES_RUNS = P .. ':schedules-runs'
+  SLA_ACTIVE = P .. ':sla-active'
+  SLA_PAUSED = P .. ':sla-paused'
+  SLA_WATCH = P .. ':sla-watch'
+  BREACH_SEQ = P .. ':breach-seq'
+  BREACH_OPEN = P .. ':breach-open'
+  BREACH_ENDED = P .. ':breach-ended'
+  BREACH_NEW = P .. ':breach-new'
 end
