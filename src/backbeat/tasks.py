@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 FITS_KEPT = 256
-"""Call shapes a task remembers verdicts for (``Task.fits``); past that it binds every time."""
+"""Call shapes a task remembers verdicts for (``Task.fits``, ``Task.check_arguments``);
+past that it binds every time."""
 
 
 def default_name(fn: Callable[..., Any]) -> str:
@@ -63,8 +64,9 @@ class Task(Generic[P, R]):
             raise TaskDefinitionError(f"task name must not be blank, got {self.name!r}")
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
-        self._fits: dict[tuple[int, frozenset[str]], str | None] = {}
-        """``fits``' verdicts by call shape: why it does not fit, or ``None``."""
+        self._verdicts: dict[tuple[bool, int, frozenset[str]], str | None] = {}
+        """The verdicts of ``fits`` and ``check_arguments`` (``strict``) by call shape: why
+        the call is refused, or ``None``."""
         clashes = [p for p in self.signature.parameters if p in RESERVED_OPTIONS]
         if clashes:
             raise TaskDefinitionError(
@@ -128,27 +130,34 @@ class Task(Generic[P, R]):
             raise EnqueueError(f"task {self.name!r}: {exc}") from None
 
     def fits(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-        """``check_call`` without the bound arguments, for a worker about to run a job:
-        binding depends only on the number of positional arguments and the keyword names,
-        so the verdict is remembered per such shape (binding was about a third of the task
-        thread's work to prepare a job, in a profile of a draining worker)."""
-        shape = (len(args), frozenset(kwargs))
-        try:
-            why = self._fits[shape]
-        except KeyError:
-            try:
-                self.check_call(args, kwargs)
-                why = None
-            except EnqueueError as exc:
-                why = str(exc)
-            if len(self._fits) < FITS_KEPT:
-                self._fits[shape] = why
-        if why is not None:
-            raise EnqueueError(why)
+        """``check_call`` without the bound arguments, for a worker about to run a job."""
+        self._judge(False, args, kwargs)
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise ``EnqueueError`` if the function could not be called with these arguments,
         or if a secret parameter is given positionally (only named values are sealed)."""
+        self._judge(True, args, kwargs)
+
+    def _judge(self, strict: bool, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Both checks depend only on the number of positional arguments and the keyword
+        names, so each verdict is remembered per such shape (binding was about a third of
+        the task thread's work to prepare a job, in a profile of a draining worker, and a
+        sixth of the producer's before it sends an enqueue)."""
+        shape = (strict, len(args), frozenset(kwargs))
+        try:
+            why = self._verdicts[shape]
+        except KeyError:
+            try:
+                (self._check_strictly if strict else self.check_call)(args, kwargs)
+                why = None
+            except EnqueueError as exc:
+                why = str(exc)
+            if len(self._verdicts) < FITS_KEPT:
+                self._verdicts[shape] = why
+        if why is not None:
+            raise EnqueueError(why)
+
+    def _check_strictly(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         bound = self.check_call(args, kwargs)
         if self.info.handles is None:
             positional = [n for n in self.info.secret if n in bound.arguments and n not in kwargs]

@@ -323,3 +323,20 @@ def test_a_sync_task_calling_sys_exit_fails_its_job_and_the_worker_goes_on(app: 
     info = quitter.info()
     assert info.state is JobState.DEAD and info.error is not None and "SystemExit" in info.error
     assert later.result(timeout=1) == 1
+
+
+def test_the_enqueue_check_remembers_its_own_verdict_per_shape(app: App) -> None:
+    """``check_arguments`` (the producer's, which also refuses a secret given positionally)
+    remembers per call shape apart from ``fits`` (the worker's): a shape one accepts and
+    the other refuses gets each one's verdict, every time."""
+
+    @app.task(name="t", secret=("token",))
+    def t(account: str, token: str = "") -> None: ...
+
+    for _ in range(2):
+        t.fits(("a", "s3cret"), {})
+        with pytest.raises(EnqueueError, match="pass the secret argument 'token' by keyword"):
+            t.check_arguments(("a", "s3cret"), {})
+        t.check_arguments(("a",), {"token": "s3cret"})
+        with pytest.raises(EnqueueError, match="missing a required argument: 'account'"):
+            t.check_arguments((), {"token": "s3cret"})
