@@ -15,7 +15,8 @@ The library's name carries a digest of its code (``backbeat_<digest>``, each fun
 ``backbeat_<digest>_<script>``), so processes of two backbeat versions on one server
 (a rolling upgrade) each call their own. A call to a function the server does not have (a
 restart without persistence, ``FUNCTION FLUSH``) loads the library and is sent again.
-Libraries of versions no longer running stay until deleted (``FUNCTION DELETE``).
+Libraries of versions no longer running stay until deleted (``FUNCTION DELETE``; about
+0.3 MB of server memory each).
 
 Internal module.
 """
