@@ -55,8 +55,7 @@ async def test_a_server_that_lost_the_library_is_sent_it_again(store: RedisStore
     job = new_job()
     [written] = await store.job_enqueue([job], now=T0)
     assert written.created and (await store.job_get(job.id)).state is JobState.QUEUED
-    name, _ = scripts.library()
-    assert len(admin.function_list(library=name)) == 1
+    assert len(admin.function_list(library=scripts.library().name)) == 1
 
 
 @pytest.mark.asyncio
@@ -75,14 +74,14 @@ async def test_calls_for_two_prefixes_interleaved_each_write_their_own(store: Re
 
 
 def test_the_library_is_named_by_its_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    name, code = scripts.library()
+    name, code, functions = scripts.library()
     assert name.startswith("backbeat_") and code.startswith(f"#!lua name={name}\n")
-    assert f"redis.register_function('{name}_enqueue'," in code
+    assert functions["enqueue"] == f"{name}_enqueue" and f"redis.register_function('{name}_enqueue'," in code
     scripts.library.cache_clear()
     read = scripts._read
     monkeypatch.setattr(scripts, "_read", lambda n: read(n) + ("\n-- changed" if n == "ack" else ""))
     try:
-        changed, _ = scripts.library()
+        changed = scripts.library().name
     finally:
         scripts.library.cache_clear()
     assert changed != name

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redis.exceptions import ResponseError
 
@@ -89,18 +89,26 @@ end
 """
 
 
+class Library(NamedTuple):
+    name: str
+    code: str
+    functions: dict[str, str]
+    """Script name -> the name of its function."""
+
+
 @cache
-def library() -> tuple[str, str]:
-    """The function library's name and code."""
+def library() -> Library:
+    """The function library: its name, its code and its functions."""
     libraries = [_read(lib) for lib in LIBRARIES]
     scripts = {name: _read(name) for name in NAMES}
     digest = hashlib.sha1("\0".join([BEGIN, *libraries, *scripts.values()]).encode()).hexdigest()[:12]
     name = f"backbeat_{digest}"
-    functions = [
-        f"redis.register_function('{name}_{script}', function(KEYS, ARGV)\nbegin(KEYS[1])\n{text}\nend)"
+    functions = {script: f"{name}_{script}" for script in scripts}
+    registered = [
+        f"redis.register_function('{functions[script]}', function(KEYS, ARGV)\nbegin(KEYS[1])\n{text}\nend)"
         for script, text in scripts.items()
     ]
-    return name, "\n".join([f"#!lua name={name}", *libraries, BEGIN, *functions])
+    return Library(name, "\n".join([f"#!lua name={name}", *libraries, BEGIN, *registered]), functions)
 
 
 def _missing(exc: ResponseError) -> bool:
@@ -113,16 +121,16 @@ class Scripts:
 
     def __init__(self, client: Redis) -> None:
         self.client = client
-        self.library, self.code = library()
+        self.library = library()
 
     async def run(self, name: str, anchor: str, args: list[str]) -> Any:
-        function = f"{self.library}_{name}"
+        function = self.library.functions[name]
         try:
             return await self.client.fcall(function, 1, anchor, *args)
         except ResponseError as exc:
             if not _missing(exc):
                 raise
-        await self.client.function_load(self.code, replace=True)
+        await self.client.function_load(self.library.code, replace=True)
         return await self.client.fcall(function, 1, anchor, *args)
 
 
@@ -139,10 +147,10 @@ class SyncScripts:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self.library, self.code = library()
+        self.library = library()
 
     def run(self, name: str, anchor: str, args: list[str]) -> Any:
-        function = f"{self.library}_{name}"
+        function = self.library.functions[name]
         conn = self.client.connection
         assert conn is not None  # a single-connection client holds its connection from the start
 
@@ -155,7 +163,7 @@ class SyncScripts:
         except ResponseError as exc:
             if not _missing(exc):
                 raise
-        self.client.function_load(self.code, replace=True)
+        self.client.function_load(self.library.code, replace=True)
         return conn.retry.call_with_retry(call, lambda error: conn.disconnect())  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
