@@ -4,14 +4,32 @@ breach hashes."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import cast
 
 import redis
 
+from backbeat.store import open_store
+from backbeat.store.redis.store import RedisStore
 from backbeat.types import FINAL_STATES, LIVE_STATES, JobState
-from tests.redis_server import SERVER
+from tests.redis_server import SERVER, fresh_url
 
 Jobs = dict[str, dict[str, str]]
+
+
+@asynccontextmanager
+async def checked_store() -> AsyncIterator[RedisStore]:
+    """An open store on a fresh prefix; closed, and its layout checked, on exit."""
+    with fresh_url() as url:
+        store = open_store(url)
+        assert isinstance(store, RedisStore)
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
+            check_layout(store.keys.prefix)
 
 
 def check_layout(prefix: str) -> int:

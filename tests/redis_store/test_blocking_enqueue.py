@@ -24,21 +24,14 @@ from backbeat.types import Enqueued, JobState
 from tests.faults.proxy import Proxy
 from tests.integration.conftest import eventually
 from tests.redis_server import fresh_url
-from tests.redis_store.layout import check_layout
+from tests.redis_store.layout import checked_store
 from tests.threads import on_a_thread
 
 
 @pytest.fixture
 async def store() -> AsyncIterator[RedisStore]:
-    with fresh_url() as url:
-        s = open_store(url)
-        assert isinstance(s, RedisStore)
-        await s.open()
-        try:
-            yield s
-        finally:
-            await s.close()
-            check_layout(s.keys.prefix)
+    async with checked_store() as s:
+        yield s
 
 
 @pytest.mark.asyncio

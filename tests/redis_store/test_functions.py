@@ -9,42 +9,29 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
-from backbeat.store import open_store
 from backbeat.store.redis import scripts
 from backbeat.store.redis.store import RedisStore
 from backbeat.testing.conformance import T0, new_job
 from backbeat.types import JobFilter, JobState
-from tests.redis_server import fresh_url
-from tests.redis_store.layout import check_layout
+from tests.redis_server import SERVER
+from tests.redis_store.layout import checked_store
 
 
 @pytest.fixture
 def admin() -> Iterator[redis.Redis]:
-    with fresh_url() as url, redis.Redis.from_url(url.partition("?")[0]) as client:
+    with redis.Redis.from_url(SERVER) as client:
         yield client
-
-
-async def _opened() -> AsyncIterator[RedisStore]:
-    with fresh_url() as url:
-        store = open_store(url)
-        assert isinstance(store, RedisStore)
-        await store.open()
-        try:
-            yield store
-        finally:
-            await store.close()
-            check_layout(store.keys.prefix)
 
 
 @pytest.fixture
 async def store() -> AsyncIterator[RedisStore]:
-    async for s in _opened():
+    async with checked_store() as s:
         yield s
 
 
 @pytest.fixture
 async def other() -> AsyncIterator[RedisStore]:
-    async for s in _opened():
+    async with checked_store() as s:
         yield s
 
 
