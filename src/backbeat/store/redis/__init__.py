@@ -1,7 +1,8 @@
 """The Redis store. URL: ``redis://[[user]:password@]host[:port][/db][?prefix=NAME&...]``,
-``rediss://`` for TLS. ``prefix`` (default ``backbeat``) names the store inside the
-server (``keys.py``); the other query options are redis-py's (``socket_timeout``,
-``health_check_interval``, ``ssl_*``...). Needs ``pip install 'backbeat[redis]'``.
+``rediss://`` for TLS; on Redis Cluster, any node (``connection.py``). ``prefix``
+(default ``backbeat``) names the store inside the server (``keys.py``); the other query
+options are redis-py's (``socket_timeout``, ``health_check_interval``, ``ssl_*``...).
+Needs ``pip install 'backbeat[redis]'``.
 """
 
 from __future__ import annotations

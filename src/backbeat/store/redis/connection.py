@@ -9,6 +9,16 @@ already exists" although the job was written; a fire run twice fires nothing the
 time (the compare-and-set on ``next_at``); an event settled twice is a duplicate the
 second time. Whatever still fails is a ``StoreError``, which the worker's loops retry.
 
+Redis Cluster: every key of a store shares one hash tag, so one node serves the whole
+store. A command sent to another node gets ``MOVED <slot> <host:port>``: the instance
+notes that node (``_guarded``), and its next call closes its connections and opens them
+on it (``open``): when opening through any node of the cluster, and after a resharding
+moved the slot. When the node it followed stops answering (a failover), it reconnects
+through the URL's node, whose ``MOVED`` names the new primary. A script that got
+``MOVED`` did not run, so ``_run`` sends it again there; a blocking enqueue hands over
+to the async path, which follows; another read fails once (a ``StoreError``). Functions
+are per node: the library is loaded where it is missing (``scripts.py``).
+
 Reconnecting: while the server is gone, one ``ReconnectGate`` per store instance paces every
 loop of the process (claim, ack, heartbeat, rescue, wake-ups; fires; events): the first
 call that cannot reach the server closes the gate for a jittered, doubling backoff (0.1 s
@@ -34,6 +44,7 @@ Internal module.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import socket
 import threading
@@ -41,13 +52,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import AskError, MovedError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry as BlockingRetry
 
@@ -59,6 +71,7 @@ from backbeat.store.redis.scripts import Scripts, SyncScripts
 from backbeat.store.redis.server import check_durability, check_version
 from backbeat.types import Capability, JobRecord
 
+log = logging.getLogger("backbeat.store.redis")
 PRUNE_CHUNK = 1000
 """Most entries one pruning script deletes (about 5 ms of server time)."""
 LIST_PAGE = 100
@@ -82,6 +95,12 @@ def translated() -> Iterator[None]:
     before = task.cancelling() if task is not None else 0
     try:
         yield
+    except MovedError as exc:
+        _raise_if_cancelled(task, before)
+        raise StoreError(f"Redis Cluster: slot {exc.slot_id} of this store is served by {exc.host}:{exc.port}") from exc
+    except AskError as exc:
+        _raise_if_cancelled(task, before)
+        raise StoreError(f"Redis Cluster: slot {exc.slot_id} of this store is moving to {exc.host}:{exc.port}") from exc
     except ResponseError as exc:
         _raise_if_cancelled(task, before)
         message = str(exc)
@@ -185,6 +204,15 @@ class RedisBase(Store):
         self.options = options
         self.keys = Keys(options.prefix)
         self._client: Redis | None = None
+        url = urlsplit(options.client_url)
+        self._origin = (url.hostname or "localhost", url.port or 6379)
+        """The URL's node."""
+        self._node: tuple[str, int] | None = None
+        """The Redis Cluster node that serves this store's slot, once a ``MOVED`` named
+        another than the URL's (``None``: the URL's)."""
+        self._moved: tuple[str, int] | None = None
+        """A node to reconnect to, not yet followed (``open`` follows it): the one a
+        ``MOVED`` named, or the URL's when the node a ``MOVED`` named stopped answering."""
         self._waiter: Redis | None = None
         self._scripts: Scripts | None = None
         self._sync: SyncScripts | None = None
@@ -214,14 +242,46 @@ class RedisBase(Store):
         default of 5 s would cut blocking waits short, and on Python 3.11 its timed sends
         can lose a cancellation); TCP keepalive notices a dead server instead. The
         client for blocking waits never has one: its reads last as long as the wait."""
-        client = Redis.from_url(self.options.client_url, retry=Retry(_backoff(), RETRIES), **_OPTIONS)
+        client = Redis.from_url(self._url(), retry=Retry(_backoff(), RETRIES), **_OPTIONS)
         if blocking:
             client.connection_pool.connection_kwargs["socket_timeout"] = None
         return client
 
+    def _url(self) -> str:
+        """The URL the clients connect to: the options' own, or the cluster node that
+        serves this store."""
+        if self._node is None:
+            return self.options.client_url
+        host, port = self._node
+        parts = urlsplit(self.options.client_url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return urlunsplit(parts._replace(netloc=f"{userinfo}@{address}" if userinfo else address))
+
     async def open(self) -> None:
+        if self._moved is not None:
+            await self._follow()
         if self._client is not None:
             return
+        try:
+            await self._open()
+        except StoreError:
+            if self._moved is None:
+                raise
+            await self._follow()  # opened on a cluster node that does not serve this store
+            await self._open()
+
+    async def _follow(self) -> None:
+        """Close the connections, to open them on the node the last ``MOVED`` named."""
+        async with self._lock:
+            node, self._moved = self._moved, None
+            if node is None or node == (self._node or self._origin):
+                return
+            log.info("Redis Cluster: reconnecting the store %s to %s:%d", self.keys.tag, *node)
+            self._node = None if node == self._origin else node
+            await self.close()
+
+    async def _open(self) -> None:
         async with self._lock:
             if self._client is not None:
                 return
@@ -248,6 +308,10 @@ class RedisBase(Store):
         except StoreError as exc:
             if isinstance(exc.__cause__, (RedisConnectionError, RedisTimeoutError, OSError)):
                 self._gate.failed()
+                if self._node is not None:  # a failover? the URL's node knows where the slot went
+                    self._moved = self._origin
+            elif isinstance(exc.__cause__, MovedError):
+                self._moved = exc.__cause__.node_addr
             raise
         self._gate.ok()
 
@@ -298,6 +362,14 @@ class RedisBase(Store):
         return cast(dict[str, str], await self._redis.hgetall(key))
 
     async def _run(self, name: str, args: list[str]) -> Any:
+        try:
+            return await self._run_once(name, args)
+        except StoreError:
+            if self._moved is None:
+                raise
+        return await self._run_once(name, args)  # it did not run: again, where the store is now
+
+    async def _run_once(self, name: str, args: list[str]) -> Any:
         await self.open()
         assert self._scripts is not None
         with self._guarded():
@@ -308,8 +380,10 @@ class RedisBase(Store):
         first use); ``None`` when it cannot: this instance is not open (``open`` checks the
         server and the schema; the caller then takes the async path, which opens it), or
         a call on its one connection is still waiting (this thread re-entered, from a
-        signal handler: the caller then takes the async path, on another connection)."""
-        if self._client is None or self._sync_busy:
+        signal handler: the caller then takes the async path, on another connection), or
+        a Redis Cluster node answered ``MOVED`` (the async path reconnects, and sends it
+        again)."""
+        if self._client is None or self._sync_busy or self._moved is not None:
             return None
         self._sync_busy = True
         try:
@@ -317,13 +391,17 @@ class RedisBase(Store):
                 if self._sync is None:  # one connection, no pool: an instance serves one thread
                     self._sync = SyncScripts(
                         redis.Redis.from_url(
-                            self.options.client_url,
+                            self._url(),
                             retry=BlockingRetry(_backoff(), RETRIES),
                             single_connection_client=True,
                             **_OPTIONS,
                         )
                     )
                 return self._sync.run(name, self.keys.meta, args)
+        except StoreError:
+            if self._moved is None:
+                raise
+            return None
         finally:
             self._sync_busy = False
 

@@ -160,7 +160,7 @@ class JobMethods(RedisBase):
             if client is None:
                 # no retries: a failed wait is simply the caller's next one. No socket
                 # timeout, whatever the URL says: the read lasts as long as the wait.
-                client = redis.Redis.from_url(self.options.client_url, retry=BlockingRetry(NoBackoff(), 0), **_OPTIONS)
+                client = redis.Redis.from_url(self._url(), retry=BlockingRetry(NoBackoff(), 0), **_OPTIONS)
                 client.connection_pool.connection_kwargs["socket_timeout"] = None
                 self._catchers[worker_id] = client  # job_unpark and close() close it (under this lock)
         with translated():

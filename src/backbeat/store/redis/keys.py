@@ -79,10 +79,9 @@ Why this shape
   outside it (``scripts.py``). The limit: one store lives on one shard (one core's worth of Redis).
   Per-queue tags would spread queues over shards but break what must be atomic across
   queues (one dispatch order over a worker's queues, dedup, counters); for more than
-  one shard gives, run separate stores (prefixes). Not done yet: backbeat connects
-  with redis-py's plain client, which follows no MOVED redirections, so on a cluster
-  it must be pointed at the node that owns the prefix's slot (a cluster-aware
-  ``RedisCluster`` client is the step left; the layout needs no change for it).
+  one shard gives, run separate stores (prefixes). On a cluster the URL may name any
+  node: the ``MOVED`` reply names the node that serves the slot, and the store
+  reconnects there, also after a resharding or a failover (``connection.py``).
 * Scripts derive most keys from the prefix instead of receiving them all in ``KEYS``
   (a claim discovers its lanes as it runs); ``KEYS[1]`` is ``P:meta``, which routes
   the script to the slot. Queue names never contain ``,`` (``config.check_queue_name``),
