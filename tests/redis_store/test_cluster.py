@@ -154,20 +154,17 @@ async def test_a_store_opened_on_another_node_reconnects_to_its_own(
 
 async def test_a_resharded_store_follows_its_slot(nodes: list[ClusterNode], opened: tuple[RedisStore, str]) -> None:
     store, prefix = opened
-    jobs = [new_job() for _ in range(3)]
-    await store.job_enqueue(jobs[:2], now=T0)
-    assert store.job_enqueue_blocking([jobs[2]], now=T0) is not None  # its blocking client, on node 0
+    jobs = [new_job() for _ in range(5)]
+    await store.job_enqueue(jobs[:2], now=T0)  # on node 0
     move_slot(prefix, nodes[0], nodes[1])
-    try:
-        late = new_job()
-        assert store.job_enqueue_blocking([late], now=T0) is None  # node 0 answered MOVED: the async path
-        await store.job_enqueue([late], now=T0)  # follows to node 1, loads the library there
-        claimed = await store.job_claim(claim(), now=T0)
-        assert [j.id for j in claimed] == [j.id for j in [*jobs, late]]
-        assert store.job_enqueue_blocking([new_job()], now=T0) is not None  # a new blocking client, on node 1
-        assert nodes[1].client().exists("{" + prefix + "}:job:" + late.id)
-    finally:
-        move_slot(prefix, nodes[1], nodes[0])
+    [written] = await store.job_enqueue([jobs[2]], now=T0)  # MOVED: followed, sent again on node 1
+    assert written.created
+    assert store.job_enqueue_blocking([jobs[3]], now=T0) is not None  # a blocking client, on node 1
+    move_slot(prefix, nodes[1], nodes[0])
+    assert store.job_enqueue_blocking([jobs[4]], now=T0) is None  # MOVED: over to the async path
+    await store.job_enqueue([jobs[4]], now=T0)  # which follows to node 0
+    assert [j.id for j in await store.job_claim(claim(), now=T0)] == [j.id for j in jobs]
+    assert all(nodes[0].client().exists("{" + prefix + "}:job:" + j.id) for j in jobs)
 
 
 class TestRedisClusterStore(StoreConformance):

@@ -16,8 +16,12 @@ on it (``open``): when opening through any node of the cluster, and after a resh
 moved the slot. When the node it followed stops answering (a failover), it reconnects
 through the URL's node, whose ``MOVED`` names the new primary. A script that got
 ``MOVED`` did not run, so ``_run`` sends it again there; a blocking enqueue hands over
-to the async path, which follows; another read fails once (a ``StoreError``). Functions
-are per node: the library is loaded where it is missing (``scripts.py``).
+to the async path, which follows; another command fails once (a ``StoreError``).
+Functions are per node: the library is loaded where it is missing (``scripts.py``).
+Limits: the nodes must be reachable at the addresses they announce (and, with TLS, hold
+certificates for them); a failed primary that the URL names itself is retried until it
+answers; move a store's slot only while nothing uses it, since a script that meets a key
+already migrated stops part way (``ASK``), as any Lua script would.
 
 Reconnecting: while the server is gone, one ``ReconnectGate`` per store instance paces every
 loop of the process (claim, ack, heartbeat, rescue, wake-ups; fires; events): the first
@@ -250,9 +254,10 @@ class RedisBase(Store):
     def _url(self) -> str:
         """The URL the clients connect to: the options' own, or the cluster node that
         serves this store."""
-        if self._node is None:
+        node = self._node  # read once: a catcher's thread calls this beside the loop
+        if node is None:
             return self.options.client_url
-        host, port = self._node
+        host, port = node
         parts = urlsplit(self.options.client_url)
         userinfo = parts.netloc.rpartition("@")[0]
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -265,8 +270,8 @@ class RedisBase(Store):
             return
         try:
             await self._open()
-        except StoreError:
-            if self._moved is None:
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, MovedError):
                 raise
             await self._follow()  # opened on a cluster node that does not serve this store
             await self._open()
@@ -300,18 +305,25 @@ class RedisBase(Store):
 
     @contextmanager
     def _guarded(self) -> Iterator[None]:
-        """``translated``, paced by the reconnect gate."""
+        """``translated``, paced by the reconnect gate; notes a cluster node to reconnect to.
+        A call whose connection was closed under it because the instance followed another
+        node meanwhile says nothing about the node it follows now."""
         self._gate.check()
+        node = self._node
         try:
             with translated():
                 yield
         except StoreError as exc:
-            if isinstance(exc.__cause__, (RedisConnectionError, RedisTimeoutError, OSError)):
+            cause = exc.__cause__
+            if self._node != node:
+                raise
+            if isinstance(cause, (RedisConnectionError, RedisTimeoutError, OSError)):
                 self._gate.failed()
-                if self._node is not None:  # a failover? the URL's node knows where the slot went
+                if node is not None:  # a failover? the URL's node knows where the slot went
                     self._moved = self._origin
-            elif isinstance(exc.__cause__, MovedError):
-                self._moved = exc.__cause__.node_addr
+            elif isinstance(cause, MovedError):
+                self._gate.ok()  # the server answered
+                self._moved = cause.node_addr
             raise
         self._gate.ok()
 
@@ -364,8 +376,8 @@ class RedisBase(Store):
     async def _run(self, name: str, args: list[str]) -> Any:
         try:
             return await self._run_once(name, args)
-        except StoreError:
-            if self._moved is None:
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, MovedError):
                 raise
         return await self._run_once(name, args)  # it did not run: again, where the store is now
 
@@ -398,8 +410,8 @@ class RedisBase(Store):
                         )
                     )
                 return self._sync.run(name, self.keys.meta, args)
-        except StoreError:
-            if self._moved is None:
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, MovedError):
                 raise
             return None
         finally:
