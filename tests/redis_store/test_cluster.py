@@ -3,7 +3,8 @@ private cluster nodes. A store opened on a node that does not serve its prefix's
 reconnects to the one that does (and passes the whole conformance suite that way); after
 a resharding moves the slot, the next call follows it (the script sent again there, the
 function library loaded there), and a blocking enqueue hands over to the async path,
-which follows; after a failover, the store finds the new primary through the URL's node."""
+which follows; after a failover, the store finds the new primary through another node
+it knows."""
 
 from __future__ import annotations
 
@@ -175,15 +176,15 @@ class TestRedisClusterStore(StoreConformance):
         return f"redis://127.0.0.1:{nodes[1].port}/0?prefix={prefix_on(0, nodes, 2)}"
 
 
-async def test_a_failed_over_store_reconnects_through_the_urls_node(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    """Three primaries (a failover needs a majority of them), a replica of the first. The
-    store, opened through the second, follows its slot to the first; the first dies, the
-    replica takes over, and the store finds it through the URL's node."""
+@pytest.mark.parametrize("via", [1, 0], ids=["url-names-another-node", "url-names-the-primary"])
+async def test_a_failed_over_store_finds_the_new_primary(tmp_path_factory: pytest.TempPathFactory, via: int) -> None:
+    """Three primaries (a failover needs a majority of them), a replica of the first, which
+    serves the store. The first dies and the replica takes over; the store finds it through
+    another node it knows: the URL's (``via`` 1), or one ``CLUSTER SLOTS`` listed when it
+    opened, when the URL names the dead primary itself (``via`` 0)."""
     with cluster(tmp_path_factory, 3, replicas=1) as nodes:
         prefix = prefix_on(0, nodes, 3)
-        store = open_store(f"redis://127.0.0.1:{nodes[1].port}/0?prefix={prefix}")
+        store = open_store(f"redis://127.0.0.1:{nodes[via].port}/0?prefix={prefix}")
         try:
             jobs = [new_job() for _ in range(2)]
             await store.job_enqueue(jobs, now=T0)

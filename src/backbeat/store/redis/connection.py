@@ -13,14 +13,14 @@ Redis Cluster: every key of a store shares one hash tag, so one node serves the 
 store. A command sent to another node gets ``MOVED <slot> <host:port>``: the instance
 notes that node (``_guarded``), and its next call closes its connections and opens them
 on it (``open``): when opening through any node of the cluster, and after a resharding
-moved the slot. When the node it followed stops answering (a failover), it reconnects
-through the URL's node, whose ``MOVED`` names the new primary. A script that got
+moved the slot. When the node in use stops answering (a failover), it reconnects through
+the next node it knows (the URL's, then those ``CLUSTER SLOTS`` listed when it opened),
+whose ``MOVED`` names the new primary. A script that got
 ``MOVED`` did not run, so ``_run`` sends it again there; a blocking enqueue hands over
 to the async path, which follows; another command fails once (a ``StoreError``).
 Functions are per node: the library is loaded where it is missing (``scripts.py``).
 Limits: the nodes must be reachable at the addresses they announce (and, with TLS, hold
-certificates for them); a failed primary that the URL names itself is retried until it
-answers; move a store's slot only while nothing uses it, since a script that meets a key
+certificates for them); move a store's slot only while nothing uses it, since a script that meets a key
 already migrated stops part way (``ASK``), as any Lua script would.
 
 Reconnecting: while the server is gone, one ``ReconnectGate`` per store instance paces every
@@ -216,7 +216,9 @@ class RedisBase(Store):
         another than the URL's (``None``: the URL's)."""
         self._moved: tuple[str, int] | None = None
         """A node to reconnect to, not yet followed (``open`` follows it): the one a
-        ``MOVED`` named, or the URL's when the node a ``MOVED`` named stopped answering."""
+        ``MOVED`` named, or another known node when the one in use stopped answering."""
+        self._peers: list[tuple[str, int]] = []
+        """The Redis Cluster's nodes (``CLUSTER SLOTS`` at open; none on a plain server)."""
         self._waiter: Redis | None = None
         self._scripts: Scripts | None = None
         self._sync: SyncScripts | None = None
@@ -286,6 +288,37 @@ class RedisBase(Store):
             self._node = None if node == self._origin else node
             await self.close()
 
+    async def _cluster_nodes(self, client: Redis) -> list[tuple[str, int]]:
+        """Every node of the cluster, primaries and replicas ([] on a plain server, or
+        where the server refuses to say)."""
+        try:
+            if not (await client.info("cluster")).get("cluster_enabled"):
+                return []
+            slots = await client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+        except ResponseError:
+            return []
+        nodes: list[tuple[str, int]] = []
+        for _, _, *members in slots:
+            for host, port, *_ in members:
+                address = self._address(host, int(port))
+                if address not in nodes:
+                    nodes.append(address)
+        return nodes
+
+    def _address(self, host: str, port: int) -> tuple[str, int]:
+        """A node's address as Redis Cluster announces it: an empty host is the host in use."""
+        return (host or (self._node or self._origin)[0], port)
+
+    def _next_node(self, current: tuple[str, int]) -> tuple[str, int] | None:
+        """The known node after ``current`` (the URL's, then the cluster's), to ask where
+        the store's slot went when ``current`` stopped answering; None on a plain server."""
+        known = list(dict.fromkeys([self._origin, *self._peers]))
+        if current not in known:
+            return known[0]
+        if len(known) < 2:
+            return None
+        return known[(known.index(current) + 1) % len(known)]
+
     async def _open(self) -> None:
         async with self._lock:
             if self._client is not None:
@@ -297,6 +330,7 @@ class RedisBase(Store):
                     await check_durability(client, f"{_where(client)} (prefix {self.options.prefix})")
                     await self._check_schema(client)
                     self._wake_seen = await self._newest_wake(client)
+                    self._peers = await self._cluster_nodes(client)
             except BaseException:
                 await client.aclose()
                 raise
@@ -319,11 +353,11 @@ class RedisBase(Store):
                 raise
             if isinstance(cause, (RedisConnectionError, RedisTimeoutError, OSError)):
                 self._gate.failed()
-                if node is not None:  # a failover? the URL's node knows where the slot went
-                    self._moved = self._origin
+                # a failover? another node knows where the slot went (a plain server has none)
+                self._moved = self._next_node(node or self._origin)
             elif isinstance(cause, MovedError):
                 self._gate.ok()  # the server answered
-                self._moved = cause.node_addr
+                self._moved = self._address(cause.host, cause.port)
             raise
         self._gate.ok()
 
