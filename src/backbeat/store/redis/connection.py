@@ -15,13 +15,13 @@ notes that node (``_guarded``), and its next call closes its connections and ope
 on it (``open``): when opening through any node of the cluster, and after a resharding
 moved the slot. When the node in use stops answering (a failover), it reconnects through
 the next node it knows (the URL's, then those ``CLUSTER SLOTS`` listed when it opened),
-whose ``MOVED`` names the new primary. A script that got
-``MOVED`` did not run, so ``_run`` sends it again there; a blocking enqueue hands over
-to the async path, which follows; another command fails once (a ``StoreError``).
-Functions are per node: the library is loaded where it is missing (``scripts.py``).
-Limits: the nodes must be reachable at the addresses they announce (and, with TLS, hold
-certificates for them); move a store's slot only while nothing uses it, since a script that meets a key
-already migrated stops part way (``ASK``), as any Lua script would.
+whose ``MOVED`` names the new primary. A script that got ``MOVED`` did not run, so
+``_run`` sends it again there; a blocking enqueue hands over to the async path, which
+follows; another command fails once (a ``StoreError``). Functions are per node: the
+library is loaded where it is missing (``scripts.py``). Limits: the nodes must be
+reachable at the addresses they announce (and, with TLS, hold certificates for them);
+move a store's slot only while nothing uses it, since a script that meets a key already
+migrated stops part way (``ASK``), as any Lua script would.
 
 Reconnecting: while the server is gone, one ``ReconnectGate`` per store instance paces every
 loop of the process (claim, ack, heartbeat, rescue, wake-ups; fires; events): the first
@@ -279,7 +279,7 @@ class RedisBase(Store):
             await self._open()
 
     async def _follow(self) -> None:
-        """Close the connections, to open them on the node the last ``MOVED`` named."""
+        """Close the connections, to open them on the node noted in ``_moved``."""
         async with self._lock:
             node, self._moved = self._moved, None
             if node is None or node == (self._node or self._origin):
@@ -354,7 +354,7 @@ class RedisBase(Store):
             if isinstance(cause, (RedisConnectionError, RedisTimeoutError, OSError)):
                 self._gate.failed()
                 # a failover? another node knows where the slot went (a plain server has none)
-                self._moved = self._next_node(node or self._origin)
+                self._moved = self._next_node(node or self._origin) or self._moved
             elif isinstance(cause, MovedError):
                 self._gate.ok()  # the server answered
                 self._moved = self._address(cause.host, cause.port)
