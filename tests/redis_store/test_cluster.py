@@ -56,9 +56,18 @@ class ClusterNode(PrivateRedis):
         self.argv[self.argv.index("--port") + 1] = str(self.port)
         self.argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(directory / "nodes.conf")]
         self.argv += ["--cluster-node-timeout", "1000"]  # a failed primary is noticed after 1 s
+        self._client: redis.Redis | None = None
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True)
+        """This node's admin client (one, made on first use; closed with the node)."""
+        if self._client is None:
+            self._client = redis.Redis(port=self.port, decode_responses=True)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        super().close()
 
 
 @contextmanager
