@@ -166,8 +166,8 @@ async def test_what_the_catcher_may_not_start_alone_goes_through_the_loop(apps: 
 @pytest.mark.parametrize("apps", [{"concurrency": 1, "prefetch_window": 10.0}], indirect=True)
 async def test_a_job_handed_while_no_slot_is_free_waits_for_one(apps: Apps) -> None:
     """Concurrency 1: the first job (claimed: on a task thread) holds the only slot, the
-    worker still parks (it prefetches), and the next job handed over waits in line
-    instead of starting on the catcher beside it."""
+    worker still parks (it prefetches), and the next job handed over waits in line (on
+    the task threads' queue) instead of starting on the catcher beside it."""
     first = await apps.producer.tasks["where"].aenqueue(tag="first", hold=True)
     worker, task = await running(apps, until_armed=False)
     await until(lambda: "first" in apps.threads, "the first job to start")
@@ -175,8 +175,8 @@ async def test_a_job_handed_while_no_slot_is_free_waits_for_one(apps: Apps) -> N
     await until(lambda: apps.parked(worker), "the worker to park with its slot taken")
     assert not armed(worker)
     second = await apps.producer.tasks["where"].aenqueue(tag="second")
-    await until(lambda: any(j.id == second.id for j in worker.ready), "the second job to reach the worker")
-    assert "second" not in apps.threads and len(worker.attempts) == 1
+    await until(lambda: second.id in worker.attempts, "the second job to be queued for the task thread")
+    assert "second" not in apps.threads and worker._running() == 1
     apps.release.set()
     await until(lambda: "second" in apps.threads, "the second job to run")
     await stopped(worker, task)

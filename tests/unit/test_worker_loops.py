@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -216,3 +216,88 @@ async def test_an_outcome_reported_alone_comes_after_what_its_thread_queued_befo
     thread.join()  # on the loop's thread: the loop runs none of it before everything is queued
     await settle()
     assert events == ["adopt", "finish"]
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Let the loops run until ``condition`` holds (a task thread runs beside them)."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"waited 5 s for {what}")
+
+
+async def test_sync_jobs_wait_on_the_task_threads_queue_beyond_the_free_slot(app: App, clock: ManualClock) -> None:
+    """With its slot taken, a worker queues the prefetched sync jobs for its task threads
+    (a thread that ends a job takes the next at once); none of them counts as running, a
+    cancel or a shutdown reaches them before they start, and a rate-limited one stays in
+    line (its bucket grants a start now, not after a wait)."""
+    app.rate_limit("api", limit=5, per=1)
+    started, release = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    @app.task(name="block")
+    def block() -> None:
+        started.set()
+        release.wait(5)
+
+    @app.task(name="quick")
+    def quick(n: int) -> None:
+        ran.append(n)
+
+    @app.task(name="polite", rate_limit="api")
+    def polite() -> None: ...
+
+    blocking = await block.aenqueue()
+    queued = [await quick.aenqueue(n) for n in range(3)]
+    limited = await polite.aenqueue()
+    worker = Worker(app, replace(app.settings.worker, concurrency=1, prefetch_window=1.0))
+    task = asyncio.create_task(worker.run())
+    await until(started.is_set, "the blocking job to start")
+    await until(lambda: len(worker.attempts) == 4, "the quick jobs to be queued for the thread")
+    assert [job.id for job in worker.ready] == [limited.id]
+    await step(clock, worker.settings.heartbeat_interval * 1.5)
+    [info] = await (await store_of(app)).worker_list()
+    assert info.in_flight == 1
+    await queued[0].acancel()
+    await step(clock, worker.settings.heartbeat_interval * 1.5)
+    worker.stop()
+    await settle()
+    release.set()
+    await asyncio.wait_for(task, 5)
+    assert ran == []
+    assert await blocking.astatus() is JobState.SUCCEEDED
+    assert await queued[0].astatus() is JobState.CANCELLED
+    for job in [*queued[1:], limited]:
+        assert (await job.ainfo()).state is JobState.QUEUED and (await job.ainfo()).attempts == 0
+
+
+async def test_a_queued_sync_jobs_timeout_counts_from_its_start(clock: ManualClock) -> None:
+    """A job that waited on the threads' queue longer than its timeout still gets all of
+    it once a thread takes it (timeouts are real time: a fraction of a second)."""
+    app = App(f"memory://{uuid7()}", clock=clock, worker=WorkerSettings(concurrency=1, prefetch_window=1.0))
+    started, release = threading.Event(), threading.Event()
+
+    @app.task(name="block")
+    def block() -> None:
+        started.set()
+        release.wait(5)
+
+    @app.task(name="quick", timeout=0.2, retries=0)
+    def quick() -> str:
+        return "done"
+
+    await block.aenqueue()
+    job = await quick.aenqueue()
+    worker = Worker(app, background=False)
+    task = asyncio.create_task(worker.run())
+    await until(started.is_set, "the blocking job to start")
+    await until(lambda: job.id in worker.attempts, "the quick job to be queued for the thread")
+    await asyncio.sleep(0.4)  # twice its timeout, waiting in the queue
+    release.set()
+    await until(lambda: not worker.attempts, "both jobs to end")
+    assert await job.aresult(timeout=1) == "done"
+    assert not worker.recycle_requested
+    worker.stop()
+    await asyncio.wait_for(task, 5)
+    await app.aclose()
