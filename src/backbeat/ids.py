@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
-import secrets
 import threading
 import time
 
@@ -55,16 +56,25 @@ def _format(value: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+_token_key = os.urandom(32)
+_token_count = itertools.count()
+
+
 def _forget_last() -> None:
-    """A forked child starts its own sequence (it would otherwise repeat its parent's steps
-    from the same last id)."""
-    global _last
+    """A forked child starts its own sequences: ids (it would otherwise repeat its parent's
+    steps from the same last id) and lease tokens (a key of its own)."""
+    global _last, _token_key, _token_count
     _last = 0
+    _token_key, _token_count = os.urandom(32), itertools.count()
 
 
 os.register_at_fork(after_in_child=_forget_last)
 
 
 def token() -> str:
-    """A fresh lease token: unguessable, never reused."""
-    return secrets.token_hex(12)
+    """A fresh lease token: unguessable, never reused. A keyed hash of a counter, the key
+    drawn once per process: no system call per claim (``os.urandom`` releases the GIL, and
+    a draining worker's loop then queued behind its busy task threads to take it back: 5%
+    of the loop's time in a profile; the Redis drain of one INCR per job gained 3.5%)."""
+    count = next(_token_count).to_bytes(8, "big")
+    return hashlib.blake2b(count, key=_token_key, digest_size=12).hexdigest()

@@ -1,6 +1,7 @@
 """Pure pieces: retry backoff, ids, the manual clock, settings and URLs."""
 
 import asyncio
+import os
 import random
 import re
 import uuid
@@ -66,6 +67,25 @@ def test_ids_of_one_process_increase_strictly(monkeypatch: pytest.MonkeyPatch) -
     assert made[-1] < after[0] and after == sorted(after)
     monkeypatch.setattr(ids, "_last", ids._compose(5, (1 << 74) - 2))  # a millisecond used up
     assert uuid7() > ids._format(ids._compose(5, (1 << 74) - 1)) and uuid7().startswith("00000000-0006-7")
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_lease_tokens_never_repeat_in_a_process_or_its_forked_child() -> None:
+    mine = [ids.token() for _ in range(1000)]
+    assert len(set(mine)) == len(mine) and all(re.fullmatch(r"[0-9a-f]{24}", t) for t in mine)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe only, and never run pytest's exit
+        try:
+            os.write(write, " ".join(ids.token() for _ in range(1000)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        child = pipe.read().decode().split()
+    os.waitpid(pid, 0)
+    parents = [ids.token() for _ in range(1000)]
+    assert len(child) == 1000 and len(set(mine + parents + child)) == 3000
 
 
 def test_iso_is_utc_with_z() -> None:
