@@ -3,13 +3,18 @@ as an async task, drained by the same workers, in alternating runs (the VM's spe
 by tens of percent within minutes, so only runs side by side compare). Run by hand:
 
     .venv/bin/python benchmarks/drain_split.py [--url redis://127.0.0.1:6379/12] [--jobs 10000] [--rounds 3]
-        [--concurrency N]
+        [--concurrency N] [--against OTHER_CHECKOUT/src [--kind sync] [--processes 2]]
 
 Each run: a fresh key prefix, N jobs enqueued (enqueue_many), then K `backbeat worker`
 processes (CLI defaults: concurrency 10) started; timed from their spawn to the counter
 reaching N. Per drained job, while the drain runs (first job to last): CPU of the worker
 processes' main threads (the event loop) and of their other threads (the task threads),
 their voluntary context switches (Linux /proc), and the Redis server's CPU.
+
+With ``--against``, the same drain (one kind, one process count) runs in pairs: this
+checkout and another one's ``src`` directory (put first on ``PYTHONPATH``), in ABBA order
+(which goes first alternates), and the ratio of each pair is printed: only runs side by
+side compare on a VM whose speed drifts.
 """
 
 from __future__ import annotations
@@ -74,10 +79,13 @@ class Run:
     server_us: float
 
 
-def drain(base: str, kind: str, jobs: int, processes: int, options: list[str]) -> Run:
+def drain(base: str, kind: str, jobs: int, processes: int, options: list[str], src: str | None = None) -> Run:
+    """One drain; ``src``: another checkout's source directory, imported instead of this one."""
     url = fresh(base)
     counter = f"split-done-{secrets.token_hex(4)}"
     env = dict(env_for(url), SPLIT_COUNTER=counter)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(HERE), src])
     code = f"import split_app as s\ns.{kind}_incr.enqueue_many([()] * {jobs})\ns.app.close()\n"
     subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=HERE)
     client = redis.Redis.from_url(urlunsplit(urlsplit(url)._replace(query="")))
@@ -116,8 +124,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, help="passed to the workers (default: the CLI's)")
+    parser.add_argument("--against", metavar="SRC", help="another checkout's src directory: paired runs")
+    parser.add_argument("--kind", choices=("sync", "async"), default="sync", help="with --against")
+    parser.add_argument("--processes", type=int, default=2, help="with --against")
     args = parser.parse_args()
     options = [] if args.concurrency is None else ["--concurrency", str(args.concurrency)]
+    if args.against is not None:
+        compare(args, options)
+        return
     runs: dict[tuple[int, str], list[Run]] = {}
     for _ in range(args.rounds):
         for processes in (1, 2):
@@ -133,6 +147,22 @@ def main() -> None:
               f"({med('steady'):,.0f} after the first job; runs {[round(r.from_spawn) for r in rs]}); "
               f"CPU µs: event loop {med('loop_us'):.0f}, other threads {med('threads_us'):.0f}, "
               f"Redis {med('server_us'):.0f}; voluntary switches {med('switches'):.1f}")  # fmt: skip
+
+
+def compare(args: argparse.Namespace, options: list[str]) -> None:
+    src = str(Path(args.against).resolve())
+    ratios, ours, theirs = [], [], []
+    for round_ in range(args.rounds):
+        order: list[str | None] = [None, src] if round_ % 2 == 0 else [src, None]
+        pair = {which: drain(args.url, args.kind, args.jobs, args.processes, options, which) for which in order}
+        ours.append(pair[None].from_spawn)
+        theirs.append(pair[src].from_spawn)
+        ratios.append(ours[-1] / theirs[-1])
+        print(f"  round {round_ + 1}: this checkout {ours[-1]:,.0f}, {src} {theirs[-1]:,.0f} jobs/s "
+              f"from spawn: {ratios[-1]:.2f}x", flush=True)  # fmt: skip
+    print(f"{args.jobs:,} {args.kind} jobs, {args.processes} process(es), {args.rounds} rounds: this checkout "
+          f"{statistics.median(ours):,.0f} against {statistics.median(theirs):,.0f} jobs/s (medians); "
+          f"ratio per round {min(ratios):.2f}-{max(ratios):.2f}, median {statistics.median(ratios):.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -75,6 +75,6 @@ def token() -> str:
     """A fresh lease token: unguessable, never reused. A keyed hash of a counter, the key
     drawn once per process: no system call per claim (``os.urandom`` releases the GIL, and
     a draining worker's loop then queued behind its busy task threads to take it back: 5%
-    of the loop's time in a profile; the Redis drain of one INCR per job gained 3.5%)."""
+    of the loop's time in a profile)."""
     count = next(_token_count).to_bytes(8, "big")
     return hashlib.blake2b(count, key=_token_key, digest_size=12).hexdigest()

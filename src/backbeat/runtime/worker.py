@@ -329,10 +329,11 @@ class Worker:
 
         Sync jobs without a rate limit also go to the threads' queue beyond the free slots
         (up to the prefetch): a thread that ends a job takes the next at once instead of
-        waiting for this loop to hear of it and hand one over. That drained 9% faster on
-        two processes and 17% on one (``benchmarks/drain_split.py``); the queue holds no
-        more than the worker holds claimed anyway, and a queued attempt's timeout counts
-        from the thread taking it (``runtime/threads.py``)."""
+        waiting for this loop to hear of it and hand one over (with the lease tokens of
+        ``ids.token``, a Redis drain of one ``INCR`` per job gained 12% on one process and
+        on two: ``benchmarks/drain_split.py --against``). The queue holds no more than the
+        worker holds claimed anyway, and a queued attempt's timeout counts from the thread
+        taking it (``runtime/threads.py``)."""
         starting: list[JobRecord] = []
         ahead = self.settings.concurrency + self._prefetch()
         while self.ready:
