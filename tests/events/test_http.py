@@ -10,7 +10,7 @@ import urllib.request
 from backbeat.types import EventState
 from tests.events.conftest import STORES, JobsApp
 from tests.integration.conftest import eventually
-from tests.web.processes import free_port
+from tests.ports import free_port
 
 TOKEN = "http-events-token-0123456789"
 

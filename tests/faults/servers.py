@@ -20,12 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import eventually
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 class PrivateServer(ABC):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from backbeat import JobState
 from backbeat.errors import StoreError
 from tests.integration import bbapps
 from tests.integration.conftest import Cluster, Ledger, eventually
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -29,9 +29,7 @@ class PrivateRedis:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed: run scripts/services.sh")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(directory)]
         self.argv += [
             "--appendonly",

@@ -9,9 +9,7 @@ it knows."""
 from __future__ import annotations
 
 import asyncio
-import random
 import secrets
-import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +26,7 @@ from backbeat.testing.conformance.helpers import claim, outcome
 from backbeat.types import JobState, Outcome
 from tests.faults.servers import PrivateRedis
 from tests.integration.conftest import eventually
+from tests.ports import free_port
 
 SLOTS = 16384
 
@@ -36,23 +35,10 @@ def cmd(client: redis.Redis, *args: Any) -> Any:
     return client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
-def cluster_port() -> int:
-    """A free port whose cluster bus port (10,000 higher, so at most 55,535) is free too."""
-    while True:
-        port = random.randint(20_000, 55_535)
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10_000))
-        except OSError:
-            continue
-        return port
-
-
 class ClusterNode(PrivateRedis):
     def __init__(self, directory: Path) -> None:
         super().__init__(directory)
-        self.port = cluster_port()
+        self.port = free_port(also=10_000)  # and its cluster bus port
         self.argv[self.argv.index("--port") + 1] = str(self.port)
         self.argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(directory / "nodes.conf")]
         self.argv += ["--cluster-node-timeout", "1000"]  # a failed primary is noticed after 1 s

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -38,15 +37,6 @@ def spawn(url: str, log: Path, *args: str, **extra: str) -> subprocess.Popen[byt
         return subprocess.Popen(
             [sys.executable, "-m", "backbeat", *args], env=env(url, **extra), cwd=HERE, stdout=out, stderr=out
         )
-
-
-def free_port() -> int:
-    """A port nothing listens on now (the OS picks it; a race with another process taking
-    it in between is possible but has not been seen here)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

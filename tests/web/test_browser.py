@@ -26,8 +26,9 @@ from backbeat.events import dead
 from backbeat.testing import run_for, run_until_idle
 from backbeat.types import EventSettlement, EventState
 from tests.integration.conftest import eventually
+from tests.ports import free_port
 from tests.web.conftest import BREACHED, TOKEN, XSS, Store, populate
-from tests.web.processes import free_port, spawn, stop
+from tests.web.processes import spawn, stop
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [

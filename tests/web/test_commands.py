@@ -14,8 +14,9 @@ import pytest
 from backbeat import Client
 from tests.integration.conftest import eventually
 from tests.integration.test_cli import assert_one_line_error
+from tests.ports import free_port
 from tests.web.conftest import TOKEN, Store
-from tests.web.processes import backbeat, free_port, spawn, stop
+from tests.web.processes import backbeat, spawn, stop
 
 
 def test_status_check_passes_with_a_live_worker(store: Store) -> None:

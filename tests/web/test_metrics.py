@@ -17,9 +17,10 @@ from backbeat.runtime.scheduler import Scheduler
 from backbeat.testing import run_until_idle
 from backbeat.web import create_app
 from tests.integration.conftest import eventually
+from tests.ports import free_port
 from tests.web import webapps
 from tests.web.conftest import LOOPBACK, TOKEN, Store
-from tests.web.processes import free_port, spawn, stop
+from tests.web.processes import spawn, stop
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
