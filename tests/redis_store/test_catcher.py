@@ -183,6 +183,24 @@ async def test_a_job_handed_while_no_slot_is_free_waits_for_one(apps: Apps) -> N
     assert [(await j.ainfo()).state for j in (first, second)] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
 
 
+@pytest.mark.parametrize("apps", [{"concurrency": 1, "prefetch_window": 10.0}], indirect=True)
+async def test_no_job_waits_for_a_task_thread_beside_the_catchers(apps: Apps) -> None:
+    """Concurrency 1: the catcher runs a handed job (its slot has no task thread); a job
+    enqueued meanwhile is claimed and waits in line, not on the idle task thread, where it
+    would run beside the first."""
+    worker, task = await running(apps)
+    first = await apps.producer.tasks["where"].aenqueue(tag="first", hold=True)
+    await until(lambda: first.id in worker.attempts, "the loop to adopt the caught job")
+    assert apps.threads["first"] == "backbeat-catch"
+    second = await apps.producer.tasks["where"].aenqueue(tag="second")
+    await until(lambda: any(j.id == second.id for j in worker.ready), "the second job to be claimed")
+    assert "second" not in apps.threads and second.id not in worker.attempts
+    apps.release.set()
+    await until(lambda: "second" in apps.threads, "the second job to run")
+    await stopped(worker, task)
+    assert [(await j.ainfo()).state for j in (first, second)] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
+
+
 @pytest.mark.parametrize(
     "apps", [{"producer_clock": ManualClock(datetime.fromtimestamp(time.time() - 3600, UTC))}], indirect=True
 )

@@ -261,8 +261,10 @@ async def test_sync_jobs_wait_on_the_task_threads_queue_beyond_the_free_slot(app
     assert info.in_flight == 1
     await queued[0].acancel()
     await step(clock, worker.settings.heartbeat_interval * 1.5)
+    assert queued[0].id not in worker.attempts  # ended at once, not when a thread reaches it
     worker.stop()
     await settle()
+    assert set(worker.attempts) == {blocking.id}  # the rest handed back at once
     release.set()
     await asyncio.wait_for(task, 5)
     assert ran == []
@@ -301,3 +303,32 @@ async def test_a_queued_sync_jobs_timeout_counts_from_its_start(clock: ManualClo
     worker.stop()
     await asyncio.wait_for(task, 5)
     await app.aclose()
+
+
+async def test_no_sync_job_waits_for_a_thread_beside_an_async_attempt(app: App) -> None:
+    """An async attempt holds a slot without a task thread: sync jobs queued beyond the
+    free slots would have an idle thread run one beside it, more jobs than ``concurrency``."""
+    gate, release = asyncio.Event(), threading.Event()
+    began: list[int] = []
+
+    @app.task(name="awaits")
+    async def awaits() -> None:
+        await gate.wait()
+
+    @app.task(name="blocks")
+    def blocks(n: int) -> None:
+        began.append(n)
+        release.wait(5)
+
+    await awaits.aenqueue()
+    waiting = [await blocks.aenqueue(n) for n in range(3)]
+    worker = Worker(app, replace(app.settings.worker, concurrency=2, prefetch_window=1.0))
+    task = asyncio.create_task(worker.run())
+    await until(lambda: len(began) == 1 and len(worker.ready) == 2, "one sync job to run, two to wait in line")
+    assert began == [0] and len(worker.attempts) == 2
+    gate.set()
+    release.set()
+    await until(lambda: len(began) == 3 and not worker.attempts, "every job to run")
+    worker.stop()
+    await asyncio.wait_for(task, 5)
+    assert {(await job.ainfo()).state for job in waiting} == {JobState.SUCCEEDED}

@@ -105,11 +105,15 @@ class Attempt:
         else:
             self.raise_in_thread(TaskStop)
 
-    def release_if_waiting(self) -> None:
-        """A sync attempt no thread has taken yet will be handed back, not run."""
+    def withdraw(self, reason: Interrupt) -> bool:
+        """Whether this is a sync attempt no task thread has taken yet, now stopped for
+        ``reason`` before it starts: the caller reports its outcome at once (the thread
+        that takes it later only passes it by)."""
         with self.lock:
-            if not self.task.is_async and not self.started and self.interrupt is None:
-                self.interrupt = Interrupt.SHUTDOWN
+            if self.task.is_async or self.started or self.interrupt is not None:
+                return False
+            self.interrupt = reason
+            return True
 
     def raise_in_thread(self, exc: type[BaseException]) -> None:
         with self.lock:
@@ -169,13 +173,17 @@ class Executor:
 
     def run_in_thread(self, attempt: Attempt) -> JobOutcome | None:
         """Run a sync task's attempt in the calling (task) thread."""
+        with attempt.lock:
+            attempt.started = True
+            stopped = attempt.interrupt is not None
+        if stopped:  # stopped while it waited for a thread: nothing is opened or run
+            return self.interrupted(attempt)
         prepared = self.prepare(attempt)
         if isinstance(prepared, JobOutcome):
             return prepared
         args, kwargs = prepared
         try:
             with attempt.lock:
-                attempt.started = True
                 if attempt.interrupt is not None:
                     raise TaskStop()
                 attempt.thread_id = threading.get_ident()

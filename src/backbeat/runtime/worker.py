@@ -251,7 +251,9 @@ class Worker:
             target = s.concurrency + self._prefetch()
             room = target - self._in_flight() - len(self.ready)
             timeout = s.idle_poll
-            if room > 0 and (not self.ready or room >= target // 2):
+            # claimed, not started: prefetched, or queued beyond the slots for the task threads
+            waiting = len(self.ready) + max(0, self._in_flight() - s.concurrency)
+            if room > 0 and (waiting < s.concurrency or room >= target // 2):
                 want = min(room, s.claim_batch)
                 jobs = await self._claim(store, want)
                 self.ready.extend(jobs)
@@ -336,12 +338,14 @@ class Worker:
         taking it (``runtime/threads.py``)."""
         starting: list[JobRecord] = []
         ahead = self.settings.concurrency + self._prefetch()
+        queue_ahead = self._may_queue_ahead()
         while self.ready:
             job = self.ready[0]
             taken = self._in_flight() + len(starting)
-            if taken >= self.settings.concurrency and (taken >= ahead or not self._queueable(job)):
+            if taken >= self.settings.concurrency and not (queue_ahead and taken < ahead and self._queueable(job)):
                 break
             self.ready.popleft()
+            queue_ahead = queue_ahead and not self.app.tasks[job.task].is_async
             if self.background and self.renewals.overdue([job.id], self.clock.now()):
                 log.warning("job %s: its lease expires before it could start (a late answer); not starting it", job.id)
                 self._forget(job.id)
@@ -372,6 +376,21 @@ class Worker:
         limit (a bucket's grant is for starting now)."""
         task = self.app.tasks[job.task]
         return not task.is_async and task.limit_name is None
+
+    def _may_queue_ahead(self) -> bool:
+        """Whether sync jobs may be queued beyond the free slots: only while every slot is
+        a task thread's. An async attempt or the catcher's holds a slot without one, and a
+        task thread left idle would take a queued job beside it (more jobs running than
+        ``concurrency``)."""
+        caught = self.catcher is not None and self.catcher.current is not None
+        return not caught and not any(a.task.is_async for a in self.attempts.values())
+
+    def _stop(self, attempt: Attempt, reason: Interrupt) -> None:
+        """Stop an attempt; one still waiting for a task thread ends here and now."""
+        if attempt.withdraw(reason):
+            self._finish(attempt, self.executor.interrupted(attempt))
+        else:
+            attempt.stop(reason)
 
     def _running(self) -> int:
         """Attempts running (a sync one queued for the task threads is not yet)."""
@@ -575,11 +594,11 @@ class Worker:
             self._forget(job_id)
             if (attempt := self.attempts.get(job_id)) is not None:
                 log.warning("job %s: lease lost (taken over after expiry); abandoning this attempt", job_id)
-                attempt.stop(Interrupt.LOST)
+                self._stop(attempt, Interrupt.LOST)
         for job_id in result.cancel_requested:
             if (attempt := self.attempts.get(job_id)) is not None:
                 log.info("job %s: cancel requested; stopping it", job_id)
-                attempt.stop(Interrupt.CANCEL)
+                self._stop(attempt, Interrupt.CANCEL)
         if not await store.worker_heartbeat(self.id, in_flight=self._running(), now=now):
             await store.worker_register(replace(self._info(), started_at=now))
         # then follow the store server's clock (leases, due times): its readings come after
@@ -619,7 +638,7 @@ class Worker:
                         job_id,
                         now - (self.renewals.deadline(job_id) - self.settings.lease + self.renewals.margin),
                     )
-                    attempt.stop(Interrupt.LOST)
+                    self._stop(attempt, Interrupt.LOST)
                 if attempt is None or attempt.finished:
                     self._forget(job_id)
 
@@ -705,13 +724,14 @@ class Worker:
         self.ready.extend(handed)
 
     async def _drain(self, store: Store) -> None:
-        """Hand back prefetched jobs; let running ones finish within the grace, then hand
-        back what still runs."""
+        """Hand back prefetched jobs (and those waiting for a task thread); let running
+        ones finish within the grace, then hand back what still runs."""
         while self.ready:
             job = self.ready.popleft()
             self.acks.append(JobOutcome(lease=self.held[job.id], outcome=Outcome.RELEASED))
-        for attempt in self.attempts.values():
-            attempt.release_if_waiting()
+        for attempt in list(self.attempts.values()):
+            if attempt.withdraw(Interrupt.SHUTDOWN):
+                self._finish(attempt, self.executor.interrupted(attempt))
         if self.attempts and not self._hard_stop:
             log.info("waiting up to %.0f s for %d running jobs", self.settings.shutdown_grace, len(self.attempts))
             await self._wait_idle(self.settings.shutdown_grace)
