@@ -330,7 +330,9 @@ class Worker:
         (else it waits, as scheduled, for the time the bucket names).
 
         Sync jobs without a rate limit also go to the threads' queue beyond the free slots
-        (up to the prefetch): a thread that ends a job takes the next at once instead of
+        (up to the prefetch), while every slot is a task thread's (``_may_queue_ahead``;
+        a cancel, a lost lease or a shutdown ends a queued job at once, ``_stop`` and
+        ``_drain``): a thread that ends a job takes the next at once instead of
         waiting for this loop to hear of it and hand one over (with the lease tokens of
         ``ids.token``, a Redis drain of one ``INCR`` per job gained 12% on one process and
         on two: ``benchmarks/drain_split.py --against``). The queue holds no more than the
