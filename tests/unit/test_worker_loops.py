@@ -276,8 +276,11 @@ async def test_sync_jobs_wait_on_the_task_threads_queue_beyond_the_free_slot(app
 
 async def test_a_queued_sync_jobs_timeout_counts_from_its_start(clock: ManualClock) -> None:
     """A job that waited on the threads' queue longer than its timeout still gets all of
-    it once a thread takes it (timeouts are real time: a fraction of a second)."""
-    app = App(f"memory://{uuid7()}", clock=clock, worker=WorkerSettings(concurrency=1, prefetch_window=1.0))
+    it once a thread takes it (timeouts are real time: a fraction of a second). A timer
+    counted from the queueing would, with no thread to stop, find the job stuck a grace
+    later: failed, and the worker recycled."""
+    settings = WorkerSettings(concurrency=1, prefetch_window=1.0, timeout_grace=0.1)
+    app = App(f"memory://{uuid7()}", clock=clock, worker=settings)
     started, release = threading.Event(), threading.Event()
 
     @app.task(name="block")

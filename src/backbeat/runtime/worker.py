@@ -249,10 +249,11 @@ class Worker:
             await self._start_ready(store)
             await self._quiet()
             target = s.concurrency + self._prefetch()
-            room = target - self._in_flight() - len(self.ready)
+            in_flight = self._in_flight()
+            room = target - in_flight - len(self.ready)
             timeout = s.idle_poll
             # claimed, not started: prefetched, or queued beyond the slots for the task threads
-            waiting = len(self.ready) + max(0, self._in_flight() - s.concurrency)
+            waiting = len(self.ready) + max(0, in_flight - s.concurrency)
             if room > 0 and (waiting < s.concurrency or room >= target // 2):
                 want = min(room, s.claim_batch)
                 jobs = await self._claim(store, want)
@@ -338,21 +339,7 @@ class Worker:
         on two: ``benchmarks/drain_split.py --against``). The queue holds no more than the
         worker holds claimed anyway, and a queued attempt's timeout counts from the thread
         taking it (``runtime/threads.py``)."""
-        starting: list[JobRecord] = []
-        ahead = self.settings.concurrency + self._prefetch()
-        queue_ahead = self._may_queue_ahead()
-        while self.ready:
-            job = self.ready[0]
-            taken = self._in_flight() + len(starting)
-            if taken >= self.settings.concurrency and not (queue_ahead and taken < ahead and self._queueable(job)):
-                break
-            self.ready.popleft()
-            queue_ahead = queue_ahead and not self.app.tasks[job.task].is_async
-            if self.background and self.renewals.overdue([job.id], self.clock.now()):
-                log.warning("job %s: its lease expires before it could start (a late answer); not starting it", job.id)
-                self._forget(job.id)
-                continue
-            starting.append(job)
+        starting = self._startable()
         if not starting:
             return
         try:
@@ -373,11 +360,30 @@ class Worker:
             else:
                 self.threads.submit(attempt)
 
-    def _queueable(self, job: JobRecord) -> bool:
-        """Whether ``job`` may wait on the task threads' queue: a sync task with no rate
-        limit (a bucket's grant is for starting now)."""
-        task = self.app.tasks[job.task]
-        return not task.is_async and task.limit_name is None
+    def _startable(self) -> list[JobRecord]:
+        """The prefetched jobs to start now, taken off ``ready`` in order (see ``_start_ready``)."""
+        starting: list[JobRecord] = []
+        ahead = self.settings.concurrency + self._prefetch()
+        queue_ahead: bool | None = None  # decided once needed (it looks at every attempt)
+        while self.ready:
+            job = self.ready[0]
+            task = self.app.tasks[job.task]
+            taken = self._in_flight() + len(starting)
+            if taken >= self.settings.concurrency:
+                if queue_ahead is None:
+                    queue_ahead = self._may_queue_ahead()
+                # only a sync job with no rate limit waits for a thread (a grant is for now)
+                if not (queue_ahead and taken < ahead and not task.is_async and task.limit_name is None):
+                    break
+            self.ready.popleft()
+            if task.is_async:
+                queue_ahead = False  # it holds a slot without a task thread
+            if self.background and self.renewals.overdue([job.id], self.clock.now()):
+                log.warning("job %s: its lease expires before it could start (a late answer); not starting it", job.id)
+                self._forget(job.id)
+                continue
+            starting.append(job)
+        return starting
 
     def _may_queue_ahead(self) -> bool:
         """Whether sync jobs may be queued beyond the free slots: only while every slot is
